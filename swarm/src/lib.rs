@@ -1,1 +1,79 @@
-//! swarm
+//! A single-threaded libp2p swarm over QUIC, with protocol plugins.
+//!
+//! # Threading model
+//!
+//! One thread (the *swarm thread*) owns everything shared: the UDP sockets,
+//! the QUIC endpoints and connections, the stream table, the peer store and
+//! the listen addresses. Nothing else touches them. The [`Swarm`] core does
+//! no I/O and takes the time as an argument; the [`Runtime`] drives it with
+//! mio and real sockets, or a test drives it with a virtual clock.
+//!
+//! # Plugins
+//!
+//! A protocol is a value implementing [`Protocol`], registered with
+//! [`Runtime::add_protocol`]. The swarm calls it on the swarm thread, one
+//! call at a time, with a [`Context`] to call back (listen, dial, open a
+//! stream, write, set a timer, emit an event, read the peer store). The swarm
+//! runs multistream-select on every stream; a plugin only sees streams for
+//! the protocol ids it declared, or streams it opened.
+//!
+//! Call order: `on_start` once; per connection `handle_new_connection`, then
+//! stream callbacks, then `handle_closed_connection` (after the
+//! `handle_stream_closed` of each of its streams). Per stream:
+//! `accept_inbound_stream` or `handle_stream_negotiated`, then
+//! `handle_stream_data` / `handle_stream_writable`, then
+//! `handle_stream_finished` or `handle_stream_closed`.
+//!
+//! # Who owns what
+//!
+//! A stream belongs to the plugin that accepted or opened it, until the
+//! plugin hands it to a thread with [`Context::detach_stream`]. Then a
+//! [`StreamHandle`] (`Read + Write`, blocking) owns it; the swarm moves
+//! bytes between it and QUIC through a bounded buffer and stops reading
+//! QUIC when the buffer is full, so a slow reader flow-controls the remote
+//! instead of growing memory. Other threads command the swarm through a
+//! [`SwarmHandle`] (`Send + Clone`).
+//!
+//! # Keep-alive
+//!
+//! A connection stays open while it has streams, or while a plugin keeps it
+//! with [`Context::keep_alive`]. Otherwise it closes after
+//! [`SwarmConfig::idle_connection_timeout`]. While open, QUIC PINGs every
+//! [`SwarmConfig::keep_alive_interval`] keep NATs and the peer's idle timer
+//! from closing it.
+
+pub mod address;
+mod config;
+mod connection;
+mod error;
+mod handle;
+mod ids;
+pub mod identity;
+mod limits;
+pub mod multistream;
+pub mod peer_store;
+mod protocol;
+mod runtime;
+mod stream;
+mod swarm;
+mod threaded;
+pub mod tls;
+mod transport;
+mod wake;
+
+pub use bytes::Bytes;
+pub use config::SwarmConfig;
+pub use error::{DialError, ListenError, OpenStreamError, StreamError};
+pub use handle::{HandleError, SwarmHandle};
+pub use ids::{ConnId, PluginId, StreamRef, TimerId};
+pub use libp2p_identity::{Keypair, PeerId, PublicKey};
+pub use limits::{ConnectionLimit, Limits};
+pub use multiaddr::{self, Multiaddr};
+pub use protocol::{Context, Protocol, ProtocolEvent, StreamTarget};
+pub use runtime::{Runtime, RuntimeError};
+pub use swarm::{
+    CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, MAX_DATAGRAMS_PER_TURN, RESET_CODE_NEGOTIATION,
+    SocketBinder, Swarm, SwarmEvent,
+};
+pub use threaded::StreamHandle;
+pub use wake::{NoWake, Wake};

@@ -1,0 +1,100 @@
+//! QUIC multiaddrs: `/ip4|ip6/<ip>/udp/<port>/quic-v1[/p2p/<peer id>]`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use libp2p_identity::PeerId;
+use multiaddr::{Multiaddr, Protocol};
+
+/// A parsed QUIC multiaddr: the UDP socket address and the optional PeerId.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuicAddr {
+    /// The UDP address.
+    pub socket: SocketAddr,
+    /// The `/p2p/…` suffix, if present.
+    pub peer: Option<PeerId>,
+}
+
+/// Parse a QUIC v1 multiaddr. `None` for anything else (tcp, dns, quic draft-29, …).
+pub fn parse_quic_addr(addr: &Multiaddr) -> Option<QuicAddr> {
+    let mut iter = addr.iter();
+    let ip: IpAddr = match iter.next()? {
+        Protocol::Ip4(ip) => ip.into(),
+        Protocol::Ip6(ip) => ip.into(),
+        _ => return None,
+    };
+    let port = match iter.next()? {
+        Protocol::Udp(port) => port,
+        _ => return None,
+    };
+    if iter.next()? != Protocol::QuicV1 {
+        return None;
+    }
+    let peer = match iter.next() {
+        None => None,
+        Some(Protocol::P2p(peer)) => Some(peer),
+        Some(_) => return None,
+    };
+    if iter.next().is_some() {
+        return None;
+    }
+    Some(QuicAddr {
+        socket: SocketAddr::new(ip, port),
+        peer,
+    })
+}
+
+/// The QUIC v1 multiaddr of a UDP socket address.
+pub fn quic_multiaddr(socket: SocketAddr) -> Multiaddr {
+    let ip = match socket.ip() {
+        IpAddr::V4(ip) => Protocol::Ip4(ip),
+        IpAddr::V6(ip) => Protocol::Ip6(ip),
+    };
+    Multiaddr::empty()
+        .with(ip)
+        .with(Protocol::Udp(socket.port()))
+        .with(Protocol::QuicV1)
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as plain IPv4, so that a
+/// dual-stack socket reports the address the peer really used.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quic_v1_addresses_parse_with_and_without_peer_id() {
+        let peer = PeerId::random();
+        let a: Multiaddr = format!("/ip4/127.0.0.1/udp/4001/quic-v1/p2p/{peer}")
+            .parse()
+            .unwrap();
+        let q = parse_quic_addr(&a).unwrap();
+        assert_eq!(q.socket, "127.0.0.1:4001".parse().unwrap());
+        assert_eq!(q.peer, Some(peer));
+        let b: Multiaddr = "/ip6/::1/udp/0/quic-v1".parse().unwrap();
+        assert_eq!(parse_quic_addr(&b).unwrap().peer, None);
+        assert_eq!(quic_multiaddr("[::1]:0".parse().unwrap()), b);
+    }
+
+    #[test]
+    fn non_quic_v1_addresses_are_rejected() {
+        for s in [
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/127.0.0.1/udp/4001/quic",
+            "/ip4/127.0.0.1/udp/4001",
+            "/dns4/example.com/udp/4001/quic-v1",
+            "/ip4/127.0.0.1/udp/4001/quic-v1/webtransport",
+        ] {
+            assert_eq!(parse_quic_addr(&s.parse().unwrap()), None, "{s}");
+        }
+    }
+}

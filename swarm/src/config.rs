@@ -1,0 +1,52 @@
+//! Swarm configuration: identity, transport tuning and limits.
+
+use std::time::Duration;
+
+use libp2p_identity::Keypair;
+
+use crate::limits::Limits;
+use crate::multistream::MultistreamLimits;
+
+/// Everything a swarm needs to start. `SwarmConfig::new(keypair)` gives
+/// defaults that interoperate with rust-libp2p and go-libp2p.
+#[derive(Clone)]
+pub struct SwarmConfig {
+    /// The host key; the PeerId derives from it.
+    pub keypair: Keypair,
+    /// Connection, stream and buffer limits.
+    pub limits: Limits,
+    /// Frame size and round limits for multistream-select.
+    pub multistream: MultistreamLimits,
+    /// QUIC idle timeout: a connection that hears nothing for this long is
+    /// dead. Default 10 s (rust-libp2p's).
+    pub quic_idle_timeout: Duration,
+    /// QUIC keep-alive PING interval while a connection is kept. Default 5 s.
+    pub keep_alive_interval: Duration,
+    /// A connection with no streams and no plugin keeping it closes after
+    /// this long. Default 10 s.
+    pub idle_connection_timeout: Duration,
+    /// Per-stream receive window. Default 10 MB (rust-libp2p's).
+    pub stream_receive_window: u32,
+    /// Per-connection receive window. Default 15 MB (rust-libp2p's); quinn's
+    /// own default is unbounded, which would let one peer take all memory.
+    pub connection_receive_window: u32,
+    /// Per-connection send window. Default 15 MB.
+    pub send_window: u64,
+}
+
+impl SwarmConfig {
+    /// Defaults for the given host key.
+    pub fn new(keypair: Keypair) -> Self {
+        Self {
+            keypair,
+            limits: Limits::default(),
+            multistream: MultistreamLimits::default(),
+            quic_idle_timeout: Duration::from_secs(10),
+            keep_alive_interval: Duration::from_secs(5),
+            idle_connection_timeout: Duration::from_secs(10),
+            stream_receive_window: 10_000_000,
+            connection_receive_window: 15_000_000,
+            send_window: 15_000_000,
+        }
+    }
+}

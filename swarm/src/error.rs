@@ -1,0 +1,141 @@
+//! One error enum per operation: listen, dial, open a stream, use a stream.
+
+use std::io;
+
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+
+use crate::ids::{ConnId, StreamRef};
+use crate::limits::ConnectionLimit;
+use crate::multistream::MultistreamError;
+
+/// Why listening on an address failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// Only `/ip4|ip6/<ip>/udp/<port>/quic-v1` is supported.
+    #[error("unsupported listen address {0} (expected /ip4|ip6/…/udp/…/quic-v1)")]
+    UnsupportedAddress(Multiaddr),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: Multiaddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The swarm is shutting down.
+    #[error("the swarm is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a dial failed. Delivered to the dialing plugin or handle.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DialError {
+    /// Only `/ip4|ip6/<ip>/udp/<port>/quic-v1[/p2p/<id>]` can be dialed.
+    #[error("unsupported dial address {0}")]
+    UnsupportedAddress(Multiaddr),
+    /// `dial_with_id` found no unexpired address for the peer.
+    #[error("no known address for peer {0}")]
+    NoAddresses(PeerId),
+    /// The remote's certificate named a different PeerId than the one dialed.
+    /// Detected inside the TLS handshake.
+    #[error("wrong peer id: expected {expected}, remote presented {actual}")]
+    WrongPeerId {
+        /// The PeerId we dialed.
+        expected: PeerId,
+        /// The PeerId the remote's certificate carries.
+        actual: PeerId,
+    },
+    /// A connection limit refused the dial.
+    #[error("connection refused by limit: {0}")]
+    Limit(#[from] ConnectionLimit),
+    /// The handshake did not finish within the handshake timeout.
+    #[error("handshake timed out")]
+    Timeout,
+    /// The QUIC or TLS handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The peer could not be reached (no answer, or ICMP unreachable).
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// quinn refused to start the connection.
+    #[error("cannot start connection: {0}")]
+    Connect(String),
+    /// No UDP socket of the right address family could be bound.
+    #[error("no socket to dial from: {0}")]
+    NoSocket(String),
+    /// The swarm is shutting down.
+    #[error("the swarm is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum OpenStreamError {
+    /// The connection handle is stale or was never valid.
+    #[error("unknown connection {0}")]
+    UnknownConnection(ConnId),
+    /// The connection exists but its handshake has not finished.
+    #[error("connection {0} is still handshaking")]
+    NotEstablished(ConnId),
+    /// There is no live connection to the peer; dial it first.
+    #[error("not connected to {0}")]
+    NotConnected(PeerId),
+    /// The remote's stream limit is reached.
+    #[error("the peer's stream limit is reached")]
+    TooManyStreams,
+    /// The remote refused the protocol (`na`) or negotiation failed.
+    #[error("negotiation failed: {0}")]
+    Negotiation(#[from] MultistreamError),
+    /// The swarm is shutting down.
+    #[error("the swarm is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a stream operation failed, or why a stream ended abnormally.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StreamError {
+    /// The stream handle is stale: the stream or its connection is gone.
+    #[error("unknown stream {0}")]
+    UnknownStream(StreamRef),
+    /// The stream was handed to a thread; use its handle instead.
+    #[error("stream {0} is owned by a thread")]
+    Detached(StreamRef),
+    /// Our send side was already finished or reset.
+    #[error("stream is closed for writing")]
+    SendClosed,
+    /// The remote asked us to stop sending, with this code.
+    #[error("remote stopped the stream with code {0}")]
+    Stopped(u64),
+    /// The remote reset its send side, with this code.
+    #[error("remote reset the stream with code {0}")]
+    Reset(u64),
+    /// multistream-select failed on this stream.
+    #[error("negotiation failed: {0}")]
+    Negotiation(MultistreamError),
+    /// The remote ended the stream before negotiation finished.
+    #[error("stream ended during negotiation")]
+    EndedDuringNegotiation,
+    /// multistream-select took longer than the negotiation timeout.
+    #[error("negotiation timed out")]
+    NegotiationTimeout,
+    /// Too many streams were negotiating on the connection.
+    #[error("too many streams negotiating on the connection")]
+    TooManyNegotiating,
+    /// The connection closed under the stream.
+    #[error("connection closed: {0}")]
+    ConnectionClosed(String),
+}
+
+impl From<StreamError> for io::Error {
+    fn from(e: StreamError) -> Self {
+        let kind = match e {
+            StreamError::Reset(_) | StreamError::Stopped(_) => io::ErrorKind::ConnectionReset,
+            StreamError::ConnectionClosed(_) => io::ErrorKind::ConnectionAborted,
+            StreamError::NegotiationTimeout => io::ErrorKind::TimedOut,
+            StreamError::SendClosed => io::ErrorKind::BrokenPipe,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,62 @@
+//! Handles: small `Copy` values that name a connection, a stream, a timer or a plugin.
+//!
+//! Connections live in a slab. A slab index alone would be reused after a
+//! connection closes, so a [`ConnId`] also carries a generation: a handle kept
+//! past its connection's life resolves to an error, never to a stranger.
+
+use std::fmt;
+
+/// A connection owned by the swarm. Stale handles are detected by generation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}.{}", self.index, self.generation)
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A stream on a connection. QUIC never reuses a stream id within a
+/// connection, so the pair is unique for the life of the swarm.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamRef {
+    /// The connection the stream belongs to.
+    pub conn: ConnId,
+    pub(crate) id: quinn_proto::StreamId,
+}
+
+impl StreamRef {
+    /// The QUIC stream id as a number (for logs and wire formats).
+    pub fn quic_id(&self) -> u64 {
+        self.id.into()
+    }
+}
+
+impl fmt::Debug for StreamRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/s{}", self.conn, u64::from(self.id))
+    }
+}
+
+impl fmt::Display for StreamRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The position of a plugin in the swarm's plugin list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PluginId(pub(crate) usize);
+
+/// A timer set by a plugin; the token is the plugin's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerId(pub(crate) u64);

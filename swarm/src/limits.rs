@@ -1,0 +1,68 @@
+//! Limits: every bound the swarm enforces against a busy or hostile peer.
+//!
+//! Each field has a documented default. A limit that is hit refuses the one
+//! connection or stream that would cross it, with a typed error; the rest of
+//! the swarm keeps running.
+
+use std::time::Duration;
+
+/// Bounds on connections, streams and buffers.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Established plus handshaking connections, in and out. Default 1024.
+    pub max_connections: usize,
+    /// Connections to one PeerId. Default 8.
+    pub max_connections_per_peer: usize,
+    /// Inbound connections from one IP address. Default 64.
+    pub max_connections_per_ip: usize,
+    /// Inbound connections still in the QUIC/TLS handshake. Default 128.
+    pub max_pending_handshakes: usize,
+    /// Bidirectional streams the remote may have open at once on a
+    /// connection (the QUIC stream limit). Default 256, as rust-libp2p.
+    pub max_inbound_streams: u32,
+    /// Streams on one connection still negotiating multistream-select.
+    /// Default 32; the next one is reset.
+    pub max_negotiating_streams: usize,
+    /// Longest a stream may take to finish multistream-select. Default 10 s.
+    pub negotiation_timeout: Duration,
+    /// Longest a QUIC/TLS handshake may take. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Bytes the swarm buffers for a stream handed to another thread before
+    /// it stops reading from QUIC (so the remote is flow-controlled).
+    /// The same bound applies to bytes queued by the thread for sending.
+    /// Default 256 KiB.
+    pub threaded_stream_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_peer: 8,
+            max_connections_per_ip: 64,
+            max_pending_handshakes: 128,
+            max_inbound_streams: 256,
+            max_negotiating_streams: 32,
+            negotiation_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            threaded_stream_buffer: 256 * 1024,
+        }
+    }
+}
+
+/// Which connection limit refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionLimit {
+    /// [`Limits::max_connections`] was reached.
+    #[error("total connection limit ({0}) reached")]
+    Total(usize),
+    /// [`Limits::max_connections_per_peer`] was reached.
+    #[error("per-peer connection limit ({0}) reached")]
+    PerPeer(usize),
+    /// [`Limits::max_connections_per_ip`] was reached.
+    #[error("per-IP connection limit ({0}) reached")]
+    PerIp(usize),
+    /// [`Limits::max_pending_handshakes`] was reached.
+    #[error("pending handshake limit ({0}) reached")]
+    PendingHandshakes(usize),
+}

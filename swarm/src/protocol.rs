@@ -1,0 +1,321 @@
+//! The plugin API: the [`Protocol`] trait the swarm calls, and the
+//! [`Context`] a plugin uses to call back.
+//!
+//! Every method runs on the swarm thread, one at a time, and must not block:
+//! a plugin that needs to block (disk, a long computation) hands the stream
+//! to a thread with [`Context::detach_stream`].
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+
+use crate::error::{DialError, ListenError, OpenStreamError, StreamError};
+use crate::ids::{ConnId, PluginId, StreamRef, TimerId};
+use crate::peer_store::{PeerRecord, PeerStore};
+use crate::swarm::Core;
+use crate::threaded::StreamHandle;
+
+/// An event between plugins, or from another thread to the plugins, or from
+/// a plugin to the application (see [`SwarmEvent::Protocol`](crate::SwarmEvent)).
+#[derive(Clone)]
+pub struct ProtocolEvent {
+    /// The name of the plugin (or `"handle"`) that emitted it.
+    pub source: &'static str,
+    /// The event itself; receivers downcast to the types they know.
+    pub payload: Arc<dyn Any + Send + Sync>,
+}
+
+impl ProtocolEvent {
+    /// Wrap a value as an event from `source`.
+    pub fn new<T: Any + Send + Sync>(source: &'static str, payload: T) -> Self {
+        Self {
+            source,
+            payload: Arc::new(payload),
+        }
+    }
+
+    /// The payload as a `T`, if it is one.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.payload.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for ProtocolEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtocolEvent")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A protocol plugin. Implement the methods you need; the rest do nothing.
+///
+/// Call order for a stream: `accept_inbound_stream` (inbound) or
+/// `handle_stream_negotiated` (outbound), then any number of
+/// `handle_stream_data` / `handle_stream_writable`, then
+/// `handle_stream_finished` when the remote ends its side, or
+/// `handle_stream_closed` if the stream dies (reset, stopped, connection lost).
+/// A connection's `handle_closed_connection` comes after the
+/// `handle_stream_closed` of each of its streams.
+pub trait Protocol: Send {
+    /// A short name for logs and for [`ProtocolEvent::source`].
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
+    /// The protocol ids whose inbound streams this plugin accepts.
+    fn protocol_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Called once when the swarm starts, before any connection.
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// A connection finished its handshake (either direction).
+    fn handle_new_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, peer: PeerId) {
+        let _ = (ctx, conn, peer);
+    }
+
+    /// An established connection closed.
+    fn handle_closed_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, peer: PeerId) {
+        let _ = (ctx, conn, peer);
+    }
+
+    /// A dial this plugin started failed.
+    fn handle_dial_failure(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &DialError) {
+        let _ = (ctx, conn, error);
+    }
+
+    /// A remote opened a stream and multistream-select matched `protocol`,
+    /// one of [`Protocol::protocol_ids`]. The plugin now owns the stream.
+    fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, protocol: &str) {
+        let _ = (ctx, stream, protocol);
+    }
+
+    /// A stream this plugin opened was accepted by the remote for `protocol`.
+    fn handle_stream_negotiated(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        protocol: &str,
+    ) {
+        let _ = (ctx, stream, protocol);
+    }
+
+    /// Bytes arrived on a stream this plugin owns (straight from QUIC, no copy).
+    fn handle_stream_data(&mut self, ctx: &mut Context<'_>, stream: StreamRef, data: Bytes) {
+        let _ = (ctx, stream, data);
+    }
+
+    /// A stream whose last write was short has room again.
+    fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+        let _ = (ctx, stream);
+    }
+
+    /// The remote finished its send side: no more data will come.
+    fn handle_stream_finished(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+        let _ = (ctx, stream);
+    }
+
+    /// The stream died: reset or stopped by the remote, negotiation failed
+    /// (for streams this plugin opened), or the connection closed.
+    fn handle_stream_closed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        reason: &StreamError,
+    ) {
+        let _ = (ctx, stream, reason);
+    }
+
+    /// A timer set with [`Context::set_timer`] fired.
+    fn handle_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
+        let _ = (ctx, token);
+    }
+
+    /// An event emitted by another plugin or sent from another thread.
+    fn handle_protocol_event(&mut self, ctx: &mut Context<'_>, event: &ProtocolEvent) {
+        let _ = (ctx, event);
+    }
+}
+
+/// What a plugin can ask of the swarm while it is being called.
+pub struct Context<'a> {
+    pub(crate) core: &'a mut Core,
+    pub(crate) plugin: PluginId,
+    pub(crate) name: &'static str,
+}
+
+impl Context<'_> {
+    /// This node's PeerId.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.core.local_peer_id()
+    }
+
+    /// The current time as the swarm sees it (virtual in tests).
+    pub fn now(&self) -> Instant {
+        self.core.now()
+    }
+
+    /// Start listening on a QUIC multiaddr; port 0 picks a free port.
+    /// Returns the resolved address.
+    pub fn listen(&mut self, addr: &Multiaddr) -> Result<Multiaddr, ListenError> {
+        self.core.listen(addr)
+    }
+
+    /// The addresses we listen on, resolved (no port 0).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.core.listen_addrs()
+    }
+
+    /// Dial a QUIC multiaddr, optionally ending in `/p2p/<peer id>` (then the
+    /// handshake fails unless the remote proves that identity). Without
+    /// `force_new_conn`, an existing connection to that peer is returned.
+    /// The outcome arrives as `handle_new_connection` or `handle_dial_failure`.
+    pub fn dial(&mut self, addr: &Multiaddr, force_new_conn: bool) -> Result<ConnId, DialError> {
+        self.core
+            .dial(addr, force_new_conn, crate::connection::Requester::Plugin(self.plugin))
+    }
+
+    /// Dial a peer at an address from the peer store.
+    pub fn dial_with_id(&mut self, peer: PeerId, force_new_conn: bool) -> Result<ConnId, DialError> {
+        self.core.dial_with_id(
+            peer,
+            force_new_conn,
+            crate::connection::Requester::Plugin(self.plugin),
+        )
+    }
+
+    /// Open a stream for `protocol` on a connection or to a connected peer.
+    /// The multistream-select header and protocol go out at once; data
+    /// written right away follows them in the same flight (optimistic).
+    pub fn open_stream(
+        &mut self,
+        target: impl Into<StreamTarget>,
+        protocol: &str,
+    ) -> Result<StreamRef, OpenStreamError> {
+        self.core.open_stream(target.into(), protocol, Some(self.plugin))
+    }
+
+    /// Write as much of `data` as the stream's window allows; returns how much.
+    /// A short write is followed by `handle_stream_writable`.
+    pub fn write(&mut self, stream: StreamRef, data: &[u8]) -> Result<usize, StreamError> {
+        self.core.write(stream, data)
+    }
+
+    /// Write a `Bytes` without copying; `data` is advanced past what was
+    /// taken. A short write is followed by `handle_stream_writable`.
+    pub fn write_bytes(&mut self, stream: StreamRef, data: &mut Bytes) -> Result<usize, StreamError> {
+        self.core.write_bytes(stream, data)
+    }
+
+    /// Finish our send side: the remote reads EOF after the written bytes.
+    pub fn finish(&mut self, stream: StreamRef) -> Result<(), StreamError> {
+        self.core.finish(stream)
+    }
+
+    /// Abort our send side with an error code; unsent data is discarded.
+    pub fn reset(&mut self, stream: StreamRef, code: u64) -> Result<(), StreamError> {
+        self.core.reset(stream, code)
+    }
+
+    /// Ask the remote to stop sending; we discard what still arrives.
+    pub fn stop_sending(&mut self, stream: StreamRef, code: u64) -> Result<(), StreamError> {
+        self.core.stop_sending(stream, code)
+    }
+
+    /// Stop (`false`) or resume (`true`) delivering this stream's data. While
+    /// paused, QUIC flow control holds the remote back.
+    pub fn set_reading(&mut self, stream: StreamRef, reading: bool) -> Result<(), StreamError> {
+        self.core.set_reading(stream, reading)
+    }
+
+    /// Hand a stream to another thread as a blocking `Read + Write` handle.
+    /// The plugin gets no more callbacks for it.
+    pub fn detach_stream(&mut self, stream: StreamRef) -> Result<StreamHandle, StreamError> {
+        self.core.detach_stream(stream)
+    }
+
+    /// Keep a connection open (`true`) even without streams, or release it.
+    pub fn keep_alive(&mut self, conn: ConnId, keep: bool) -> Result<(), OpenStreamError> {
+        self.core.keep_alive(conn, self.plugin, keep)
+    }
+
+    /// Close a connection with an application error code.
+    pub fn close_connection(&mut self, conn: ConnId, code: u32) -> Result<(), OpenStreamError> {
+        self.core.close_connection(conn, code, b"closed by plugin")
+    }
+
+    /// What the peer store knows about a peer.
+    pub fn metadata_for_peer(&self, peer: &PeerId) -> Option<&PeerRecord> {
+        self.core.peer_store().get(peer)
+    }
+
+    /// The peer store, for plugins that record what they learn (identify, ping).
+    pub fn peer_store_mut(&mut self) -> &mut PeerStore {
+        self.core.peer_store_mut()
+    }
+
+    /// The peer of an established connection.
+    pub fn connection_peer(&self, conn: ConnId) -> Option<PeerId> {
+        self.core.connection_peer(conn)
+    }
+
+    /// The remote's address on a connection (as we see it).
+    pub fn connection_remote_addr(&self, conn: ConnId) -> Option<Multiaddr> {
+        self.core.connection_remote_addr(conn)
+    }
+
+    /// Established connections to a peer.
+    pub fn connections_to(&self, peer: &PeerId) -> Vec<ConnId> {
+        self.core.connections_to(peer)
+    }
+
+    /// The protocol ids all plugins accept (for identify).
+    pub fn supported_protocols(&self) -> Vec<String> {
+        self.core.supported_protocols()
+    }
+
+    /// Call `handle_timer(token)` on this plugin after `delay`.
+    pub fn set_timer(&mut self, delay: Duration, token: u64) -> TimerId {
+        self.core.set_timer(self.plugin, delay, token)
+    }
+
+    /// Cancel a timer that has not fired. Cancelling a fired timer is a no-op.
+    pub fn cancel_timer(&mut self, timer: TimerId) {
+        self.core.cancel_timer(timer)
+    }
+
+    /// Emit an event to every other plugin and to application subscribers.
+    pub fn emit<T: Any + Send + Sync>(&mut self, payload: T) {
+        let event = ProtocolEvent::new(self.name, payload);
+        self.core.emit(Some(self.plugin), event)
+    }
+}
+
+/// Where to open a stream: a given connection, or any connection to a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamTarget {
+    /// This connection.
+    Conn(ConnId),
+    /// Any established connection to this peer.
+    Peer(PeerId),
+}
+
+impl From<ConnId> for StreamTarget {
+    fn from(c: ConnId) -> Self {
+        StreamTarget::Conn(c)
+    }
+}
+
+impl From<PeerId> for StreamTarget {
+    fn from(p: PeerId) -> Self {
+        StreamTarget::Peer(p)
+    }
+}

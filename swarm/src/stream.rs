@@ -1,0 +1,79 @@
+//! The stream table's entries: one per live QUIC bidirectional stream.
+//!
+//! A stream starts in multistream-select negotiation, then belongs to one
+//! plugin (which gets its data as callbacks) or to a thread (which reads and
+//! writes through a [`StreamHandle`](crate::StreamHandle)).
+
+use std::sync::Arc;
+
+use crate::ids::PluginId;
+use crate::multistream::Negotiation;
+use crate::error::OpenStreamError;
+use crate::threaded::{Shared, StreamHandle};
+
+/// Where a handle's `open_stream` result goes.
+pub(crate) type HandleWaiter = std::sync::mpsc::Sender<Result<StreamHandle, OpenStreamError>>;
+
+/// Who receives a stream's data.
+pub(crate) enum Owner {
+    /// Still negotiating. `plugin` is set for streams we opened.
+    Negotiating {
+        negotiation: Box<Negotiation>,
+        plugin: Option<PluginId>,
+        /// A `SwarmHandle::open_stream` caller waiting for a thread handle.
+        waiter: Option<HandleWaiter>,
+    },
+    /// Negotiated; data goes to the plugin's callbacks.
+    Plugin(PluginId),
+    /// Handed to a thread through a `StreamHandle`.
+    Thread(Arc<Shared>),
+}
+
+/// One stream's state on the swarm thread.
+pub(crate) struct Stream {
+    pub(crate) owner: Owner,
+    /// The protocol id once negotiated.
+    pub(crate) protocol: Option<String>,
+    /// The owner asked us not to read for now (plugin back-pressure).
+    pub(crate) read_paused: bool,
+    /// The receive side is over: FIN read, reset, or stopped by us.
+    pub(crate) recv_done: bool,
+    /// The send side is over: finished and acknowledged, reset, or stopped.
+    pub(crate) send_done: bool,
+    /// We called `finish` (waiting for the acknowledgement).
+    pub(crate) send_finishing: bool,
+    /// A plugin write was refused for lack of window: tell it when writable.
+    pub(crate) wants_writable: bool,
+}
+
+impl Stream {
+    pub(crate) fn new(owner: Owner) -> Self {
+        Self {
+            owner,
+            protocol: None,
+            read_paused: false,
+            recv_done: false,
+            send_done: false,
+            send_finishing: false,
+            wants_writable: false,
+        }
+    }
+
+    /// The plugin that owns or will own the stream, if any.
+    pub(crate) fn plugin(&self) -> Option<PluginId> {
+        match &self.owner {
+            Owner::Negotiating { plugin, .. } => *plugin,
+            Owner::Plugin(p) => Some(*p),
+            Owner::Thread(_) => None,
+        }
+    }
+
+    pub(crate) fn is_negotiating(&self) -> bool {
+        matches!(self.owner, Owner::Negotiating { .. })
+    }
+
+    /// Both directions are over; the entry can go.
+    pub(crate) fn is_done(&self) -> bool {
+        self.recv_done && self.send_done
+    }
+}
