@@ -57,6 +57,15 @@ impl fmt::Display for StreamRef {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PluginId(pub(crate) usize);
 
+impl PluginId {
+    /// The id for code outside any plugin (an application using
+    /// [`Swarm::with_context`](crate::Swarm::with_context)). Callbacks that
+    /// would go to it are dropped.
+    pub fn external() -> Self {
+        PluginId(usize::MAX)
+    }
+}
+
 /// A timer set by a plugin; the token is the plugin's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub(crate) u64);

@@ -314,6 +314,23 @@ impl Swarm {
         self.core.connections_to(peer)
     }
 
+    /// Bytes the swarm holds for streams handed to threads, both directions
+    /// (each stream is bounded by [`Limits::threaded_stream_buffer`](crate::Limits)).
+    pub fn threaded_buffered_bytes(&self) -> usize {
+        self.core
+            .connections
+            .iter()
+            .flat_map(|(_, c)| c.streams.values())
+            .filter_map(|s| match &s.owner {
+                Owner::Thread(shared) => {
+                    let st = shared.lock();
+                    Some(st.recv_len + st.send_len)
+                }
+                _ => None,
+            })
+            .sum()
+    }
+
     /// Whether a shutdown was requested and every connection has drained.
     pub fn is_shut_down(&self) -> bool {
         self.core.shutting_down && self.core.connections.is_empty()

@@ -1,0 +1,1 @@
+//! test_data (in progress)
