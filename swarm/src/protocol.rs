@@ -77,6 +77,11 @@ pub trait Protocol: Send {
         let _ = ctx;
     }
 
+    /// The swarm started listening on a new address (resolved, no port 0).
+    fn handle_new_listen_addr(&mut self, ctx: &mut Context<'_>, addr: &Multiaddr) {
+        let _ = (ctx, addr);
+    }
+
     /// A connection finished its handshake (either direction).
     fn handle_new_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, peer: PeerId) {
         let _ = (ctx, conn, peer);

@@ -129,6 +129,7 @@ struct Socket {
 /// A plugin call waiting to be made.
 enum Callback {
     Start(PluginId),
+    ListenAddr(Multiaddr),
     NewConnection(ConnId, PeerId),
     ClosedConnection(ConnId, PeerId),
     DialFailure(PluginId, ConnId, DialError),
@@ -473,6 +474,9 @@ impl Swarm {
                 break;
             };
             match cb {
+                Callback::ListenAddr(addr) => {
+                    self.each_plugin(|p, ctx| p.handle_new_listen_addr(ctx, &addr))
+                }
                 Callback::NewConnection(conn, peer) => {
                     self.each_plugin(|p, ctx| p.handle_new_connection(ctx, conn, peer))
                 }
@@ -598,6 +602,7 @@ impl Core {
         let resolved = quic_multiaddr(self.sockets[index.0].local);
         info!(addr = %resolved, "listening");
         self.publish(SwarmEvent::ListenAddr(resolved.clone()));
+        self.callbacks.push_back(Callback::ListenAddr(resolved.clone()));
         Ok(resolved)
     }
 
