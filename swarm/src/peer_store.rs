@@ -1,7 +1,7 @@
-//! TEMPORARY STUB
+//! scratch stub with the promised API
 #![allow(missing_docs, dead_code)]
 use std::time::{Duration, Instant};
-use libp2p_identity::PeerId;
+use libp2p_identity::{PeerId, PublicKey};
 use multiaddr::Multiaddr;
 use crate::ids::ConnId;
 #[derive(Default)]
@@ -15,4 +15,10 @@ impl PeerStore {
     pub fn add_connection(&mut self, _p: PeerId, _c: ConnId) {}
     pub fn remove_connection(&mut self, _p: PeerId, _c: ConnId) {}
     pub fn get(&self, _p: &PeerId) -> Option<&PeerRecord> { None }
+    pub fn set_protocols(&mut self, _p: PeerId, _v: Vec<String>) {}
+    pub fn set_agent_version(&mut self, _p: PeerId, _v: String) {}
+    pub fn set_protocol_version(&mut self, _p: PeerId, _v: String) {}
+    pub fn set_observed_addr(&mut self, _p: PeerId, _v: Multiaddr) {}
+    pub fn set_public_key(&mut self, _p: PeerId, _v: PublicKey) {}
+    pub fn set_rtt(&mut self, _p: PeerId, _v: Duration) {}
 }

@@ -1315,6 +1315,16 @@ impl Core {
         // A fresh stream has a full window; a negotiation message that does
         // not fit means the peer's limits are unusable.
         let written = conn.quic.send_stream(sid).write_chunks(std::slice::from_mut(&mut out));
+        if let Err(WriteError::Stopped(_)) = written {
+            // A write-only optimistic dialer (rust-libp2p's identify push)
+            // sends its message, FIN and STOP_SENDING at once: our echo
+            // cannot go out, but its data must still be delivered.
+            if let Some(s) = conn.streams.get_mut(&sid) {
+                s.send_done = true;
+            }
+            self.touch(index);
+            return;
+        }
         if written.is_err() || !out.is_empty() {
             let sref = StreamRef {
                 conn: self.conn_id(index),

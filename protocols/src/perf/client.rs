@@ -1,0 +1,284 @@
+//! The perf client, two ways: a plugin driven by [`PerfRequest`] events
+//! (zero-copy, the fast path), and [`run_blocking`] on a thread's stream
+//! handle (simple, one copy per write).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use swarm::{
+    Bytes, Context, Protocol, ProtocolEvent, StreamError, StreamHandle, StreamRef, StreamTarget,
+    SwarmHandle,
+};
+use tracing::{debug, warn};
+
+use super::run::{PerfError, PerfReport, Progress, Run, RunResult};
+use super::zeros::{chunk, send_zeros};
+use super::{PROTOCOL_ID, RESET_CODE};
+
+/// Ask a [`PerfClient`] plugin for a run. Send it with
+/// [`SwarmHandle::send_event`] (or use [`start`]) or, from another plugin,
+/// with [`Context::emit`]. The first `PerfClient` that sees it runs it.
+pub struct PerfRequest {
+    target: StreamTarget,
+    upload: u64,
+    download: u64,
+    /// Taken by the plugin that runs the request, so it runs once.
+    claim: Mutex<Option<(Arc<Progress>, Sender<RunResult>)>>,
+}
+
+impl PerfRequest {
+    /// A request to upload `upload` bytes and download `download` bytes on a
+    /// new stream to `target`, and the [`Run`] to watch it with.
+    pub fn new(target: impl Into<StreamTarget>, upload: u64, download: u64) -> (Self, Run) {
+        let (run, progress, reply) = Run::new();
+        let request = Self {
+            target: target.into(),
+            upload,
+            download,
+            claim: Mutex::new(Some((progress, reply))),
+        };
+        (request, run)
+    }
+
+    fn claim(&self) -> Option<(Arc<Progress>, Sender<RunResult>)> {
+        self.claim.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Start a run through the swarm's [`PerfClient`] plugin.
+pub fn start(
+    handle: &SwarmHandle,
+    target: impl Into<StreamTarget>,
+    upload: u64,
+    download: u64,
+) -> Result<Run, PerfError> {
+    let (request, run) = PerfRequest::new(target, upload, download);
+    handle.send_event(ProtocolEvent::new("perf", request))?;
+    Ok(run)
+}
+
+/// One outbound run.
+struct ClientRun {
+    progress: Arc<Progress>,
+    reply: Sender<RunResult>,
+    /// The 8-byte header, or what is left of it to write.
+    header: Bytes,
+    /// Upload bytes still to write.
+    left: u64,
+    upload: u64,
+    download: u64,
+    start: Instant,
+    /// When the upload was written and our side finished.
+    upload_done: Option<Instant>,
+}
+
+/// Runs perf transfers asked for with [`PerfRequest`]. Writes the header
+/// and upload right behind the protocol proposal (no wait for the
+/// negotiation round trip), from a static zero buffer; received bytes are
+/// counted and dropped.
+#[derive(Default)]
+pub struct PerfClient {
+    runs: HashMap<StreamRef, ClientRun>,
+}
+
+impl PerfClient {
+    /// A client with no runs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Write the header, then upload, then finish.
+    fn pump(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+        let Some(run) = self.runs.get_mut(&stream) else {
+            return;
+        };
+        if run.upload_done.is_some() {
+            return;
+        }
+        let result: Result<bool, StreamError> = (|| {
+            if !run.header.is_empty() {
+                ctx.write_bytes(stream, &mut run.header)?;
+                if !run.header.is_empty() {
+                    return Ok(false);
+                }
+            }
+            let n = send_zeros(ctx, stream, &mut run.left)?;
+            run.progress.add_uploaded(n);
+            if run.left > 0 {
+                return Ok(false);
+            }
+            ctx.finish(stream)?;
+            Ok(true)
+        })();
+        match result {
+            Ok(true) => run.upload_done = Some(ctx.now()),
+            Ok(false) => {}
+            Err(e) => self.end(ctx, stream, Err(PerfError::from(e))),
+        }
+    }
+
+    /// Remove a run and send its result.
+    fn end(&mut self, ctx: &mut Context<'_>, stream: StreamRef, result: RunResult) {
+        let Some(run) = self.runs.remove(&stream) else {
+            return;
+        };
+        match &result {
+            Ok(report) => debug!(%stream, ?report, "perf run done"),
+            Err(error) => {
+                // Drop whatever is left of the stream; it may already be gone.
+                let _ = ctx.reset(stream, RESET_CODE);
+                let _ = ctx.stop_sending(stream, RESET_CODE);
+                warn!(%stream, %error, "perf run failed");
+            }
+        }
+        // The requester may have given up; nothing else to do then.
+        let _ = run.reply.send(result);
+    }
+}
+
+impl Protocol for PerfClient {
+    fn name(&self) -> &'static str {
+        "perf-client"
+    }
+
+    fn handle_protocol_event(&mut self, ctx: &mut Context<'_>, event: &ProtocolEvent) {
+        let Some(request) = event.downcast_ref::<PerfRequest>() else {
+            return;
+        };
+        let Some((progress, reply)) = request.claim() else {
+            return;
+        };
+        let stream = match ctx.open_stream(request.target, PROTOCOL_ID) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        debug!(%stream, upload = request.upload, download = request.download, "perf run started");
+        let header = Bytes::copy_from_slice(&request.download.to_be_bytes());
+        self.runs.insert(
+            stream,
+            ClientRun {
+                progress,
+                reply,
+                header,
+                left: request.upload,
+                upload: request.upload,
+                download: request.download,
+                start: ctx.now(),
+                upload_done: None,
+            },
+        );
+        self.pump(ctx, stream);
+    }
+
+    fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+        self.pump(ctx, stream);
+    }
+
+    fn handle_stream_data(&mut self, _: &mut Context<'_>, stream: StreamRef, data: Bytes) {
+        if let Some(run) = self.runs.get(&stream) {
+            run.progress.add_downloaded(data.len() as u64);
+        }
+    }
+
+    fn handle_stream_finished(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+        let Some(run) = self.runs.get(&stream) else {
+            return;
+        };
+        let received = run.progress.downloaded();
+        let result = match run.upload_done {
+            _ if received != run.download => Err(PerfError::WrongByteCount {
+                expected: run.download,
+                received,
+            }),
+            // The server must read to our EOF before it answers; an early
+            // EOF from it means the upload was not all taken.
+            None => Err(PerfError::EndedEarly),
+            Some(upload_done) => {
+                let now = ctx.now();
+                Ok(PerfReport {
+                    bytes_up: run.upload,
+                    bytes_down: received,
+                    upload_time: upload_done - run.start,
+                    download_time: now - upload_done,
+                    total_time: now - run.start,
+                })
+            }
+        };
+        self.end(ctx, stream, result);
+    }
+
+    fn handle_stream_closed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        reason: &StreamError,
+    ) {
+        self.end(ctx, stream, Err(reason.clone().into()));
+    }
+}
+
+/// Size of the buffers [`run_blocking`] writes from and reads into.
+const BLOCKING_BUFFER: usize = 64 * 1024;
+
+/// Run one transfer on a thread: open a stream through `handle`, then use
+/// blocking reads and writes. Slower than the plugin (each write is copied
+/// into the hand-off buffer) but needs no plugin. Each blocking step waits
+/// at most `timeout`.
+pub fn run_blocking(
+    handle: &SwarmHandle,
+    target: impl Into<StreamTarget>,
+    upload: u64,
+    download: u64,
+    timeout: Duration,
+) -> RunResult {
+    let start = Instant::now();
+    let mut stream = handle.open_stream(target, PROTOCOL_ID, timeout)??;
+    stream.set_timeout(Some(timeout));
+    let io = |e: std::io::Error| PerfError::Io(e.to_string());
+    stream.write_all(&download.to_be_bytes()).map_err(io)?;
+    upload_blocking(&mut stream, upload).map_err(io)?;
+    stream.finish().map_err(io)?;
+    let upload_done = Instant::now();
+    let received = drain_blocking(&mut stream).map_err(io)?;
+    let end = Instant::now();
+    if received != download {
+        return Err(PerfError::WrongByteCount {
+            expected: download,
+            received,
+        });
+    }
+    Ok(PerfReport {
+        bytes_up: upload,
+        bytes_down: received,
+        upload_time: upload_done - start,
+        download_time: end - upload_done,
+        total_time: end - start,
+    })
+}
+
+fn upload_blocking(stream: &mut StreamHandle, mut left: u64) -> std::io::Result<()> {
+    let zeros = chunk(BLOCKING_BUFFER);
+    while left > 0 {
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(zeros.len());
+        stream.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn drain_blocking(stream: &mut StreamHandle) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; BLOCKING_BUFFER];
+    let mut total = 0u64;
+    loop {
+        match stream.read(&mut buf)? {
+            0 => return Ok(total),
+            n => total += n as u64,
+        }
+    }
+}

@@ -1,0 +1,1014 @@
+//! Test support: a real [rust-libp2p](https://github.com/libp2p/rust-libp2p) node
+//! (libp2p 0.57 from crates.io) running over QUIC v1 on a background thread,
+//! driven through a blocking `std` API.
+//!
+//! It is meant for interoperability tests of a separate (non-async) libp2p
+//! implementation: spawn a [`RustPeer`], dial it or let it dial you, and
+//! observe what it sees through [`PeerEvent`]s.
+//!
+//! The node runs these behaviours:
+//! * ping (`/ipfs/ping/1.0.0`), interval [`PeerConfig::ping_interval`];
+//! * identify (`/ipfs/id/1.0.0`, `/ipfs/id/push/1.0.0`), protocol version
+//!   `"/ipfs/0.1.0"`, agent [`PeerConfig::agent_version`];
+//! * `libp2p-stream`, used for the echo protocols
+//!   ([`PeerConfig::echo_protocols`]), for [`RustPeer::request`], and for the
+//!   `/perf/1.0.0` client ([`RustPeer::perf`]) and server
+//!   ([`PeerConfig::perf_server`]).
+//!
+//! # Multistream-select on outbound streams
+//!
+//! libp2p-swarm 0.48 negotiates every substream itself with
+//! `multistream_select::dialer_select_proto`, using `Version::V1` unless the
+//! swarm-wide override `Config::with_substream_upgrade_protocol_override` is
+//! set; there is no per-stream choice (libp2p-stream's upgrade only passes
+//! the negotiated stream through). [`PeerConfig::multistream_version`] sets
+//! that override, so it applies to *all* streams this node opens (ping,
+//! identify, identify push, [`RustPeer::request`], [`RustPeer::perf`]). The
+//! listener side behaves the same with either value.
+//!
+//! On the wire (QUIC STREAM frames; `H` = `0x13 "/multistream/1.0.0\n"`,
+//! `P` = varint length + `"<protocol>\n"`):
+//!
+//! * [`MultistreamVersion::V1`] (stock rust-libp2p 0.57 behaviour): the
+//!   dialer sends `H P` in one flush (no FIN), waits for the listener's
+//!   `H P`, and only then writes application data.
+//! * [`MultistreamVersion::V1Lazy`] (this crate's default): the dialer
+//!   buffers `H P` and reports the stream as negotiated at once; the first
+//!   write, flush, close or read sends it, back to back with the data. A
+//!   [`RustPeer::request`] of `d` bytes is one STREAM frame `H P d` with FIN
+//!   before anything is received; a ping stream starts with `H P` + 32 bytes.
+//!   The listener's `H P` is checked on the dialer's first read.
+//!
+//! Pitfall of `V1Lazy` with write-only streams (identify push): the dialer
+//! writes `H P msg`, finishes the stream and drops it at once, so the first
+//! flight is `STREAM(H P msg, FIN)` plus `STOP_SENDING` for the same stream.
+//! A rust-libp2p listener then fails to write its confirmation, resets the
+//! stream and never delivers the message. Use `V1` on a peer whose pushes
+//! must reach a rust-libp2p listener.
+
+#![warn(missing_docs)]
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, mpsc as std_mpsc},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{
+    StreamProtocol, Swarm, SwarmBuilder, identify,
+    multiaddr::Protocol,
+    ping,
+    swarm::{
+        ConnectionId, NetworkBehaviour, SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
+};
+use tokio::sync::mpsc as tokio_mpsc;
+
+pub use libp2p::core::upgrade::Version as MultistreamVersion;
+pub use libp2p::identity::PublicKey;
+pub use libp2p::{Multiaddr, PeerId, identity};
+
+/// Protocol id of the libp2p perf protocol served and spoken by this peer.
+pub const PERF_PROTOCOL: &str = "/perf/1.0.0";
+
+/// Protocol version advertised through identify.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/ipfs/0.1.0";
+
+/// How long [`RustPeer::spawn`] waits for the listen address.
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Drop`] waits for the background thread to finish.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Extra time granted to the blocking side on top of a background task's own
+/// timeout, so that the task's precise error wins over a generic one.
+const REPLY_GRACE: Duration = Duration::from_secs(2);
+
+/// Size of the chunks written by the perf client and server.
+const PERF_CHUNK: usize = 64 * 1024;
+
+/// Configuration of a [`RustPeer`].
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Node identity; `None` generates a fresh ed25519 key.
+    pub keypair: Option<identity::Keypair>,
+    /// Listen on `/ip4/127.0.0.1/udp/0/quic-v1`.
+    pub listen: bool,
+    /// Interval of the ping behaviour (which is always enabled).
+    pub ping_interval: Duration,
+    /// Agent version advertised through identify.
+    pub agent_version: String,
+    /// Inbound streams on these protocol ids are echoed: read to EOF, then
+    /// everything read is written back and the stream is closed. Each one
+    /// produces a [`PeerEvent::InboundStream`].
+    pub echo_protocols: Vec<String>,
+    /// Serve `/perf/1.0.0` (see [`PERF_PROTOCOL`]).
+    pub perf_server: bool,
+    /// Multistream-select variant used by this node on every stream it opens
+    /// (see the crate documentation). Default: [`MultistreamVersion::V1Lazy`].
+    pub multistream_version: MultistreamVersion,
+    /// Swarm idle connection timeout: a connection with no open streams is
+    /// closed after this long. Default: 30 s.
+    pub idle_connection_timeout: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            keypair: None,
+            listen: true,
+            ping_interval: Duration::from_secs(1),
+            agent_version: "rust-libp2p-peer/0.1".to_string(),
+            echo_protocols: Vec::new(),
+            perf_server: false,
+            multistream_version: MultistreamVersion::V1Lazy,
+            idle_connection_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Identify information received from a remote peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentifyInfo {
+    /// The remote's public key.
+    pub public_key: PublicKey,
+    /// Protocol version string, e.g. `"/ipfs/0.1.0"`.
+    pub protocol_version: String,
+    /// Agent version string.
+    pub agent_version: String,
+    /// Addresses the remote says it listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Protocols the remote says it supports.
+    pub protocols: Vec<String>,
+    /// Our address as observed by the remote.
+    pub observed_addr: Multiaddr,
+}
+
+impl From<identify::Info> for IdentifyInfo {
+    fn from(info: identify::Info) -> Self {
+        IdentifyInfo {
+            public_key: info.public_key,
+            protocol_version: info.protocol_version,
+            agent_version: info.agent_version,
+            listen_addrs: info.listen_addrs,
+            protocols: info.protocols.iter().map(|p| p.to_string()).collect(),
+            observed_addr: info.observed_addr,
+        }
+    }
+}
+
+/// Something the background node observed.
+// `IdentifyReceived` is large; events are few, so it is not boxed to keep
+// matching simple.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum PeerEvent {
+    /// The node listens on this address.
+    Listening(Multiaddr),
+    /// A connection was established (`dialer`: this node dialed it).
+    ConnectionEstablished {
+        /// The remote peer.
+        peer: PeerId,
+        /// The remote's address (dialed address, or the send-back address).
+        remote_addr: Multiaddr,
+        /// Whether this node was the dialer.
+        dialer: bool,
+    },
+    /// A connection was closed.
+    ConnectionClosed {
+        /// The remote peer.
+        peer: PeerId,
+        /// Why, if it was not an orderly local close.
+        cause: Option<String>,
+    },
+    /// A dial failed.
+    OutgoingConnectionError {
+        /// The peer that was dialed, if known.
+        peer: Option<PeerId>,
+        /// The error.
+        error: String,
+    },
+    /// A ping round trip completed (or failed).
+    Ping {
+        /// The remote peer.
+        peer: PeerId,
+        /// Round-trip time, or the failure.
+        result: Result<Duration, String>,
+    },
+    /// Identify information was received from a peer (in reply to our
+    /// request, or pushed by it).
+    IdentifyReceived {
+        /// The remote peer.
+        peer: PeerId,
+        /// What it told us.
+        info: IdentifyInfo,
+    },
+    /// Our identify information was sent in reply to a peer's request.
+    IdentifySent {
+        /// The remote peer.
+        peer: PeerId,
+    },
+    /// Our identify information was pushed to a peer.
+    IdentifyPushed {
+        /// The remote peer.
+        peer: PeerId,
+    },
+    /// An identify exchange failed.
+    IdentifyError {
+        /// The remote peer.
+        peer: PeerId,
+        /// The error.
+        error: String,
+    },
+    /// An inbound stream on an echo protocol (or on `/perf/1.0.0`) finished
+    /// successfully. For echo protocols `bytes_read` is everything read (and
+    /// echoed back); for perf it is the uploaded payload, excluding the
+    /// 8-byte length prefix.
+    InboundStream {
+        /// The remote peer.
+        peer: PeerId,
+        /// The protocol id.
+        protocol: String,
+        /// Bytes read from the stream.
+        bytes_read: usize,
+    },
+    /// Anything else worth logging (listener errors, incoming connection
+    /// errors, failed inbound streams, address candidates, ...).
+    Other(String),
+}
+
+/// Commands sent from the blocking API to the background thread.
+enum Command {
+    Dial {
+        addr: Multiaddr,
+        reply: Option<std_mpsc::Sender<Result<PeerId, String>>>,
+    },
+    AddPeerAddress {
+        peer: PeerId,
+        addr: Multiaddr,
+    },
+    Request {
+        peer: PeerId,
+        protocol: StreamProtocol,
+        data: Vec<u8>,
+        timeout: Duration,
+        reply: std_mpsc::Sender<Result<Vec<u8>, String>>,
+    },
+    Perf {
+        peer: PeerId,
+        up: u64,
+        down: u64,
+        timeout: Duration,
+        reply: std_mpsc::Sender<Result<(u64, u64), String>>,
+    },
+    PushIdentify {
+        peers: Vec<PeerId>,
+    },
+    AddExternalAddress(Multiaddr),
+    Disconnect(PeerId),
+    ConnectedPeers(std_mpsc::Sender<Vec<PeerId>>),
+    Shutdown,
+}
+
+/// A rust-libp2p node running on its own thread (current-thread tokio
+/// runtime). Dropping it shuts the node down.
+pub struct RustPeer {
+    peer_id: PeerId,
+    listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
+    commands: tokio_mpsc::UnboundedSender<Command>,
+    events: Mutex<std_mpsc::Receiver<PeerEvent>>,
+    done: Mutex<std_mpsc::Receiver<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RustPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RustPeer")
+            .field("peer_id", &self.peer_id)
+            .field("listen_addrs", &self.listen_addrs())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RustPeer {
+    /// Start the node on a new thread. If `cfg.listen`, waits (at most 10 s)
+    /// until the QUIC listen address is known.
+    ///
+    /// # Panics
+    /// Panics (in the calling thread) if the node cannot be started; use
+    /// [`RustPeer::try_spawn`] to get the error instead.
+    pub fn spawn(cfg: PeerConfig) -> RustPeer {
+        match Self::try_spawn(cfg) {
+            Ok(peer) => peer,
+            Err(e) => panic!("rust-libp2p-peer: failed to start: {e}"),
+        }
+    }
+
+    /// Like [`RustPeer::spawn`] but returns an error instead of panicking.
+    pub fn try_spawn(cfg: PeerConfig) -> Result<RustPeer, String> {
+        let keypair = cfg
+            .keypair
+            .clone()
+            .unwrap_or_else(identity::Keypair::generate_ed25519);
+        let peer_id = keypair.public().to_peer_id();
+        let listen_addrs = Arc::new(Mutex::new(Vec::new()));
+        let (cmd_tx, cmd_rx) = tokio_mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = std_mpsc::channel();
+        let (ready_tx, ready_rx) = std_mpsc::channel();
+        let (done_tx, done_rx) = std_mpsc::channel();
+
+        let addrs = listen_addrs.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("rust-libp2p-peer-{peer_id}"))
+            .spawn(move || {
+                run_thread(keypair, cfg, addrs, cmd_rx, ev_tx, ready_tx);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| format!("cannot spawn thread: {e}"))?;
+
+        let peer = RustPeer {
+            peer_id,
+            listen_addrs,
+            commands: cmd_tx,
+            events: Mutex::new(ev_rx),
+            done: Mutex::new(done_rx),
+            thread: Some(thread),
+        };
+        match ready_rx.recv_timeout(SPAWN_TIMEOUT) {
+            Ok(Ok(())) => Ok(peer),
+            Ok(Err(e)) => Err(e),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                Err("timed out waiting for the listen address".to_string())
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                Err("background thread exited during start-up".to_string())
+            }
+        }
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses this node listens on, e.g.
+    /// `/ip4/127.0.0.1/udp/<port>/quic-v1` (without `/p2p/`).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        lock(&self.listen_addrs).clone()
+    }
+
+    /// The first listen address with `/p2p/<this peer id>` appended, ready to
+    /// be dialed. `None` if the node does not listen.
+    pub fn dial_addr(&self) -> Option<Multiaddr> {
+        self.listen_addrs()
+            .into_iter()
+            .next()
+            .map(|a| a.with(Protocol::P2p(self.peer_id)))
+    }
+
+    /// Dial `addr` (which may end in `/p2p/<id>`) without waiting. The outcome
+    /// is reported as [`PeerEvent::ConnectionEstablished`] or
+    /// [`PeerEvent::OutgoingConnectionError`]. A `/p2p/` address is also
+    /// remembered for later [`RustPeer::request`] / [`RustPeer::perf`] calls.
+    pub fn dial(&self, addr: Multiaddr) {
+        self.send(Command::Dial { addr, reply: None });
+    }
+
+    /// Dial `addr` and wait (bounded by `timeout`) until that connection is
+    /// established; returns the remote peer id. Events are still queued.
+    pub fn connect(&self, addr: Multiaddr, timeout: Duration) -> Result<PeerId, String> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Command::Dial {
+            addr,
+            reply: Some(tx),
+        });
+        recv_reply(&rx, timeout, "connect")
+    }
+
+    /// Remember `addr` for `peer`: [`RustPeer::request`] and
+    /// [`RustPeer::perf`] dial it when not connected to `peer`.
+    pub fn add_peer_address(&self, peer: PeerId, addr: Multiaddr) {
+        self.send(Command::AddPeerAddress { peer, addr });
+    }
+
+    /// Open an outbound stream with `protocol` to `peer` (dialing a
+    /// remembered address first if not connected, see
+    /// [`RustPeer::add_peer_address`]), write `data`, close the write side and
+    /// read until EOF; returns what was read. Bounded by `timeout` (which
+    /// includes connecting and negotiating).
+    ///
+    /// With the default [`MultistreamVersion::V1Lazy`] the first flight on
+    /// the stream is the multistream header, the protocol proposal, `data` and
+    /// FIN, sent without waiting for the listener's confirmation.
+    pub fn request(
+        &self,
+        peer: PeerId,
+        protocol: &str,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let protocol = StreamProtocol::try_from_owned(protocol.to_string())
+            .map_err(|e| format!("invalid protocol {protocol:?}: {e}"))?;
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Command::Request {
+            peer,
+            protocol,
+            data,
+            timeout,
+            reply: tx,
+        });
+        recv_reply(&rx, timeout + REPLY_GRACE, "request")
+    }
+
+    /// Run a `/perf/1.0.0` client transfer against `peer` on an existing or
+    /// new connection: send `down` as a big-endian u64, upload `up` bytes,
+    /// close the write side, then read to EOF. Returns
+    /// `(bytes_sent, bytes_received)`, both counting payload only (the 8-byte
+    /// prefix is not included). Bounded by `timeout`.
+    pub fn perf(
+        &self,
+        peer: PeerId,
+        up: u64,
+        down: u64,
+        timeout: Duration,
+    ) -> Result<(u64, u64), String> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Command::Perf {
+            peer,
+            up,
+            down,
+            timeout,
+            reply: tx,
+        });
+        recv_reply(&rx, timeout + REPLY_GRACE, "perf")
+    }
+
+    /// Push our identify information to `peers` (over their existing
+    /// connections); reported as [`PeerEvent::IdentifyPushed`] once written,
+    /// whether or not the remote accepted it (see the crate documentation on
+    /// `V1Lazy` and write-only streams).
+    pub fn push_identify(&self, peers: Vec<PeerId>) {
+        self.send(Command::PushIdentify { peers });
+    }
+
+    /// Add an external address: it is advertised in identify's
+    /// `listen_addrs` from then on (push it with
+    /// [`RustPeer::push_identify`]).
+    pub fn add_external_listen_addr(&self, addr: Multiaddr) {
+        self.send(Command::AddExternalAddress(addr));
+    }
+
+    /// Close all connections to `peer`.
+    pub fn disconnect(&self, peer: PeerId) {
+        self.send(Command::Disconnect(peer));
+    }
+
+    /// Peers this node currently has at least one connection to (empty if
+    /// the node does not answer within 5 s).
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Command::ConnectedPeers(tx));
+        rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
+    }
+
+    /// The next event, waiting at most `timeout`.
+    pub fn next_event(&self, timeout: Duration) -> Option<PeerEvent> {
+        lock(&self.events).recv_timeout(timeout).ok()
+    }
+
+    /// Wait (at most `timeout`) for the first event for which `f` returns
+    /// `Some`, discarding the events before it.
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&PeerEvent) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        let events = lock(&self.events);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = events.recv_timeout(left).ok()?;
+            if let Some(t) = f(&event) {
+                return Some(t);
+            }
+        }
+    }
+
+    /// All events queued right now, without waiting.
+    pub fn drain_events(&self) -> Vec<PeerEvent> {
+        lock(&self.events).try_iter().collect()
+    }
+
+    fn send(&self, cmd: Command) {
+        // If the thread is gone, the reply channel inside `cmd` is dropped and
+        // the caller sees a "background thread gone" error.
+        let _ = self.commands.send(cmd);
+    }
+}
+
+impl Drop for RustPeer {
+    /// Stops the node and joins its thread, waiting at most 5 s (the thread
+    /// is detached if it does not finish in time).
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        let finished = lock(&self.done).recv_timeout(SHUTDOWN_TIMEOUT).is_ok();
+        if let Some(thread) = self.thread.take()
+            && finished
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn recv_reply<T>(
+    rx: &std_mpsc::Receiver<Result<T, String>>,
+    timeout: Duration,
+    what: &str,
+) -> Result<T, String> {
+    match rx.recv_timeout(timeout) {
+        Ok(r) => r,
+        Err(std_mpsc::RecvTimeoutError::Timeout) => Err(format!("{what}: timed out")),
+        Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+            Err(format!("{what}: background thread gone"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Background thread
+// ---------------------------------------------------------------------------
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    ping: ping::Behaviour,
+    identify: identify::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+type EventTx = std_mpsc::Sender<PeerEvent>;
+
+fn run_thread(
+    keypair: identity::Keypair,
+    cfg: PeerConfig,
+    listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
+    cmd_rx: tokio_mpsc::UnboundedReceiver<Command>,
+    events: EventTx,
+    ready: std_mpsc::Sender<Result<(), String>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot build tokio runtime: {e}")));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut node = match Node::new(keypair, &cfg, listen_addrs, events, ready) {
+            Ok(node) => node,
+            Err((e, ready)) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        node.run(cmd_rx).await;
+    });
+}
+
+struct Node {
+    swarm: Swarm<Behaviour>,
+    events: EventTx,
+    listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
+    /// Sent `Ok` once listening (or at once if not listening).
+    ready: Option<std_mpsc::Sender<Result<(), String>>>,
+    /// Addresses to dial per peer for `request` / `perf`.
+    addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Blocking `connect` calls waiting for their connection.
+    pending_connects: HashMap<ConnectionId, std_mpsc::Sender<Result<PeerId, String>>>,
+}
+
+type StartError = (String, std_mpsc::Sender<Result<(), String>>);
+
+impl Node {
+    fn new(
+        keypair: identity::Keypair,
+        cfg: &PeerConfig,
+        listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
+        events: EventTx,
+        ready: std_mpsc::Sender<Result<(), String>>,
+    ) -> Result<Node, StartError> {
+        let ping_cfg = ping::Config::new().with_interval(cfg.ping_interval);
+        let agent = cfg.agent_version.clone();
+        let version = cfg.multistream_version;
+        let idle = cfg.idle_connection_timeout;
+        let built = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_quic()
+            .with_behaviour(|key| Behaviour {
+                ping: ping::Behaviour::new(ping_cfg),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), key.public())
+                        .with_agent_version(agent),
+                ),
+                stream: libp2p_stream::Behaviour::new(),
+            });
+        let mut swarm = match built {
+            Ok(b) => b
+                .with_swarm_config(|c| {
+                    c.with_idle_connection_timeout(idle)
+                        .with_substream_upgrade_protocol_override(version)
+                })
+                .build(),
+            Err(e) => return Err((format!("cannot build behaviour: {e}"), ready)),
+        };
+
+        let mut control = swarm.behaviour().stream.new_control();
+        for p in &cfg.echo_protocols {
+            let proto = match StreamProtocol::try_from_owned(p.clone()) {
+                Ok(proto) => proto,
+                Err(e) => return Err((format!("invalid echo protocol {p:?}: {e}"), ready)),
+            };
+            let incoming = match control.accept(proto) {
+                Ok(i) => i,
+                Err(e) => return Err((format!("echo protocol {p:?}: {e}"), ready)),
+            };
+            tokio::spawn(serve(incoming, p.clone(), events.clone(), echo_stream));
+        }
+        if cfg.perf_server {
+            let incoming = match control.accept(StreamProtocol::new(PERF_PROTOCOL)) {
+                Ok(i) => i,
+                Err(e) => return Err((format!("perf protocol: {e}"), ready)),
+            };
+            tokio::spawn(serve(
+                incoming,
+                PERF_PROTOCOL.to_string(),
+                events.clone(),
+                perf_server_stream,
+            ));
+        }
+
+        let ready = if cfg.listen {
+            let addr: Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1"
+                .parse()
+                .expect("static multiaddr");
+            if let Err(e) = swarm.listen_on(addr) {
+                return Err((format!("listen_on failed: {e}"), ready));
+            }
+            Some(ready)
+        } else {
+            let _ = ready.send(Ok(()));
+            None
+        };
+
+        Ok(Node {
+            swarm,
+            events,
+            listen_addrs,
+            ready,
+            addresses: HashMap::new(),
+            pending_connects: HashMap::new(),
+        })
+    }
+
+    async fn run(&mut self, mut cmd_rx: tokio_mpsc::UnboundedReceiver<Command>) {
+        loop {
+            tokio::select! {
+                cmd = cmd_rx.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(cmd) => self.on_command(cmd),
+                },
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+            }
+        }
+    }
+
+    fn emit(&self, ev: PeerEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Dial { addr, reply } => {
+                let opts = match addr.iter().last() {
+                    Some(Protocol::P2p(peer)) => {
+                        self.remember(peer, addr.clone());
+                        DialOpts::peer_id(peer)
+                            .addresses(vec![addr.clone()])
+                            .condition(PeerCondition::Always)
+                            .build()
+                    }
+                    _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+                };
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        if let Some(reply) = reply {
+                            self.pending_connects.insert(id, reply);
+                        }
+                    }
+                    Err(e) => {
+                        let error = format!("dial {addr}: {e}");
+                        self.emit(PeerEvent::OutgoingConnectionError {
+                            peer: None,
+                            error: error.clone(),
+                        });
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(error));
+                        }
+                    }
+                }
+            }
+            Command::AddPeerAddress { peer, addr } => self.remember(peer, addr),
+            Command::Request {
+                peer,
+                protocol,
+                data,
+                timeout,
+                reply,
+            } => {
+                self.ensure_dialing(peer);
+                let control = self.swarm.behaviour().stream.new_control();
+                tokio::spawn(async move {
+                    let r = tokio::time::timeout(timeout, request(control, peer, protocol, data))
+                        .await
+                        .unwrap_or_else(|_| Err("request: timed out".to_string()));
+                    let _ = reply.send(r);
+                });
+            }
+            Command::Perf {
+                peer,
+                up,
+                down,
+                timeout,
+                reply,
+            } => {
+                self.ensure_dialing(peer);
+                let control = self.swarm.behaviour().stream.new_control();
+                tokio::spawn(async move {
+                    let r = tokio::time::timeout(timeout, perf_client(control, peer, up, down))
+                        .await
+                        .unwrap_or_else(|_| Err("perf: timed out".to_string()));
+                    let _ = reply.send(r);
+                });
+            }
+            Command::PushIdentify { peers } => self.swarm.behaviour_mut().identify.push(peers),
+            Command::AddExternalAddress(addr) => self.swarm.add_external_address(addr),
+            Command::Disconnect(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::ConnectedPeers(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn remember(&mut self, peer: PeerId, addr: Multiaddr) {
+        let list = self.addresses.entry(peer).or_default();
+        if !list.contains(&addr) {
+            list.push(addr);
+        }
+    }
+
+    /// If not connected to `peer` but an address is known, dial it so that
+    /// libp2p-stream's pending `open_stream` gets a connection.
+    fn ensure_dialing(&mut self, peer: PeerId) {
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        let Some(addrs) = self.addresses.get(&peer).cloned() else {
+            return;
+        };
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            self.emit(PeerEvent::Other(format!("dial {peer} for a stream: {e}")));
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                lock(&self.listen_addrs).push(address.clone());
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+                self.emit(PeerEvent::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                if let Some(reply) = self.pending_connects.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                self.emit(PeerEvent::ConnectionEstablished {
+                    peer: peer_id,
+                    remote_addr: endpoint.get_remote_address().clone(),
+                    dialer: endpoint.is_dialer(),
+                });
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                self.emit(PeerEvent::ConnectionClosed {
+                    peer: peer_id,
+                    cause: cause.map(|c| c.to_string()),
+                });
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                let error = error.to_string();
+                if let Some(reply) = self.pending_connects.remove(&connection_id) {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                self.emit(PeerEvent::OutgoingConnectionError {
+                    peer: peer_id,
+                    error,
+                });
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                peer_id,
+                ..
+            } => self.emit(PeerEvent::Other(format!(
+                "incoming connection error from {send_back_addr} (peer {peer_id:?}): {error}"
+            ))),
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                lock(&self.listen_addrs).retain(|a| a != &address);
+                self.emit(PeerEvent::Other(format!(
+                    "listen address expired: {address}"
+                )));
+            }
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                self.emit(PeerEvent::Other(format!("listener closed: {reason:?}")));
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                self.emit(PeerEvent::Other(format!("listener error: {error}")));
+            }
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                self.emit(PeerEvent::Other(format!(
+                    "new external address candidate: {address}"
+                )));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
+                self.emit(PeerEvent::Ping {
+                    peer,
+                    result: result.map_err(|e| e.to_string()),
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => self.on_identify(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Stream(())) => {}
+            // Dialing, IncomingConnection, external address bookkeeping: not
+            // interesting for tests.
+            _ => {}
+        }
+    }
+
+    fn on_identify(&mut self, ev: identify::Event) {
+        let ev = match ev {
+            identify::Event::Received { peer_id, info, .. } => PeerEvent::IdentifyReceived {
+                peer: peer_id,
+                info: info.into(),
+            },
+            identify::Event::Sent { peer_id, .. } => PeerEvent::IdentifySent { peer: peer_id },
+            identify::Event::Pushed { peer_id, .. } => PeerEvent::IdentifyPushed { peer: peer_id },
+            identify::Event::Error { peer_id, error, .. } => PeerEvent::IdentifyError {
+                peer: peer_id,
+                error: error.to_string(),
+            },
+        };
+        self.emit(ev);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stream protocols
+// ---------------------------------------------------------------------------
+
+/// Accept inbound streams on one protocol, handling each on its own task.
+/// (libp2p-stream drops inbound streams if this loop falls behind, so the
+/// per-stream work must not run inline.)
+async fn serve<F, Fut>(
+    mut incoming: libp2p_stream::IncomingStreams,
+    protocol: String,
+    events: EventTx,
+    handler: F,
+) where
+    F: Fn(libp2p::Stream) -> Fut,
+    Fut: Future<Output = std::io::Result<usize>> + Send + 'static,
+{
+    while let Some((peer, stream)) = incoming.next().await {
+        let fut = handler(stream);
+        let events = events.clone();
+        let protocol = protocol.clone();
+        tokio::spawn(async move {
+            let ev = match fut.await {
+                Ok(bytes_read) => PeerEvent::InboundStream {
+                    peer,
+                    protocol,
+                    bytes_read,
+                },
+                Err(e) => PeerEvent::Other(format!("inbound {protocol} stream from {peer}: {e}")),
+            };
+            let _ = events.send(ev);
+        });
+    }
+}
+
+/// Echo: read to EOF, write everything back, close.
+async fn echo_stream(mut stream: libp2p::Stream) -> std::io::Result<usize> {
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
+    stream.write_all(&buf).await?;
+    stream.close().await?;
+    Ok(buf.len())
+}
+
+/// Perf server: read the u64 length, drain the upload to EOF, send that many
+/// bytes, close. Returns the uploaded payload size.
+async fn perf_server_stream(mut stream: libp2p::Stream) -> std::io::Result<usize> {
+    let mut len = [0u8; 8];
+    stream.read_exact(&mut len).await?;
+    let to_send = u64::from_be_bytes(len);
+    let received = drain(&mut stream).await?;
+    send_zeros(&mut stream, to_send).await?;
+    stream.close().await?;
+    Ok(received as usize)
+}
+
+async fn request(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    protocol: StreamProtocol,
+    data: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let mut stream = control
+        .open_stream(peer, protocol)
+        .await
+        .map_err(|e| e.to_string())?;
+    let io = async {
+        stream.write_all(&data).await?;
+        stream.close().await?;
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    io.await.map_err(|e| format!("request stream: {e}"))
+}
+
+async fn perf_client(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    up: u64,
+    down: u64,
+) -> Result<(u64, u64), String> {
+    let mut stream = control
+        .open_stream(peer, StreamProtocol::new(PERF_PROTOCOL))
+        .await
+        .map_err(|e| e.to_string())?;
+    let io = async {
+        stream.write_all(&down.to_be_bytes()).await?;
+        send_zeros(&mut stream, up).await?;
+        stream.close().await?;
+        let received = drain(&mut stream).await?;
+        Ok::<_, std::io::Error>((up, received))
+    };
+    io.await.map_err(|e| format!("perf stream: {e}"))
+}
+
+async fn send_zeros(stream: &mut libp2p::Stream, mut n: u64) -> std::io::Result<()> {
+    let chunk = [0u8; PERF_CHUNK];
+    while n > 0 {
+        let k = n.min(PERF_CHUNK as u64) as usize;
+        stream.write_all(&chunk[..k]).await?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+async fn drain(stream: &mut libp2p::Stream) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; PERF_CHUNK];
+    let mut total = 0u64;
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(total),
+            n => total += n as u64,
+        }
+    }
+}
