@@ -1,1 +1,158 @@
-fn main() {}
+//! `bandwidth_perf`: a libp2p perf server and client over QUIC.
+//!
+//! Two interfaces, one program:
+//!
+//! - the Zig tool's: `bandwidth_perf server` / `bandwidth_perf client`,
+//!   configured by environment variables (see `--help` and [`env`]);
+//! - rust-libp2p perf's flags, so libp2p's perf runner can drive it:
+//!   `--run-server --server-address IP:PORT`, and
+//!   `--server-address IP:PORT --transport quic-v1 --upload-bytes N --download-bytes N`.
+
+mod client;
+mod env;
+mod output;
+mod server;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::env::{ClientSettings, TransferProtocol};
+
+const ENVIRONMENT_HELP: &str = "\
+Environment, server:
+  PORT               UDP port to listen on (default 54321; 0 picks a free one)
+  LISTEN_IP          IP to listen on (default 0.0.0.0; :: for IPv6)
+  SECRET_KEY         host key: Zig format ('b' + base32 of the 32-byte ed25519
+                     secret) or the path of a key file. Unset: a key is
+                     generated and printed as 'Secret key: …' for reuse.
+  The server prints 'Responder peer id: <bafzaa…>', the same id as 12D3Koo…,
+  and 'Listening on <multiaddr>/p2p/<12D3Koo…>' per address, on stderr.
+  It serves /perf/1.0.0, /libp2p/test/data, ping and identify.
+
+Environment, client:
+  RESPONDER_KEY      the server's peer id, bafzaa… or 12D3Koo…
+  RESPONDER_KEY_HEX  the server's raw ed25519 public key in hex (used if
+                     RESPONDER_KEY is unset). With neither, any peer id is
+                     accepted, printed and warned about.
+  RESPONDER_IP       (default 127.0.0.1)
+  RESPONDER_PORT     (default 54321)
+  BYTE_SIZE          bytes to download (default 1048576)
+  UPLOAD_SIZE        bytes to upload (default 0; perf only)
+                     Sizes: decimal, 0x hex, optionally with KiB, MiB or GiB.
+  PROTOCOL           perf (default) or test-data
+  STREAMS            parallel streams on one connection (default 1, at most
+                     256); the sizes are totals, split among the streams.
+  The client prints 'Transfer took <ns> nanoseconds' and 'Speed <x> MiB/s' on
+  stderr, and JSON lines on stdout: {\"type\":\"intermediary\",...} each second
+  (that second's bytes), then {\"type\":\"final\",...} (the whole run, timed
+  from before connecting). It exits non-zero with a one-line reason if the
+  peer id does not match, the peer is unreachable, the byte count is short or
+  the protocol is refused.
+
+Both:
+  RUST_LOG           log filter for stderr (default warn)";
+
+/// A libp2p perf server and client over QUIC.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bandwidth_perf",
+    version,
+    after_help = ENVIRONMENT_HELP,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// rust-libp2p perf: run as a server on --server-address.
+    #[arg(long)]
+    run_server: bool,
+
+    /// rust-libp2p perf: the address to listen on (with --run-server) or
+    /// to connect to.
+    #[arg(long, value_name = "IP:PORT")]
+    server_address: Option<SocketAddr>,
+
+    /// rust-libp2p perf: the transport; only quic-v1 is supported.
+    #[arg(long, value_name = "TRANSPORT")]
+    transport: Option<String>,
+
+    /// rust-libp2p perf: bytes to upload (default 0).
+    #[arg(long, value_name = "N", value_parser = env::parse_size)]
+    upload_bytes: Option<u64>,
+
+    /// rust-libp2p perf: bytes to download (default 0).
+    #[arg(long, value_name = "N", value_parser = env::parse_size)]
+    download_bytes: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve perf, test-data, ping and identify (configured by PORT,
+    /// LISTEN_IP, SECRET_KEY).
+    Server,
+    /// Download (and upload) from a server (configured by RESPONDER_*,
+    /// BYTE_SIZE, UPLOAD_SIZE, PROTOCOL, STREAMS).
+    Client,
+}
+
+fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the reason and its causes, joined by ": ".
+            eprintln!("bandwidth_perf: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let lookup = env::process_env;
+    match cli.command {
+        Some(Command::Server) => server::run(env::server_settings(&lookup)?),
+        Some(Command::Client) => client::run(&env::client_settings(&lookup)?),
+        None => run_with_flags(cli),
+    }
+}
+
+/// rust-libp2p perf's interface. Environment variables that make sense
+/// here still apply: SECRET_KEY for the server, RESPONDER_KEY(_HEX) for
+/// the client.
+fn run_with_flags(cli: Cli) -> anyhow::Result<()> {
+    let Some(address) = cli.server_address else {
+        bail!("give a command (server or client) or --server-address IP:PORT; see --help");
+    };
+    if cli.run_server {
+        if cli.transport.is_some() || cli.upload_bytes.is_some() || cli.download_bytes.is_some() {
+            bail!("--run-server takes only --server-address");
+        }
+        let mut settings = env::server_settings(&env::process_env)?;
+        settings.listen = address;
+        return server::run(settings);
+    }
+    match cli.transport.as_deref() {
+        Some("quic-v1") => {}
+        Some(other) => bail!("transport {other:?} is not supported: use quic-v1"),
+        None => bail!("--transport quic-v1 is required with --server-address"),
+    }
+    let settings = ClientSettings {
+        server: address,
+        responder: env::responder(&env::process_env)?,
+        download: cli.download_bytes.unwrap_or(0),
+        upload: cli.upload_bytes.unwrap_or(0),
+        protocol: TransferProtocol::Perf,
+        streams: 1,
+    };
+    client::run(&settings).context("perf client")
+}

@@ -107,6 +107,9 @@ impl IdentifyConfig {
 
 /// What the identify plugin reports (see [`Context::emit`]; applications
 /// get it as `SwarmEvent::Protocol` and downcast).
+// Events are built once and moved behind the swarm's `Arc`; boxing the big
+// variant would only cost an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum IdentifyEvent {
     /// We learned (or, by a push, updated) a peer's information, and
@@ -183,11 +186,10 @@ pub enum IdentifyError {
     /// The public key could not be decoded.
     #[error("invalid public key: {0}")]
     InvalidPublicKey(String),
-    /// The public key belongs to another peer than the connection's.
-    #[error("public key is {actual}'s, but the connection is with {expected}")]
+    /// The public key belongs to another peer than the connection's (the
+    /// event's `peer`).
+    #[error("the public key belongs to {actual}, not to the connection's peer")]
     WrongPeerId {
-        /// The connection's peer.
-        expected: PeerId,
         /// The PeerId of the key in the message.
         actual: PeerId,
     },
@@ -604,11 +606,12 @@ impl Protocol for Identify {
 
     fn handle_stream_finished(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
         if let Some(Exchange {
-            kind: Kind::Send {
-                finished,
-                remote_finished,
-                ..
-            },
+            kind:
+                Kind::Send {
+                    finished,
+                    remote_finished,
+                    ..
+                },
             ..
         }) = self.exchanges.get_mut(&stream)
         {
@@ -643,7 +646,12 @@ impl Protocol for Identify {
         }
     }
 
-    fn handle_stream_closed(&mut self, ctx: &mut Context<'_>, stream: StreamRef, reason: &StreamError) {
+    fn handle_stream_closed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        reason: &StreamError,
+    ) {
         let Some(exchange) = self.untrack(ctx, stream) else {
             return;
         };

@@ -20,7 +20,7 @@ mod run;
 mod server;
 pub(crate) mod zeros;
 
-pub use client::{PerfClient, PerfRequest, run_blocking, start};
+pub use client::{PerfClient, PerfRequest, run_blocking, send, start};
 pub use run::{PerfError, PerfReport, Progress, Run, RunResult, mib_per_sec};
 pub use server::{PerfServer, PerfServerEvent};
 

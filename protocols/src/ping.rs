@@ -515,7 +515,12 @@ impl Protocol for Ping {
         }
     }
 
-    fn handle_stream_closed(&mut self, ctx: &mut Context<'_>, stream: StreamRef, reason: &StreamError) {
+    fn handle_stream_closed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        reason: &StreamError,
+    ) {
         if self.echoes.contains_key(&stream) {
             debug!(%stream, %reason, "inbound ping stream closed");
             self.close_echo(ctx, stream, false);

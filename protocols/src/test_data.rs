@@ -213,7 +213,11 @@ impl Protocol for TestDataClient {
         let Some(request) = event.downcast_ref::<TestDataRequest>() else {
             return;
         };
-        let Some((progress, reply)) = request.claim.lock().unwrap_or_else(|p| p.into_inner()).take()
+        let Some((progress, reply)) = request
+            .claim
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
         else {
             return;
         };

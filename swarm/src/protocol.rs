@@ -184,12 +184,19 @@ impl Context<'_> {
     /// `force_new_conn`, an existing connection to that peer is returned.
     /// The outcome arrives as `handle_new_connection` or `handle_dial_failure`.
     pub fn dial(&mut self, addr: &Multiaddr, force_new_conn: bool) -> Result<ConnId, DialError> {
-        self.core
-            .dial(addr, force_new_conn, crate::connection::Requester::Plugin(self.plugin))
+        self.core.dial(
+            addr,
+            force_new_conn,
+            crate::connection::Requester::Plugin(self.plugin),
+        )
     }
 
     /// Dial a peer at an address from the peer store.
-    pub fn dial_with_id(&mut self, peer: PeerId, force_new_conn: bool) -> Result<ConnId, DialError> {
+    pub fn dial_with_id(
+        &mut self,
+        peer: PeerId,
+        force_new_conn: bool,
+    ) -> Result<ConnId, DialError> {
         self.core.dial_with_id(
             peer,
             force_new_conn,
@@ -205,7 +212,8 @@ impl Context<'_> {
         target: impl Into<StreamTarget>,
         protocol: &str,
     ) -> Result<StreamRef, OpenStreamError> {
-        self.core.open_stream(target.into(), protocol, Some(self.plugin))
+        self.core
+            .open_stream(target.into(), protocol, Some(self.plugin))
     }
 
     /// Write as much of `data` as the stream's window allows; returns how much.
@@ -216,7 +224,11 @@ impl Context<'_> {
 
     /// Write a `Bytes` without copying; `data` is advanced past what was
     /// taken. A short write is followed by `handle_stream_writable`.
-    pub fn write_bytes(&mut self, stream: StreamRef, data: &mut Bytes) -> Result<usize, StreamError> {
+    pub fn write_bytes(
+        &mut self,
+        stream: StreamRef,
+        data: &mut Bytes,
+    ) -> Result<usize, StreamError> {
         self.core.write_bytes(stream, data)
     }
 

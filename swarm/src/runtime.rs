@@ -53,7 +53,8 @@ struct Bound(Arc<Mutex<Vec<std::net::UdpSocket>>>);
 impl SocketBinder for Bound {
     fn bind(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
         let domain = socket2::Domain::for_address(addr);
-        let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        let socket =
+            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
         if addr.is_ipv6() {
             // One socket per family: an /ip6 listener must not take the
             // IPv4 port that an /ip4 listener may want.
@@ -63,7 +64,10 @@ impl SocketBinder for Bound {
         socket.set_nonblocking(true)?;
         let socket: std::net::UdpSocket = socket.into();
         let local = socket.local_addr()?;
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(socket);
         Ok(local)
     }
 }
@@ -163,7 +167,10 @@ impl Runtime {
             let timeout = if self.io.iter().any(|s| s.more_to_read) {
                 Some(Duration::ZERO)
             } else {
-                let mut t = self.swarm.poll_timeout().map(|at| at.saturating_duration_since(now));
+                let mut t = self
+                    .swarm
+                    .poll_timeout()
+                    .map(|at| at.saturating_duration_since(now));
                 if let Some(deadline) = shutdown_deadline {
                     let left = deadline.saturating_duration_since(now);
                     t = Some(t.map_or(left, |t| t.min(left)));

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
+use crate::error::OpenStreamError;
 use crate::ids::PluginId;
 use crate::multistream::Negotiation;
-use crate::error::OpenStreamError;
 use crate::threaded::{Shared, StreamHandle};
 
 /// Where a handle's `open_stream` result goes.

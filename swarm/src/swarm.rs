@@ -307,7 +307,11 @@ impl Swarm {
 
     /// Number of streams in the table across all connections.
     pub fn stream_count(&self) -> usize {
-        self.core.connections.iter().map(|(_, c)| c.streams.len()).sum()
+        self.core
+            .connections
+            .iter()
+            .map(|(_, c)| c.streams.len())
+            .sum()
     }
 
     /// Established connections to a peer.
@@ -350,8 +354,17 @@ impl Swarm {
 
     /// Run a closure with a plugin's [`Context`], as if that plugin were
     /// being called. Lets tests and applications act on the swarm directly.
-    pub fn with_context<R>(&mut self, plugin: PluginId, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
-        let name = self.core.plugin_names.get(plugin.0).copied().unwrap_or("external");
+    pub fn with_context<R>(
+        &mut self,
+        plugin: PluginId,
+        f: impl FnOnce(&mut Context<'_>) -> R,
+    ) -> R {
+        let name = self
+            .core
+            .plugin_names
+            .get(plugin.0)
+            .copied()
+            .unwrap_or("external");
         let r = f(&mut Context {
             core: &mut self.core,
             plugin,
@@ -373,7 +386,8 @@ impl Swarm {
     ) {
         self.core.now = now;
         self.start();
-        self.core.handle_datagram(SocketIndex(socket), remote, local_ip, ecn, data);
+        self.core
+            .handle_datagram(SocketIndex(socket), remote, local_ip, ecn, data);
         self.dispatch();
     }
 
@@ -602,7 +616,8 @@ impl Core {
         let resolved = quic_multiaddr(self.sockets[index.0].local);
         info!(addr = %resolved, "listening");
         self.publish(SwarmEvent::ListenAddr(resolved.clone()));
-        self.callbacks.push_back(Callback::ListenAddr(resolved.clone()));
+        self.callbacks
+            .push_back(Callback::ListenAddr(resolved.clone()));
         Ok(resolved)
     }
 
@@ -649,7 +664,9 @@ impl Core {
     }
 
     pub(crate) fn connection_peer(&self, conn: ConnId) -> Option<PeerId> {
-        self.conn(conn).filter(|c| c.established).and_then(|c| c.peer)
+        self.conn(conn)
+            .filter(|c| c.established)
+            .and_then(|c| c.peer)
     }
 
     pub(crate) fn connection_remote_addr(&self, conn: ConnId) -> Option<Multiaddr> {
@@ -744,8 +761,9 @@ impl Core {
         }
         self.check_connection_limits(quic.peer, None)?;
         let socket = self.socket_for(quic.socket)?;
-        let (client_config, observed) = transport::client_config(&self.tls, quic.peer, self.transport.clone())
-            .map_err(|e| DialError::Connect(e.to_string()))?;
+        let (client_config, observed) =
+            transport::client_config(&self.tls, quic.peer, self.transport.clone())
+                .map_err(|e| DialError::Connect(e.to_string()))?;
         let endpoint = &mut self.sockets[socket.0].endpoint;
         let (handle, conn) = endpoint
             .connect(self.now, client_config, quic.socket, "l")
@@ -838,7 +856,9 @@ impl Core {
         };
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        let event = s.endpoint.handle(self.now, remote, local_ip, ecn, data, &mut buf);
+        let event = s
+            .endpoint
+            .handle(self.now, remote, local_ip, ecn, data, &mut buf);
         match event {
             None => {}
             Some(DatagramEvent::ConnectionEvent(handle, event)) => {
@@ -887,7 +907,11 @@ impl Core {
 
     // ----- datagrams out -----
 
-    fn poll_transmit(&mut self, max_datagrams: usize, buf: &mut Vec<u8>) -> Option<(usize, Transmit)> {
+    fn poll_transmit(
+        &mut self,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<(usize, Transmit)> {
         if let Some((socket, t, data)) = self.endpoint_transmits.pop_front() {
             buf.clear();
             buf.extend_from_slice(&data[..t.size]);
@@ -1098,9 +1122,10 @@ impl Core {
         let Some(peer) = peer else {
             // The verifiers already checked the certificate; this would be a bug.
             warn!(%id, "handshake finished without a usable libp2p certificate");
-            self.end_connection(index, EndReason::Refused(DialError::Handshake(
-                "no libp2p certificate".into(),
-            )));
+            self.end_connection(
+                index,
+                EndReason::Refused(DialError::Handshake("no libp2p certificate".into())),
+            );
             return;
         };
         conn.peer = Some(peer);
@@ -1151,7 +1176,11 @@ impl Core {
                 EndReason::Refused(DialError::Limit(_)) => (CLOSE_CODE_LIMIT, b"limit"),
                 _ => (0, b""),
             };
-            conn.quic.close(self.now, VarInt::from_u32(code), Bytes::copy_from_slice(why));
+            conn.quic.close(
+                self.now,
+                VarInt::from_u32(code),
+                Bytes::copy_from_slice(why),
+            );
         }
         let text = reason.to_string();
         // Every stream dies with the connection.
@@ -1165,7 +1194,8 @@ impl Core {
             let peer = conn.peer.expect("established connections have a peer");
             self.peer_store.remove_connection(peer, id);
             info!(%id, %peer, reason = %text, "connection closed");
-            self.callbacks.push_back(Callback::ClosedConnection(id, peer));
+            self.callbacks
+                .push_back(Callback::ClosedConnection(id, peer));
             self.publish(SwarmEvent::ConnectionClosed {
                 conn: id,
                 peer,
@@ -1201,7 +1231,9 @@ impl Core {
         reason: &[u8],
     ) -> Result<(), OpenStreamError> {
         let now = self.now;
-        let conn = self.conn_mut(id).ok_or(OpenStreamError::UnknownConnection(id))?;
+        let conn = self
+            .conn_mut(id)
+            .ok_or(OpenStreamError::UnknownConnection(id))?;
         conn.quic
             .close(now, VarInt::from_u32(code), Bytes::copy_from_slice(reason));
         self.end_connection(id.index as usize, EndReason::Local(code));
@@ -1234,7 +1266,9 @@ impl Core {
         plugin: PluginId,
         keep: bool,
     ) -> Result<(), OpenStreamError> {
-        let conn = self.conn_mut(id).ok_or(OpenStreamError::UnknownConnection(id))?;
+        let conn = self
+            .conn_mut(id)
+            .ok_or(OpenStreamError::UnknownConnection(id))?;
         conn.kept_by.retain(|p| *p != plugin);
         if keep {
             conn.kept_by.push(plugin);
@@ -1314,7 +1348,10 @@ impl Core {
         }
         // A fresh stream has a full window; a negotiation message that does
         // not fit means the peer's limits are unusable.
-        let written = conn.quic.send_stream(sid).write_chunks(std::slice::from_mut(&mut out));
+        let written = conn
+            .quic
+            .send_stream(sid)
+            .write_chunks(std::slice::from_mut(&mut out));
         if let Err(WriteError::Stopped(_)) = written {
             // A write-only optimistic dialer (rust-libp2p's identify push)
             // sends its message, FIN and STOP_SENDING at once: our echo
@@ -1344,7 +1381,12 @@ impl Core {
         self.open_stream_inner(target, protocol, plugin, None)
     }
 
-    fn open_stream_for_handle(&mut self, target: StreamTarget, protocol: &str, reply: HandleWaiter) {
+    fn open_stream_for_handle(
+        &mut self,
+        target: StreamTarget,
+        protocol: &str,
+        reply: HandleWaiter,
+    ) {
         if let Err(e) = self.open_stream_inner(target, protocol, None, Some(reply.clone())) {
             let _ = reply.send(Err(e));
         }
@@ -1562,7 +1604,8 @@ impl Core {
             }
             None => match self.protocols.get(&protocol) {
                 Some(&p) => {
-                    self.callbacks.push_back(Callback::Inbound(p, sref, protocol));
+                    self.callbacks
+                        .push_back(Callback::Inbound(p, sref, protocol));
                     p
                 }
                 None => {
@@ -1662,7 +1705,8 @@ impl Core {
                 }
                 Err(WriteError::Blocked) => break,
                 Err(WriteError::Stopped(code)) => {
-                    st.error.get_or_insert(StreamError::Stopped(code.into_inner()));
+                    st.error
+                        .get_or_insert(StreamError::Stopped(code.into_inner()));
                     st.send.clear();
                     st.send_len = 0;
                     break;
@@ -1823,7 +1867,11 @@ impl Core {
         Ok(())
     }
 
-    pub(crate) fn set_reading(&mut self, sref: StreamRef, reading: bool) -> Result<(), StreamError> {
+    pub(crate) fn set_reading(
+        &mut self,
+        sref: StreamRef,
+        reading: bool,
+    ) -> Result<(), StreamError> {
         let (_, stream) = self.plugin_stream(sref)?;
         let resume = stream.read_paused && reading;
         stream.read_paused = !reading;
@@ -1902,18 +1950,19 @@ impl Core {
     /// Send an event to subscribers without ever blocking the swarm thread:
     /// a full subscriber loses the event (counted and logged).
     fn publish(&mut self, event: SwarmEvent) {
-        self.subscribers.retain(|s| match s.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.dropped_events += 1;
-                warn!(
-                    dropped = self.dropped_events,
-                    "event subscriber is full; event dropped"
-                );
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        });
+        self.subscribers
+            .retain(|s| match s.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    self.dropped_events += 1;
+                    warn!(
+                        dropped = self.dropped_events,
+                        "event subscriber is full; event dropped"
+                    );
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            });
     }
 }
 

@@ -1,20 +1,1312 @@
-//! TEMPORARY STUB, replaced by the real module.
-#![allow(missing_docs, dead_code)]
-use std::sync::{Arc, Mutex};
-use libp2p_identity::{Keypair, PeerId};
-use rustls::pki_types::CertificateDer;
+//! libp2p's TLS 1.3 handshake: certificates that carry the host key, and the rustls configs and
+//! verifiers that check them.
+//!
+//! Follows the libp2p TLS specification (libp2p/specs, `tls/tls.md`, r0 2019-03-23):
+//!
+//! - Each side presents exactly one self-signed X.509 certificate. Its key is a fresh P-256 key
+//!   unrelated to the host key; the host key is carried in the extension `1.3.6.1.4.1.53594.1.1`
+//!   as `SignedKey ::= SEQUENCE { publicKey OCTET STRING, signature OCTET STRING }`, where
+//!   `publicKey` is the host key's protobuf encoding and `signature` is the host key's signature
+//!   over `"libp2p-tls-handshake:" ++ DER(SubjectPublicKeyInfo of the certificate)`.
+//! - A receiver checks the validity period, the self-signature, the extension and its signature,
+//!   and refuses critical extensions it does not understand. The PeerId is derived from the host
+//!   key.
+//! - TLS 1.3 only, ALPN `libp2p`, the server requires a client certificate, and the client sends
+//!   no SNI.
+//!
+//! Nothing here goes through webpki's certificate parser: it refuses certificates with critical
+//! extensions it does not know, and rust-libp2p marks the libp2p extension critical (as we do).
+//! Certificates are parsed with x509-parser, and handshake signatures are checked against the
+//! certificate's bare SubjectPublicKeyInfo.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use libp2p_identity::{Keypair, PeerId, PublicKey};
+use rcgen::PublicKeyData;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, SubjectPublicKeyInfoDer,
+    UnixTime,
+};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::error::X509Error;
+use x509_parser::oid_registry::{
+    OID_PKCS1_SHA1WITHRSA, OID_SHA1_WITH_RSA, OID_X509_EXT_BASIC_CONSTRAINTS,
+    OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE, OID_X509_EXT_SUBJECT_ALT_NAME,
+};
+use x509_parser::prelude::FromDer;
+
+/// The ALPN protocol id that both sides must offer (spec, "ALPN").
 pub const ALPN: &[u8] = b"libp2p";
-pub struct TlsIdentity;
-#[derive(Clone, Default)]
-pub struct ObservedPeer(Arc<Mutex<Option<PeerId>>>);
-impl ObservedPeer { pub fn get(&self) -> Option<PeerId> { *self.0.lock().unwrap() } }
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError { #[error("x")] X, #[error("q")] Quic(String) }
-#[derive(Debug, thiserror::Error)]
-pub enum CertificateError { #[error("x")] X }
-impl TlsIdentity {
-    pub fn new(_k: &Keypair) -> Result<Self, TlsError> { todo!() }
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> { todo!() }
-    pub fn client_config(&self, _e: Option<PeerId>) -> Result<(Arc<rustls::ClientConfig>, ObservedPeer), TlsError> { todo!() }
+
+/// The libp2p Public Key Extension's OID, 1.3.6.1.4.1.53594.1.1.
+const EXTENSION_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 53594, 1, 1];
+
+/// The same OID as its DER content bytes, to compare against parsed extensions without
+/// building an `Oid` at run time.
+const EXTENSION_OID_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xa2, 0x5a, 0x01, 0x01];
+
+/// What the host key signs, followed by the certificate's SubjectPublicKeyInfo DER.
+const SIGNATURE_PREFIX: &[u8] = b"libp2p-tls-handshake:";
+
+/// Our certificate + key, generated once from the host keypair.
+///
+/// The same certificate is presented on every connection, as a client and as a server (the spec
+/// allows reuse).
+pub struct TlsIdentity {
+    certified_key: Arc<CertifiedKey>,
+    provider: Arc<CryptoProvider>,
 }
-pub fn peer_id_from_chain(_c: &[CertificateDer<'_>]) -> Result<PeerId, CertificateError> { todo!() }
+
+impl TlsIdentity {
+    /// Generates a fresh P-256 certificate key and a self-signed certificate carrying `keypair`'s
+    /// public key, signed by `keypair` as the spec requires.
+    pub fn new(keypair: &Keypair) -> Result<Self, TlsError> {
+        let (certificate, certificate_key) = generate_certificate(keypair)?;
+        // Catch an encoding slip here rather than on every peer's side of every handshake.
+        peer_id_from_certificate(&certificate).map_err(TlsError::SelfCheck)?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let private_key =
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certificate_key.serialize_der()));
+        let signing_key = provider.key_provider.load_private_key(private_key)?;
+        // `CertifiedKey::new`, not `from_der`/`with_single_cert`: those re-parse the certificate
+        // with webpki, which refuses our critical libp2p extension.
+        let certified_key = Arc::new(CertifiedKey::new(vec![certificate], signing_key));
+        Ok(Self {
+            certified_key,
+            provider,
+        })
+    }
+
+    /// TLS 1.3 only, ring provider, ALPN libp2p, REQUIRES a client certificate verified by the
+    /// libp2p rules.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let verifier = ClientVerifier {
+            algorithms: self.provider.signature_verification_algorithms,
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_cert_resolver(Arc::new(SingleCertAndKey::from(self.certified_key.clone())));
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        // No tickets, so no resumption: every client's certificate goes through the verifier.
+        config.send_tls13_tickets = 0;
+        Ok(Arc::new(config))
+    }
+
+    /// TLS 1.3 only, ring provider, ALPN libp2p, enable_sni = false, presents our cert.
+    ///
+    /// `expected`: when Some, the handshake FAILS inside the verifier if the server's PeerId
+    /// differs. The returned ObservedPeer records the PeerId the server's certificate presented
+    /// (set even when it mismatched), so the caller can build a typed error naming expected and
+    /// actual after the handshake fails.
+    ///
+    /// Make one config per dial: every connection made with it shares the one ObservedPeer.
+    pub fn client_config(
+        &self,
+        expected: Option<PeerId>,
+    ) -> Result<(Arc<rustls::ClientConfig>, ObservedPeer), TlsError> {
+        let observed = ObservedPeer::default();
+        let verifier = ServerVerifier {
+            algorithms: self.provider.signature_verification_algorithms,
+            expected,
+            observed: observed.clone(),
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(
+                self.certified_key.clone(),
+            )));
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        // The spec keeps SNI for future handshake versions: this one MUST NOT send it.
+        config.enable_sni = false;
+        // A resumed session skips the verifier, and with it the `expected` check.
+        config.resumption = rustls::client::Resumption::disabled();
+        Ok((Arc::new(config), observed))
+    }
+}
+
+/// The PeerId the server's certificate presented during a client handshake, shared between the
+/// client config's verifier (which writes it) and the caller (which reads it after the handshake).
+#[derive(Clone, Debug, Default)]
+pub struct ObservedPeer(Arc<Mutex<Option<PeerId>>>);
+
+impl ObservedPeer {
+    /// The PeerId of the server's certificate, once it was verified (whether or not it was the
+    /// expected one); `None` before that or when the certificate itself was invalid.
+    pub fn get(&self) -> Option<PeerId> {
+        // A poisoned lock still holds a valid `Option<PeerId>`.
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, peer: PeerId) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(peer);
+    }
+}
+
+/// Full verification of a libp2p certificate (one cert, no chain): validity period (now),
+/// self-signature valid, libp2p extension 1.3.6.1.4.1.53594.1.1 present and parsable (SignedKey:
+/// publicKey protobuf + signature), signature over "libp2p-tls-handshake:" ++
+/// SubjectPublicKeyInfo DER verifies with the host key, no unknown critical extensions. Returns
+/// the PeerId of the host key.
+pub fn peer_id_from_certificate(cert: &CertificateDer<'_>) -> Result<PeerId, CertificateError> {
+    // Not `UnixTime::now()`, which panics on a clock set before 1970; such a clock only makes
+    // certificates look not yet valid.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    verify_certificate(cert, UnixTime::since_unix_epoch(since_epoch))
+}
+
+/// Helper for after the handshake: quinn-proto exposes peer_identity() as Box<dyn Any> holding
+/// Vec<CertificateDer<'static>>. The chain must hold exactly one certificate, which gets the full
+/// [`peer_id_from_certificate`] verification.
+pub fn peer_id_from_chain(chain: &[CertificateDer<'_>]) -> Result<PeerId, CertificateError> {
+    match chain {
+        [cert] => peer_id_from_certificate(cert),
+        _ => Err(CertificateError::NotOneCertificate { count: chain.len() }),
+    }
+}
+
+/// Why a peer's certificate (chain) was refused. Verifier failures reach rustls as
+/// `rustls::Error::InvalidCertificate(rustls::CertificateError::Other(e))`, where `e.0` downcasts
+/// to this type.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// The peer sent a chain of `count` certificates; the spec allows exactly one.
+    #[error("expected exactly one certificate, got {count}")]
+    NotOneCertificate {
+        /// How many certificates the chain held.
+        count: usize,
+    },
+    /// The bytes are not a DER-encoded X.509 certificate (or have trailing data).
+    #[error("unparsable certificate: {0}")]
+    Unparsable(String),
+    /// The certificate's `notBefore` is in the future.
+    #[error("certificate is not yet valid")]
+    NotYetValid,
+    /// The certificate's `notAfter` is in the past.
+    #[error("certificate has expired")]
+    Expired,
+    /// The certificate is signed with an algorithm we do not verify (e.g. SHA-1).
+    #[error("unsupported certificate signature scheme")]
+    UnsupportedSignatureScheme,
+    /// The certificate's self-signature does not verify with its own public key.
+    #[error("certificate self-signature is invalid")]
+    BadSelfSignature,
+    /// The libp2p Public Key Extension is absent.
+    #[error("certificate lacks the libp2p public key extension")]
+    MissingExtension,
+    /// The libp2p Public Key Extension appears more than once.
+    #[error("certificate carries the libp2p public key extension more than once")]
+    DuplicateExtension,
+    /// The extension's content is not a DER `SignedKey`.
+    #[error("libp2p public key extension is not a valid SignedKey")]
+    UnparsableExtension,
+    /// The extension's `publicKey` is not a host key we can decode (RSA is not supported).
+    #[error("unparsable host key in the libp2p extension: {0}")]
+    UnparsableHostKey(#[source] libp2p_identity::DecodingError),
+    /// The host key's signature over the certificate key does not verify.
+    #[error("host key signature over the certificate key is invalid")]
+    BadHostKeySignature,
+    /// The certificate has a critical extension we do not understand.
+    #[error("unknown critical extension {oid}")]
+    UnknownCriticalExtension {
+        /// The extension's OID, dotted.
+        oid: String,
+    },
+}
+
+/// Why our certificate or a rustls config could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The system random number generator failed (certificate serial number).
+    #[error("system randomness unavailable")]
+    Randomness,
+    /// rcgen could not generate the certificate key.
+    #[error("certificate key generation failed: {0}")]
+    CertificateKey(#[source] rcgen::Error),
+    /// The host keypair could not sign the certificate key.
+    #[error("host key signing failed: {0}")]
+    HostKeySigning(#[from] libp2p_identity::SigningError),
+    /// rcgen could not build or sign the certificate.
+    #[error("certificate generation failed: {0}")]
+    Certificate(#[source] rcgen::Error),
+    /// Our own freshly generated certificate failed libp2p verification (a bug).
+    #[error("generated certificate failed verification: {0}")]
+    SelfCheck(#[source] CertificateError),
+    /// rustls refused the key or the config.
+    #[error("rustls config: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// quinn-proto refused to wrap a rustls config (no initial cipher suite). Built by the
+    /// transport, which does the wrapping.
+    #[error("QUIC crypto config: {0}")]
+    Quic(String),
+}
+
+/// Builds our self-signed certificate carrying `host`'s key; returns it with its private key.
+fn generate_certificate(
+    host: &Keypair,
+) -> Result<(CertificateDer<'static>, rcgen::KeyPair), TlsError> {
+    let certificate_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(TlsError::CertificateKey)?;
+    let extension = libp2p_extension(host, &certificate_key.subject_public_key_info())?;
+
+    let mut params = rcgen::CertificateParams::default();
+    // RFC 5280 wants a non-empty issuer; the name itself carries nothing.
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "libp2p.io");
+    params.serial_number = Some(random_serial()?);
+    // The spec's test vectors use this span: wide enough that wrong clocks do not break handshakes.
+    params.not_before = rcgen::date_time_ymd(1975, 1, 1);
+    params.not_after = rcgen::date_time_ymd(4096, 1, 1);
+    params.custom_extensions = vec![extension];
+
+    let certificate = params
+        .self_signed(&certificate_key)
+        .map_err(TlsError::Certificate)?;
+    Ok((certificate.der().clone(), certificate_key))
+}
+
+/// The libp2p Public Key Extension for a certificate whose SubjectPublicKeyInfo DER is `spki`.
+fn libp2p_extension(host: &Keypair, spki: &[u8]) -> Result<rcgen::CustomExtension, TlsError> {
+    let signature = host.sign(&[SIGNATURE_PREFIX, spki].concat())?;
+    let content = encode_signed_key(&host.public().encode_protobuf(), &signature);
+    let mut extension = rcgen::CustomExtension::from_oid_content(EXTENSION_OID, content);
+    // The spec allows critical; rust-libp2p marks it so, and a verifier that does not know
+    // libp2p should not take the certificate as authenticating anyone.
+    extension.set_criticality(true);
+    Ok(extension)
+}
+
+/// 16 random bytes; rcgen encodes them as a positive INTEGER.
+fn random_serial() -> Result<rcgen::SerialNumber, TlsError> {
+    use ring::rand::SecureRandom;
+    let mut serial = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut serial)
+        .map_err(|_| TlsError::Randomness)?;
+    Ok(rcgen::SerialNumber::from_slice(&serial))
+}
+
+/// Parses one DER certificate, refusing trailing bytes.
+fn parse_certificate<'a>(
+    cert: &'a CertificateDer<'_>,
+) -> Result<X509Certificate<'a>, CertificateError> {
+    match X509Certificate::from_der(cert.as_ref()) {
+        Ok(([], parsed)) => Ok(parsed),
+        Ok(_) => Err(CertificateError::Unparsable(
+            "trailing data after the certificate".into(),
+        )),
+        Err(e) => Err(CertificateError::Unparsable(e.to_string())),
+    }
+}
+
+/// Everything [`peer_id_from_certificate`] promises, at time `now`.
+fn verify_certificate(
+    cert: &CertificateDer<'_>,
+    now: UnixTime,
+) -> Result<PeerId, CertificateError> {
+    let parsed = parse_certificate(cert)?;
+    check_validity(&parsed, now)?;
+    check_self_signature(&parsed)?;
+    let extension = libp2p_extension_value(&parsed)?;
+
+    let (public_key, signature) =
+        decode_signed_key(extension).ok_or(CertificateError::UnparsableExtension)?;
+    let host_key =
+        PublicKey::try_decode_protobuf(public_key).map_err(CertificateError::UnparsableHostKey)?;
+    let message = [SIGNATURE_PREFIX, parsed.public_key().raw].concat();
+    if !host_key.verify(&message, signature) {
+        return Err(CertificateError::BadHostKeySignature);
+    }
+    Ok(host_key.to_peer_id())
+}
+
+fn check_validity(cert: &X509Certificate<'_>, now: UnixTime) -> Result<(), CertificateError> {
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let validity = cert.validity();
+    if now < validity.not_before.timestamp() {
+        return Err(CertificateError::NotYetValid);
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(CertificateError::Expired);
+    }
+    Ok(())
+}
+
+fn check_self_signature(cert: &X509Certificate<'_>) -> Result<(), CertificateError> {
+    // RFC 5280: the signed and the outer algorithm identifiers must agree, or the signature
+    // would be checked under an algorithm the signer did not commit to.
+    if cert.signature_algorithm != cert.tbs_certificate.signature {
+        return Err(CertificateError::BadSelfSignature);
+    }
+    // x509-parser still verifies SHA-1 RSA signatures; TLS 1.3 peers have no reason to use them.
+    let algorithm = &cert.signature_algorithm.algorithm;
+    if *algorithm == OID_PKCS1_SHA1WITHRSA || *algorithm == OID_SHA1_WITH_RSA {
+        return Err(CertificateError::UnsupportedSignatureScheme);
+    }
+    match cert.verify_signature(None) {
+        Ok(()) => Ok(()),
+        Err(X509Error::SignatureUnsupportedAlgorithm) => {
+            Err(CertificateError::UnsupportedSignatureScheme)
+        }
+        Err(_) => Err(CertificateError::BadSelfSignature),
+    }
+}
+
+/// The libp2p extension's content, after refusing critical extensions we do not understand.
+fn libp2p_extension_value<'a>(cert: &X509Certificate<'a>) -> Result<&'a [u8], CertificateError> {
+    let mut found = None;
+    for extension in cert.extensions() {
+        if extension.oid.as_bytes() == EXTENSION_OID_DER {
+            if found.replace(extension.value).is_some() {
+                return Err(CertificateError::DuplicateExtension);
+            }
+        } else if extension.critical && !is_understood(&extension.oid) {
+            return Err(CertificateError::UnknownCriticalExtension {
+                oid: extension.oid.to_id_string(),
+            });
+        }
+    }
+    found.ok_or(CertificateError::MissingExtension)
+}
+
+/// Standard extensions other implementations mark critical and that constrain nothing a
+/// self-signed libp2p certificate relies on (js-libp2p marks basicConstraints critical).
+fn is_understood(oid: &x509_parser::oid_registry::Oid<'_>) -> bool {
+    [
+        OID_X509_EXT_BASIC_CONSTRAINTS,
+        OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_EXTENDED_KEY_USAGE,
+        OID_X509_EXT_SUBJECT_ALT_NAME,
+    ]
+    .contains(oid)
+}
+
+const TAG_SEQUENCE: u8 = 0x30;
+const TAG_OCTET_STRING: u8 = 0x04;
+
+/// DER `SignedKey ::= SEQUENCE { publicKey OCTET STRING, signature OCTET STRING }`.
+fn encode_signed_key(public_key: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(public_key.len() + signature.len() + 12);
+    write_tlv(&mut body, TAG_OCTET_STRING, public_key);
+    write_tlv(&mut body, TAG_OCTET_STRING, signature);
+    let mut out = Vec::with_capacity(body.len() + 6);
+    write_tlv(&mut out, TAG_SEQUENCE, &body);
+    out
+}
+
+/// Inverse of [`encode_signed_key`]: `(publicKey, signature)`, or `None` unless `input` is
+/// exactly one such DER value.
+fn decode_signed_key(input: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (body, []) = read_tlv(input, TAG_SEQUENCE)? else {
+        return None;
+    };
+    let (public_key, rest) = read_tlv(body, TAG_OCTET_STRING)?;
+    let (signature, []) = read_tlv(rest, TAG_OCTET_STRING)? else {
+        return None;
+    };
+    Some((public_key, signature))
+}
+
+/// Appends one DER value with a single-byte `tag`, using the shortest length encoding.
+fn write_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let significant = &bytes[bytes.iter().take_while(|b| **b == 0).count()..];
+        out.push(0x80 | significant.len() as u8);
+        out.extend_from_slice(significant);
+    }
+    out.extend_from_slice(content);
+}
+
+/// Reads one DER value that must carry `tag`: `(content, rest)`. Refuses what DER forbids:
+/// the indefinite length, and long-form lengths that are not the shortest encoding.
+fn read_tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, input) = input.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (&first, input) = input.split_first()?;
+    let (len, input) = if first < 0x80 {
+        (usize::from(first), input)
+    } else {
+        // 0x80 is the indefinite length; beyond 4 length bytes nothing fits in a certificate.
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (len_bytes, input) = input.split_at_checked(count)?;
+        if len_bytes.first() == Some(&0) {
+            return None;
+        }
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |len, byte| (len << 8) | usize::from(*byte));
+        if len < 0x80 {
+            return None;
+        }
+        (len, input)
+    };
+    input.split_at_checked(len)
+}
+
+/// The client verifier's refusal of a valid certificate for another peer than the one dialed.
+/// Callers learn both ids from [`ObservedPeer`] and their own `expected`; this only gives the
+/// rustls error a clear message.
+#[derive(Debug, thiserror::Error)]
+#[error("expected peer {expected}, certificate is for {actual}")]
+struct PeerIdMismatch {
+    expected: PeerId,
+    actual: PeerId,
+}
+
+/// Hands a certificate failure to rustls, keeping our typed error downcastable from
+/// `rustls::CertificateError::Other`.
+fn to_rustls(error: impl std::error::Error + Send + Sync + 'static) -> rustls::Error {
+    tracing::debug!(%error, "refusing peer certificate");
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(error),
+    )))
+}
+
+/// Checks a presented chain: exactly one certificate, fully verified at `now`.
+fn verify_presented(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Result<PeerId, rustls::Error> {
+    if !intermediates.is_empty() {
+        return Err(to_rustls(CertificateError::NotOneCertificate {
+            count: intermediates.len() + 1,
+        }));
+    }
+    verify_certificate(end_entity, now).map_err(to_rustls)
+}
+
+/// Checks the TLS 1.3 CertificateVerify signature against the certificate's key.
+///
+/// `rustls::crypto::verify_tls13_signature` would parse the certificate with webpki, which
+/// refuses the critical libp2p extension; the key alone is all the check needs.
+fn verify_handshake_signature(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    algorithms: &WebPkiSupportedAlgorithms,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let parsed = parse_certificate(cert).map_err(to_rustls)?;
+    let spki = SubjectPublicKeyInfoDer::from(parsed.public_key().raw);
+    rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, algorithms)
+}
+
+/// TLS 1.2 is never negotiated (the configs enable TLS 1.3 only); refuse it here too.
+fn refuse_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls12NotOfferedOrEnabled,
+    ))
+}
+
+/// The client's view of the server's certificate.
+#[derive(Debug)]
+struct ServerVerifier {
+    algorithms: WebPkiSupportedAlgorithms,
+    expected: Option<PeerId>,
+    observed: ObservedPeer,
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let actual = verify_presented(end_entity, intermediates, now)?;
+        // Recorded before the comparison, so a mismatch can be reported with both ids.
+        self.observed.set(actual);
+        match self.expected {
+            Some(expected) if expected != actual => {
+                Err(to_rustls(PeerIdMismatch { expected, actual }))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        refuse_tls12()
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The server's view of the client's certificate, which it insists on.
+#[derive(Debug)]
+struct ClientVerifier {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // Certificates are self-signed: there is no CA to hint at.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        verify_presented(end_entity, intermediates, now)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        refuse_tls12()
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{ClientConnection, Connection, ServerConnection};
+
+    // libp2p/specs tls/tls.md, "Test vectors".
+    const VECTOR_ED25519: &str = "308201ae30820156a0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c69627032702e696f310a300806035504051301313020170d3735303130313133303030305a180f34303936303130313133303030305a302031123010060355040a13096c69627032702e696f310a300806035504051301313059301306072a8648ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9d7a84c4f0380b2a6756fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569ea37c307a3078060a2b0601040183a25a0101046a3068042408011220a77f1d92fedb59dddaea5a1c4abd1ac2fbde7d7b879ed364501809923d7c11b90440d90d2769db992d5e6195dbb08e706b6651e024fda6cfb8846694a435519941cac215a8207792e42849cccc6cd8136c6e4bde92a58c5e08cfd4206eb5fe0bf909300a06082a8648ce3d0403020346003043021f50f6b6c52711a881778718238f650c9fb48943ae6ee6d28427dc6071ae55e702203625f116a7a454db9c56986c82a25682f7248ea1cb764d322ea983ed36a31b77";
+    const VECTOR_ECDSA: &str = "308201f63082019da0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c69627032702e696f310a300806035504051301313020170d3735303130313133303030305a180f34303936303130313133303030305a302031123010060355040a13096c69627032702e696f310a300806035504051301313059301306072a8648ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9d7a84c4f0380b2a6756fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569ea381c23081bf3081bc060a2b0601040183a25a01010481ad3081aa045f0803125b3059301306072a8648ce3d020106082a8648ce3d03010703420004bf30511f909414ebdd3242178fd290f093a551cf75c973155de0bb5a96fedf6cb5d52da7563e794b512f66e60c7f55ba8a3acf3dd72a801980d205e8a1ad29f2044730450220064ea8124774caf8f50e57f436aa62350ce652418c019df5d98a3ac666c9386a022100aa59d704a931b5f72fb9222cb6cc51f954d04a4e2e5450f8805fe8918f71eaae300a06082a8648ce3d04030203470030440220799395b0b6c1e940a7e4484705f610ab51ed376f19ff9d7c16757cfbf61b8d4302206205c03fbb0f95205c779be86581d3e31c01871ad5d1f3435bcf375cb0e5088a";
+    const VECTOR_SECP256K1: &str = "308201ba3082015fa0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c69627032702e696f310a300806035504051301313020170d3735303130313133303030305a180f34303936303130313133303030305a302031123010060355040a13096c69627032702e696f310a300806035504051301313059301306072a8648ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9d7a84c4f0380b2a6756fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569ea38184308181307f060a2b0601040183a25a01010471306f0425080212210206dc6968726765b820f050263ececf7f71e4955892776c0970542efd689d2382044630440220145e15a991961f0d08cd15425bb95ec93f6ffa03c5a385eedc34ecf464c7a8ab022026b3109b8a3f40ef833169777eb2aa337cfb6282f188de0666d1bcec2a4690dd300a06082a8648ce3d0403020349003046022100e1a217eeef9ec9204b3f774a08b70849646b6a1e6b8b27f93dc00ed58545d9fe022100b00dafa549d0f03547878338c7b15e7502888f6d45db387e5ae6b5d46899cef0";
+    const VECTOR_INVALID: &str = "308201f73082019da0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c69627032702e696f310a300806035504051301313020170d3735303130313133303030305a180f34303936303130313133303030305a302031123010060355040a13096c69627032702e696f310a300806035504051301313059301306072a8648ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9d7a84c4f0380b2a6756fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569ea381c23081bf3081bc060a2b0601040183a25a01010481ad3081aa045f0803125b3059301306072a8648ce3d020106082a8648ce3d03010703420004bf30511f909414ebdd3242178fd290f093a551cf75c973155de0bb5a96fedf6cb5d52da7563e794b512f66e60c7f55ba8a3acf3dd72a801980d205e8a1ad29f204473045022100bb6e03577b7cc7a3cd1558df0da2b117dfdcc0399bc2504ebe7de6f65cade72802206de96e2a5be9b6202adba24ee0362e490641ac45c240db71fe955f2c5cf8df6e300a06082a8648ce3d0403020348003045022100e847f267f43717358f850355bdcabbefb2cfbf8a3c043b203a14788a092fe8db022027c1d04a2d41fd6b57a7e8b3989e470325de4406e52e084e34a3fd56eef0d0df";
+
+    fn vector(hex: &str) -> CertificateDer<'static> {
+        CertificateDer::from(data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap())
+    }
+
+    fn all_key_types() -> [Keypair; 3] {
+        [
+            Keypair::generate_ed25519(),
+            Keypair::generate_secp256k1(),
+            Keypair::generate_ecdsa(),
+        ]
+    }
+
+    /// A certificate built the way `generate_certificate` builds one, after `tweak` had its say
+    /// (the key is the one the certificate will be self-signed with).
+    fn certificate_with(
+        host: &Keypair,
+        tweak: impl FnOnce(&mut rcgen::CertificateParams, &rcgen::KeyPair),
+    ) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.custom_extensions =
+            vec![libp2p_extension(host, &key.subject_public_key_info()).unwrap()];
+        tweak(&mut params, &key);
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn verify_error(cert: &CertificateDer<'_>) -> CertificateError {
+        peer_id_from_certificate(cert).expect_err("certificate must be refused")
+    }
+
+    /// Our typed error, back out of the rustls error a verifier returned.
+    fn rejection<E: std::error::Error + 'static>(error: &rustls::Error) -> Option<&E> {
+        match error {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+                other.0.downcast_ref()
+            }
+            _ => None,
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Side {
+        Client,
+        Server,
+    }
+
+    fn connect(
+        client: &TlsIdentity,
+        expected: Option<PeerId>,
+        server: &TlsIdentity,
+    ) -> (Connection, Connection, ObservedPeer) {
+        let (client_config, observed) = client.client_config(expected).unwrap();
+        let name = ServerName::try_from("libp2p").unwrap();
+        let client = ClientConnection::new(client_config, name).unwrap();
+        let server = ServerConnection::new(server.server_config().unwrap()).unwrap();
+        (client.into(), server.into(), observed)
+    }
+
+    /// Moves records both ways until neither side has anything to send; the first error wins.
+    fn pump(client: &mut Connection, server: &mut Connection) -> Result<(), (Side, rustls::Error)> {
+        for _ in 0..16 {
+            let sent = transfer(client, server).map_err(|e| (Side::Server, e))?
+                + transfer(server, client).map_err(|e| (Side::Client, e))?;
+            if sent == 0 {
+                return Ok(());
+            }
+        }
+        panic!("handshake did not settle in 16 rounds");
+    }
+
+    /// Delivers everything `from` wants to send to `to`; returns how many bytes moved.
+    fn transfer(from: &mut Connection, to: &mut Connection) -> Result<usize, rustls::Error> {
+        let mut bytes = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut bytes).unwrap();
+        }
+        let mut unread = &bytes[..];
+        while !unread.is_empty() {
+            to.read_tls(&mut unread).unwrap();
+            to.process_new_packets()?;
+        }
+        Ok(bytes.len())
+    }
+
+    #[test]
+    fn spec_vectors_valid_certificates_resolve_to_their_peer_ids() {
+        for (hex, peer) in [
+            (
+                VECTOR_ED25519,
+                "12D3KooWM6CgA9iBFZmcYAHA6A2qvbAxqfkmrYiRQuz3XEsk4Ksv",
+            ),
+            (
+                VECTOR_ECDSA,
+                "QmfXbAwNjJLXfesgztEHe8HwgVDCMMpZ9Eax1HYq6hn9uE",
+            ),
+            (
+                VECTOR_SECP256K1,
+                "16Uiu2HAkutTMoTzDw1tCvSRtu6YoixJwS46S1ZFxW8hSx9fWHiPs",
+            ),
+        ] {
+            let expected: PeerId = peer.parse().unwrap();
+            assert_eq!(peer_id_from_certificate(&vector(hex)).unwrap(), expected);
+            assert_eq!(peer_id_from_chain(&[vector(hex)]).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn spec_vector_invalid_certificate_is_rejected() {
+        let error = verify_error(&vector(VECTOR_INVALID));
+        assert!(
+            matches!(error, CertificateError::BadHostKeySignature),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn generated_certificate_round_trips_to_own_peer_id() {
+        for host in all_key_types() {
+            let identity = TlsIdentity::new(&host).unwrap();
+            let chain = &identity.certified_key.cert;
+            assert_eq!(chain.len(), 1);
+            assert_eq!(
+                peer_id_from_chain(chain).unwrap(),
+                host.public().to_peer_id()
+            );
+
+            let parsed = parse_certificate(&chain[0]).unwrap();
+            let extension = parsed
+                .extensions()
+                .iter()
+                .find(|e| e.oid.as_bytes() == EXTENSION_OID_DER)
+                .unwrap();
+            assert!(extension.critical, "marked critical like rust-libp2p");
+            assert_eq!(extension.oid.to_id_string(), "1.3.6.1.4.1.53594.1.1");
+        }
+    }
+
+    #[test]
+    fn each_identity_gets_a_fresh_certificate_key_and_serial() {
+        let host = Keypair::generate_ed25519();
+        let a = TlsIdentity::new(&host).unwrap();
+        let b = TlsIdentity::new(&host).unwrap();
+        let a = parse_certificate(&a.certified_key.cert[0]).unwrap();
+        let b = parse_certificate(&b.certified_key.cert[0]).unwrap();
+        assert_ne!(a.public_key().raw, b.public_key().raw);
+        assert_ne!(a.raw_serial(), b.raw_serial());
+    }
+
+    #[test]
+    fn handshake_with_expected_peer_id_succeeds_and_both_sides_see_each_other() {
+        let [ed25519, secp256k1, ecdsa] = all_key_types();
+        for (client_host, server_host) in [
+            (&ed25519, &secp256k1),
+            (&secp256k1, &ecdsa),
+            (&ecdsa, &ed25519),
+        ] {
+            let client_id = client_host.public().to_peer_id();
+            let server_id = server_host.public().to_peer_id();
+            let client_tls = TlsIdentity::new(client_host).unwrap();
+            let server_tls = TlsIdentity::new(server_host).unwrap();
+            let (mut client, mut server, observed) =
+                connect(&client_tls, Some(server_id), &server_tls);
+
+            pump(&mut client, &mut server).unwrap();
+
+            assert!(!client.is_handshaking() && !server.is_handshaking());
+            assert_eq!(observed.get(), Some(server_id));
+            let seen_by_client = peer_id_from_chain(client.peer_certificates().unwrap());
+            let seen_by_server = peer_id_from_chain(server.peer_certificates().unwrap());
+            assert_eq!(seen_by_client.unwrap(), server_id);
+            assert_eq!(seen_by_server.unwrap(), client_id);
+            for conn in [&client, &server] {
+                assert_eq!(conn.alpn_protocol(), Some(ALPN));
+                assert_eq!(
+                    conn.protocol_version(),
+                    Some(rustls::ProtocolVersion::TLSv1_3)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_handshakes_never_resume_so_the_verifier_always_runs() {
+        let server_host = Keypair::generate_ed25519();
+        let client_tls = TlsIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let server_tls = TlsIdentity::new(&server_host).unwrap();
+        let (client_config, _) = client_tls
+            .client_config(Some(server_host.public().to_peer_id()))
+            .unwrap();
+        let server_config = server_tls.server_config().unwrap();
+        for _ in 0..2 {
+            let name = ServerName::try_from("libp2p").unwrap();
+            let client = ClientConnection::new(client_config.clone(), name).unwrap();
+            let server = ServerConnection::new(server_config.clone()).unwrap();
+            let (mut client, mut server) = (client.into(), server.into());
+            pump(&mut client, &mut server).unwrap();
+            assert_eq!(client.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        }
+    }
+
+    #[test]
+    fn handshake_without_expected_peer_id_accepts_any_valid_peer() {
+        let server_host = Keypair::generate_ed25519();
+        let client_tls = TlsIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let server_tls = TlsIdentity::new(&server_host).unwrap();
+        let (mut client, mut server, observed) = connect(&client_tls, None, &server_tls);
+
+        pump(&mut client, &mut server).unwrap();
+
+        assert_eq!(observed.get(), Some(server_host.public().to_peer_id()));
+    }
+
+    #[test]
+    fn handshake_with_wrong_expected_peer_id_fails_and_records_actual() {
+        let server_host = Keypair::generate_ed25519();
+        let actual = server_host.public().to_peer_id();
+        let expected = Keypair::generate_ed25519().public().to_peer_id();
+        let client_tls = TlsIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let server_tls = TlsIdentity::new(&server_host).unwrap();
+        let (mut client, mut server, observed) = connect(&client_tls, Some(expected), &server_tls);
+
+        let (side, error) = pump(&mut client, &mut server).unwrap_err();
+
+        assert_eq!(side, Side::Client);
+        let mismatch = rejection::<PeerIdMismatch>(&error).expect("a PeerId mismatch");
+        assert_eq!((mismatch.expected, mismatch.actual), (expected, actual));
+        assert_eq!(observed.get(), Some(actual));
+        assert!(client.is_handshaking());
+    }
+
+    /// An identity presenting `certificate_of`'s certificate but signing with `key_of`'s key.
+    fn impostor(certificate_of: &TlsIdentity, key_of: &TlsIdentity) -> TlsIdentity {
+        TlsIdentity {
+            certified_key: Arc::new(CertifiedKey::new(
+                certificate_of.certified_key.cert.clone(),
+                key_of.certified_key.key.clone(),
+            )),
+            provider: certificate_of.provider.clone(),
+        }
+    }
+
+    #[test]
+    fn handshake_signed_by_another_key_than_the_certificates_is_rejected() {
+        let victim_host = Keypair::generate_ed25519();
+        let victim = TlsIdentity::new(&victim_host).unwrap();
+        let attacker = TlsIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let honest = TlsIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let fake = impostor(&victim, &attacker);
+
+        // Fake server: the client checks CertificateVerify against the certificate's key.
+        let (mut client, mut server, _) =
+            connect(&honest, Some(victim_host.public().to_peer_id()), &fake);
+        let (side, error) = pump(&mut client, &mut server).unwrap_err();
+        assert_eq!(side, Side::Client);
+        assert!(
+            matches!(
+                error,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)
+            ),
+            "{error:?}"
+        );
+
+        // Fake client: the server does the same check.
+        let (mut client, mut server, _) = connect(&fake, None, &honest);
+        let (side, error) = pump(&mut client, &mut server).unwrap_err();
+        assert_eq!(side, Side::Server);
+        assert!(
+            matches!(
+                error,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn client_without_certificate_is_rejected_by_the_server() {
+        let server_tls = TlsIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let verifier = ServerVerifier {
+            algorithms: server_tls.provider.signature_verification_algorithms,
+            expected: None,
+            observed: ObservedPeer::default(),
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(server_tls.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        let name = ServerName::try_from("libp2p").unwrap();
+        let mut client = ClientConnection::new(Arc::new(config), name)
+            .unwrap()
+            .into();
+        let mut server = ServerConnection::new(server_tls.server_config().unwrap())
+            .unwrap()
+            .into();
+
+        let (side, error) = pump(&mut client, &mut server).unwrap_err();
+
+        assert_eq!(side, Side::Server);
+        assert!(
+            matches!(error, rustls::Error::NoCertificatesPresented),
+            "{error:?}"
+        );
+    }
+
+    /// A TLS 1.2-only ClientHello (no supported_versions extension), written by hand because
+    /// our rustls build has no TLS 1.2 support to make one with.
+    fn tls12_client_hello() -> Vec<u8> {
+        let mut extensions = Vec::new();
+        // signature_algorithms: ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256
+        extensions.extend_from_slice(&[0, 0x0d, 0, 6, 0, 4, 0x04, 0x03, 0x08, 0x04]);
+        // supported_groups: x25519, secp256r1
+        extensions.extend_from_slice(&[0, 0x0a, 0, 6, 0, 4, 0, 0x1d, 0, 0x17]);
+        // ec_point_formats: uncompressed
+        extensions.extend_from_slice(&[0, 0x0b, 0, 2, 1, 0]);
+        // application_layer_protocol_negotiation: "libp2p"
+        extensions.extend_from_slice(&[0, 0x10, 0, 9, 0, 7, 6]);
+        extensions.extend_from_slice(ALPN);
+
+        let mut hello = vec![0x03, 0x03]; // client_version TLS 1.2
+        hello.extend_from_slice(&[0x42; 32]); // random
+        hello.push(0); // empty session id
+        // ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256
+        hello.extend_from_slice(&[0, 4, 0xc0, 0x2b, 0xc0, 0x2f]);
+        hello.extend_from_slice(&[1, 0]); // null compression
+        hello.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+        hello.extend_from_slice(&extensions);
+
+        let mut handshake = vec![0x01]; // client_hello
+        handshake.extend_from_slice(&(hello.len() as u32).to_be_bytes()[1..]);
+        handshake.extend_from_slice(&hello);
+
+        let mut record = vec![0x16, 0x03, 0x01]; // handshake record
+        record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+        record.extend_from_slice(&handshake);
+        record
+    }
+
+    #[test]
+    fn tls12_only_client_is_rejected_by_the_server_config() {
+        let server_tls = TlsIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let mut server = ServerConnection::new(server_tls.server_config().unwrap()).unwrap();
+
+        server.read_tls(&mut &tls12_client_hello()[..]).unwrap();
+        let error = server.process_new_packets().unwrap_err();
+
+        assert!(
+            matches!(
+                error,
+                rustls::Error::PeerIncompatible(
+                    rustls::PeerIncompatible::SupportedVersionsExtensionRequired
+                )
+            ),
+            "{error:?}"
+        );
+        // And it tells the client why: a fatal protocol_version alert.
+        let mut alert = Vec::new();
+        server.write_tls(&mut alert).unwrap();
+        assert_eq!(alert.first(), Some(&0x15));
+        assert!(alert.ends_with(&[2, 70]), "{alert:?}");
+    }
+
+    #[test]
+    fn configs_are_tls13_only_with_libp2p_alpn_and_no_sni() {
+        let tls = TlsIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let (client, _) = tls.client_config(None).unwrap();
+        let server = tls.server_config().unwrap();
+        assert!(!client.enable_sni);
+        assert_eq!(client.alpn_protocols, vec![b"libp2p".to_vec()]);
+        assert_eq!(server.alpn_protocols, vec![b"libp2p".to_vec()]);
+        for provider in [client.crypto_provider(), server.crypto_provider()] {
+            assert!(
+                provider
+                    .cipher_suites
+                    .iter()
+                    .any(|s| s.suite() == rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+            );
+        }
+    }
+
+    #[test]
+    fn quic_configs_accept_the_rustls_configs() {
+        use quinn_proto::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+        let tls = TlsIdentity::new(&Keypair::generate_ed25519()).unwrap();
+        let (client, _) = tls.client_config(None).unwrap();
+        assert!(QuicClientConfig::try_from(client).is_ok());
+        assert!(QuicServerConfig::try_from(tls.server_config().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn two_certificate_chain_is_rejected() {
+        let a = certificate_with(&Keypair::generate_ed25519(), |_, _| {});
+        let b = certificate_with(&Keypair::generate_ed25519(), |_, _| {});
+
+        let chain = [a.clone(), b.clone()];
+        assert!(matches!(
+            peer_id_from_chain(&chain),
+            Err(CertificateError::NotOneCertificate { count: 2 })
+        ));
+        assert!(matches!(
+            peer_id_from_chain(&[]),
+            Err(CertificateError::NotOneCertificate { count: 0 })
+        ));
+
+        // Both verifiers refuse intermediates, however valid.
+        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        let server_verifier = ServerVerifier {
+            algorithms,
+            expected: None,
+            observed: ObservedPeer::default(),
+        };
+        let name = ServerName::try_from("libp2p").unwrap();
+        let error = server_verifier
+            .verify_server_cert(&a, std::slice::from_ref(&b), &name, &[], UnixTime::now())
+            .unwrap_err();
+        assert!(matches!(
+            rejection::<CertificateError>(&error),
+            Some(CertificateError::NotOneCertificate { count: 2 })
+        ));
+        assert_eq!(server_verifier.observed.get(), None);
+        let client_verifier = ClientVerifier { algorithms };
+        let error = client_verifier
+            .verify_client_cert(&a, &[b], UnixTime::now())
+            .unwrap_err();
+        assert!(matches!(
+            rejection::<CertificateError>(&error),
+            Some(CertificateError::NotOneCertificate { count: 2 })
+        ));
+        assert!(client_verifier.client_auth_mandatory());
+        assert!(client_verifier.root_hint_subjects().is_empty());
+    }
+
+    #[test]
+    fn missing_extension_is_rejected() {
+        let cert = certificate_with(&Keypair::generate_ed25519(), |params, _| {
+            params.custom_extensions.clear();
+        });
+        assert!(matches!(
+            verify_error(&cert),
+            CertificateError::MissingExtension
+        ));
+    }
+
+    #[test]
+    fn duplicate_extension_is_rejected() {
+        let cert = certificate_with(&Keypair::generate_ed25519(), |params, _| {
+            let again = params.custom_extensions[0].clone();
+            params.custom_extensions.push(again);
+        });
+        assert!(matches!(
+            verify_error(&cert),
+            CertificateError::DuplicateExtension
+        ));
+    }
+
+    #[test]
+    fn expired_certificate_is_rejected() {
+        let cert = certificate_with(&Keypair::generate_ed25519(), |params, _| {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        });
+        assert!(matches!(verify_error(&cert), CertificateError::Expired));
+    }
+
+    #[test]
+    fn not_yet_valid_certificate_is_rejected() {
+        let cert = certificate_with(&Keypair::generate_ed25519(), |params, _| {
+            params.not_before = rcgen::date_time_ymd(3000, 1, 1);
+        });
+        assert!(matches!(verify_error(&cert), CertificateError::NotYetValid));
+    }
+
+    #[test]
+    fn validity_is_judged_at_the_time_rustls_passes() {
+        let host = Keypair::generate_ed25519();
+        let cert = certificate_with(&host, |params, _| {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        });
+        let in_2000 = UnixTime::since_unix_epoch(std::time::Duration::from_secs(960_000_000));
+        assert_eq!(
+            verify_certificate(&cert, in_2000).unwrap(),
+            host.public().to_peer_id()
+        );
+    }
+
+    #[test]
+    fn unknown_critical_extension_is_rejected() {
+        let cert = certificate_with(&Keypair::generate_ed25519(), |params, _| {
+            let mut unknown = rcgen::CustomExtension::from_oid_content(&[1, 2, 3, 4], vec![5, 0]);
+            unknown.set_criticality(true);
+            params.custom_extensions.push(unknown);
+        });
+        match verify_error(&cert) {
+            CertificateError::UnknownCriticalExtension { oid } => assert_eq!(oid, "1.2.3.4"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_non_critical_and_known_critical_extensions_are_accepted() {
+        let host = Keypair::generate_ed25519();
+        let cert = certificate_with(&host, |params, _| {
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 2, 3, 4],
+                    vec![5, 0],
+                ));
+            // A critical basicConstraints (cA false), as js-libp2p sends.
+            params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        });
+        let parsed = parse_certificate(&cert).unwrap();
+        let basic_constraints = parsed.basic_constraints().unwrap().unwrap();
+        assert!(basic_constraints.critical);
+        assert_eq!(
+            peer_id_from_certificate(&cert).unwrap(),
+            host.public().to_peer_id()
+        );
+    }
+
+    #[test]
+    fn extension_signed_for_another_certificate_key_is_rejected() {
+        let host = Keypair::generate_ed25519();
+        let cert = certificate_with(&host, |params, _| {
+            let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            params.custom_extensions =
+                vec![libp2p_extension(&host, &other.subject_public_key_info()).unwrap()];
+        });
+        assert!(matches!(
+            verify_error(&cert),
+            CertificateError::BadHostKeySignature
+        ));
+    }
+
+    #[test]
+    fn unparsable_extension_and_host_key_are_rejected() {
+        let cert = certificate_with(&Keypair::generate_ed25519(), |params, _| {
+            params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+                EXTENSION_OID,
+                vec![0x30, 0x03, 0x04, 0x01],
+            )];
+        });
+        assert!(matches!(
+            verify_error(&cert),
+            CertificateError::UnparsableExtension
+        ));
+
+        let cert = certificate_with(&Keypair::generate_ed25519(), |params, _| {
+            params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+                EXTENSION_OID,
+                encode_signed_key(b"not a protobuf key", b"sig"),
+            )];
+        });
+        assert!(matches!(
+            verify_error(&cert),
+            CertificateError::UnparsableHostKey(_)
+        ));
+    }
+
+    #[test]
+    fn corrupted_self_signature_is_rejected() {
+        let cert = certificate_with(&Keypair::generate_ed25519(), |_, _| {});
+        let mut bytes = cert.to_vec();
+        // The certificate ends with the ECDSA signature's last byte.
+        *bytes.last_mut().unwrap() ^= 0x01;
+        assert!(matches!(
+            verify_error(&CertificateDer::from(bytes)),
+            CertificateError::BadSelfSignature
+        ));
+    }
+
+    #[test]
+    fn garbage_bytes_are_rejected_without_panic() {
+        for garbage in [&[][..], &[0x30], &[0x30, 0x80], &[0xff; 64], b"hello world"] {
+            assert!(matches!(
+                verify_error(&CertificateDer::from(garbage)),
+                CertificateError::Unparsable(_)
+            ));
+        }
+
+        let host = Keypair::generate_ed25519();
+        let peer = host.public().to_peer_id();
+        let valid = certificate_with(&host, |_, _| {});
+        for len in 0..valid.len() {
+            assert!(peer_id_from_certificate(&CertificateDer::from(&valid[..len])).is_err());
+        }
+        let mut trailing = valid.to_vec();
+        trailing.push(0);
+        assert!(matches!(
+            verify_error(&CertificateDer::from(trailing)),
+            CertificateError::Unparsable(_)
+        ));
+
+        // Any single flipped bit either breaks the certificate or changes nothing that is signed.
+        for index in 0..valid.len() {
+            let mut bytes = valid.to_vec();
+            bytes[index] ^= 0x04;
+            if let Ok(other) = peer_id_from_certificate(&CertificateDer::from(bytes)) {
+                assert_eq!(other, peer, "flip at {index} changed the identity");
+            }
+        }
+    }
+
+    #[test]
+    fn signed_key_der_round_trips_and_rejects_malformed_encodings() {
+        for len in [0, 1, 127, 128, 255, 256, 65_535, 70_000] {
+            let public_key = vec![0xab; len];
+            let encoded = encode_signed_key(&public_key, b"signature");
+            assert_eq!(
+                decode_signed_key(&encoded),
+                Some((&public_key[..], &b"signature"[..]))
+            );
+        }
+        // Long-form lengths are the shortest ones.
+        assert_eq!(
+            &encode_signed_key(&[0; 200], &[])[..4],
+            &[0x30, 0x81, 0xcd, 0x04]
+        );
+
+        let good = encode_signed_key(b"key", b"sig");
+        let key = [4, 3, b'k', b'e', b'y'];
+        let sig = [4, 3, b's', b'i', b'g'];
+        let body = [&key[..], &sig].concat();
+        assert_eq!(good, [&[0x30, 0x0a][..], &body].concat());
+        let malformed: &[(&str, Vec<u8>)] = &[
+            ("empty", vec![]),
+            ("truncated", good[..good.len() - 1].to_vec()),
+            ("trailing garbage", [&good[..], &[0]].concat()),
+            ("SET, not SEQUENCE", [&[0x31, 0x0a][..], &body].concat()),
+            (
+                "BIT STRING key",
+                [&[0x30, 0x0a, 3][..], &body[1..]].concat(),
+            ),
+            ("no signature", [&[0x30, 0x05][..], &key].concat()),
+            ("third field", [&[0x30, 0x0c][..], &body, &[4, 0]].concat()),
+            ("garbage inside", [&[0x30, 0x0b][..], &body, &[0]].concat()),
+            (
+                "non-minimal long form",
+                [&[0x30, 0x81, 0x0a][..], &body].concat(),
+            ),
+            (
+                "zero-padded long form",
+                [&[0x30, 0x82, 0, 0x0a][..], &body].concat(),
+            ),
+            (
+                "non-minimal inner length",
+                [&[0x30, 0x0b, 4, 0x81][..], &key[1..], &sig].concat(),
+            ),
+            (
+                "indefinite length",
+                [&[0x30, 0x80][..], &body, &[0, 0]].concat(),
+            ),
+            ("five length bytes", vec![0x30, 0x85, 1, 0, 0, 0, 0]),
+            (
+                "longer than the input",
+                vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0],
+            ),
+        ];
+        for (case, input) in malformed {
+            assert_eq!(decode_signed_key(input), None, "{case}");
+        }
+    }
+
+    #[test]
+    fn observed_peer_starts_empty_and_is_shared_by_clones() {
+        let observed = ObservedPeer::default();
+        assert_eq!(observed.get(), None);
+        let peer = Keypair::generate_ed25519().public().to_peer_id();
+        observed.clone().set(peer);
+        assert_eq!(observed.get(), Some(peer));
+    }
+}

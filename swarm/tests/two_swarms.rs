@@ -28,7 +28,10 @@ fn two_swarms_exchange_data_both_ways_through_a_plugin() {
     // a -> b's plugin, and b -> a's plugin, on the same connection.
     let data = pattern(1 << 20);
     assert_eq!(echo_roundtrip(&a.handle, b.peer, &data), data);
-    assert_eq!(echo_roundtrip(&b.handle, a.peer, &data[..1000]), &data[..1000]);
+    assert_eq!(
+        echo_roundtrip(&b.handle, a.peer, &data[..1000]),
+        &data[..1000]
+    );
     // Both sides saw the connection with the right identities.
     assert_eq!(
         a.wait_for(|e| match e {
@@ -104,7 +107,10 @@ fn unknown_protocol_is_refused_and_connection_survives() {
         matches!(err, OpenStreamError::Negotiation(_)),
         "unexpected error {err:?}"
     );
-    assert_eq!(echo_roundtrip(&a.handle, b.peer, b"still alive"), b"still alive");
+    assert_eq!(
+        echo_roundtrip(&a.handle, b.peer, b"still alive"),
+        b"still alive"
+    );
 }
 
 /// Records what happens to streams it opens, for the stale-handle test.
@@ -131,7 +137,9 @@ fn stale_connection_and_stream_handles_give_errors() {
     // Close the connection, then use both handles.
     a.handle
         .call(TIMEOUT, move |s| {
-            s.with_context(swarm::PluginId::external(), |ctx| ctx.close_connection(conn, 7))
+            s.with_context(swarm::PluginId::external(), |ctx| {
+                ctx.close_connection(conn, 7)
+            })
         })
         .unwrap()
         .unwrap();
@@ -200,10 +208,16 @@ fn stream_handed_to_sleeping_thread_stays_bounded_and_delivers_in_order() {
     let mut peak = 0;
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(50));
-        let buffered = b.handle.call(TIMEOUT, |s| s.threaded_buffered_bytes()).unwrap();
+        let buffered = b
+            .handle
+            .call(TIMEOUT, |s| s.threaded_buffered_bytes())
+            .unwrap();
         peak = peak.max(buffered);
     }
-    assert!(peak > 0, "the swarm buffered nothing; the test proves nothing");
+    assert!(
+        peak > 0,
+        "the swarm buffered nothing; the test proves nothing"
+    );
     assert!(
         peak <= limit,
         "buffered {peak} bytes for a sleeping thread, bound is {limit}"

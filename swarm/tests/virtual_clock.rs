@@ -47,7 +47,9 @@ impl Sender {
         let Some(s) = self.stream else { return };
         while self.sent < self.total {
             let chunk = (self.total - self.sent).min(16 * 1024);
-            let data: Vec<u8> = (self.sent..self.sent + chunk).map(|i| (i % 251) as u8).collect();
+            let data: Vec<u8> = (self.sent..self.sent + chunk)
+                .map(|i| (i % 251) as u8)
+                .collect();
             let n = ctx.write(s, &data).expect("write");
             self.sent += n;
             if n < chunk {
@@ -101,7 +103,13 @@ struct Link {
 }
 
 /// Run both swarms until `done` or the virtual deadline; returns virtual time used.
-fn run(swarms: &mut [Swarm; 2], addrs: [SocketAddr; 2], link: &mut Link, start: Instant, done: impl Fn() -> bool) -> Duration {
+fn run(
+    swarms: &mut [Swarm; 2],
+    addrs: [SocketAddr; 2],
+    link: &mut Link,
+    start: Instant,
+    done: impl Fn() -> bool,
+) -> Duration {
     let mut now = start;
     // In flight: (arrival, seq) -> (to swarm, from addr, payload)
     let mut in_flight: BTreeMap<(Instant, u64), (usize, SocketAddr, Vec<u8>)> = BTreeMap::new();
@@ -111,13 +119,19 @@ fn run(swarms: &mut [Swarm; 2], addrs: [SocketAddr; 2], link: &mut Link, start: 
         for (i, s) in swarms.iter_mut().enumerate() {
             s.handle_wakeup(now);
             while let Some((_, t)) = s.poll_transmit(now, 1, &mut buf) {
-                let to = addrs.iter().position(|a| *a == t.destination).expect("known address");
+                let to = addrs
+                    .iter()
+                    .position(|a| *a == t.destination)
+                    .expect("known address");
                 if link.rng.random::<f64>() < link.loss {
                     continue;
                 }
                 let jitter = link.jitter.mul_f64(link.rng.random::<f64>());
                 seq += 1;
-                in_flight.insert((now + link.latency + jitter, seq), (to, addrs[i], buf[..t.size].to_vec()));
+                in_flight.insert(
+                    (now + link.latency + jitter, seq),
+                    (to, addrs[i], buf[..t.size].to_vec()),
+                );
             }
         }
         if done() {
@@ -141,7 +155,10 @@ fn run(swarms: &mut [Swarm; 2], addrs: [SocketAddr; 2], link: &mut Link, start: 
                 s.handle_timeout(now);
             }
         }
-        assert!(now - start < Duration::from_secs(600), "virtual deadline passed");
+        assert!(
+            now - start < Duration::from_secs(600),
+            "virtual deadline passed"
+        );
     }
     now - start
 }
@@ -151,18 +168,38 @@ fn transfer(total: usize, loss: f64, seed: u64) -> (usize, bool, bool, Duration)
     let result = Arc::new(Mutex::new((0usize, true, false)));
     let mk = |seed: u8, ip: [u8; 4]| {
         let cfg = SwarmConfig::new(Keypair::ed25519_from_bytes([seed; 32]).unwrap());
-        Swarm::new(cfg, Box::new(VirtualBinder { ip, next_port: 1000 }), Arc::new(NoWake), start).unwrap()
+        Swarm::new(
+            cfg,
+            Box::new(VirtualBinder {
+                ip,
+                next_port: 1000,
+            }),
+            Arc::new(NoWake),
+            start,
+        )
+        .unwrap()
     };
     let mut a = mk(1, [127, 0, 0, 1]);
     let mut b = mk(2, [127, 0, 0, 2]);
-    a.add_protocol(Box::new(Sender { total, sent: 0, stream: None }));
-    b.add_protocol(Box::new(Receiver { result: result.clone() }));
-    let a_addr = a.listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()).unwrap();
-    let b_addr = b.listen(&"/ip4/127.0.0.2/udp/0/quic-v1".parse().unwrap()).unwrap();
+    a.add_protocol(Box::new(Sender {
+        total,
+        sent: 0,
+        stream: None,
+    }));
+    b.add_protocol(Box::new(Receiver {
+        result: result.clone(),
+    }));
+    let a_addr = a
+        .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+        .unwrap();
+    let b_addr = b
+        .listen(&"/ip4/127.0.0.2/udp/0/quic-v1".parse().unwrap())
+        .unwrap();
     let to_socket = |m: &swarm::Multiaddr| swarm::address::parse_quic_addr(m).unwrap().socket;
     let addrs = [to_socket(&a_addr), to_socket(&b_addr)];
     let b_peer = b.local_peer_id();
-    a.dial(&b_addr.with(swarm::multiaddr::Protocol::P2p(b_peer)), false).unwrap();
+    a.dial(&b_addr.with(swarm::multiaddr::Protocol::P2p(b_peer)), false)
+        .unwrap();
     let mut link = Link {
         loss,
         latency: Duration::from_millis(10),
@@ -171,7 +208,9 @@ fn transfer(total: usize, loss: f64, seed: u64) -> (usize, bool, bool, Duration)
     };
     let mut swarms = [a, b];
     let r2 = result.clone();
-    let took = run(&mut swarms, addrs, &mut link, start, move || r2.lock().unwrap().2);
+    let took = run(&mut swarms, addrs, &mut link, start, move || {
+        r2.lock().unwrap().2
+    });
     let r = *result.lock().unwrap();
     (r.0, r.1, r.2, took)
 }

@@ -25,6 +25,7 @@ pub struct PerfRequest {
     target: StreamTarget,
     upload: u64,
     download: u64,
+    optimistic: bool,
     /// Taken by the plugin that runs the request, so it runs once.
     claim: Mutex<Option<(Arc<Progress>, Sender<RunResult>)>>,
 }
@@ -38,9 +39,21 @@ impl PerfRequest {
             target: target.into(),
             upload,
             download,
+            optimistic: false,
             claim: Mutex::new(Some((progress, reply))),
         };
         (request, run)
+    }
+
+    /// Send the header and upload right behind the protocol proposal,
+    /// without waiting for the peer to accept it: saves a round trip per
+    /// run. The cost: a peer that refuses the protocol then reads our data
+    /// as a malformed proposal and resets the stream, and the reset may
+    /// arrive before its refusal, so the run fails with
+    /// [`PerfError::Stream`] instead of [`PerfError::Refused`].
+    pub fn optimistic(mut self, optimistic: bool) -> Self {
+        self.optimistic = optimistic;
+        self
     }
 
     fn claim(&self) -> Option<(Arc<Progress>, Sender<RunResult>)> {
@@ -56,8 +69,14 @@ pub fn start(
     download: u64,
 ) -> Result<Run, PerfError> {
     let (request, run) = PerfRequest::new(target, upload, download);
-    handle.send_event(ProtocolEvent::new("perf", request))?;
+    send(handle, request)?;
     Ok(run)
+}
+
+/// Hand a request to the swarm's [`PerfClient`] plugin.
+pub fn send(handle: &SwarmHandle, request: PerfRequest) -> Result<(), PerfError> {
+    handle.send_event(ProtocolEvent::new("perf", request))?;
+    Ok(())
 }
 
 /// One outbound run.
@@ -71,14 +90,16 @@ struct ClientRun {
     upload: u64,
     download: u64,
     start: Instant,
+    /// We may write: the peer accepted the protocol, or the run is optimistic.
+    may_write: bool,
     /// When the upload was written and our side finished.
     upload_done: Option<Instant>,
 }
 
 /// Runs perf transfers asked for with [`PerfRequest`]. Writes the header
-/// and upload right behind the protocol proposal (no wait for the
-/// negotiation round trip), from a static zero buffer; received bytes are
-/// counted and dropped.
+/// and upload once the peer accepted the protocol (or at once, for
+/// [`PerfRequest::optimistic`] runs), from a static zero buffer; received
+/// bytes are counted and dropped.
 #[derive(Default)]
 pub struct PerfClient {
     runs: HashMap<StreamRef, ClientRun>,
@@ -95,7 +116,7 @@ impl PerfClient {
         let Some(run) = self.runs.get_mut(&stream) else {
             return;
         };
-        if run.upload_done.is_some() {
+        if run.upload_done.is_some() || !run.may_write {
             return;
         }
         let result: Result<bool, StreamError> = (|| {
@@ -170,10 +191,18 @@ impl Protocol for PerfClient {
                 upload: request.upload,
                 download: request.download,
                 start: ctx.now(),
+                may_write: request.optimistic,
                 upload_done: None,
             },
         );
         self.pump(ctx, stream);
+    }
+
+    fn handle_stream_negotiated(&mut self, ctx: &mut Context<'_>, stream: StreamRef, _: &str) {
+        if let Some(run) = self.runs.get_mut(&stream) {
+            run.may_write = true;
+            self.pump(ctx, stream);
+        }
     }
 
     fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
