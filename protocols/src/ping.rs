@@ -120,7 +120,8 @@ pub enum PingError {
     Stream(#[from] StreamError),
 }
 
-/// Start or stop pinging a peer: send with `SwarmHandle::send_event` or
+/// Start or stop pinging a peer: send with
+/// [`SwarmHandle::send_event`](swarm::SwarmHandle::send_event) or
 /// [`Context::emit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PingCommand {

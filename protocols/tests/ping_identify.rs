@@ -11,7 +11,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use protocols::identify::{self, IdentifyError, IdentifyEvent, IdentifyInfo, IdentifyPush};
+use protocols::identify::{
+    self, Identify, IdentifyConfig, IdentifyError, IdentifyEvent, IdentifyInfo, IdentifyPush,
+};
 use protocols::ping::{self, Ping, PingConfig, PingError, PingEvent};
 use rust_libp2p_peer::{PeerConfig, PeerEvent, RustPeer};
 use swarm::multiaddr::Protocol as AddrPart;
@@ -176,6 +178,35 @@ fn wrong_ping_echo_is_an_error_and_resets_the_stream() {
     assert_eq!(next_ping(&a, b.peer), Err(PingError::WrongEcho));
 }
 
+/// Accepts `/ipfs/ping/1.0.0` and never answers.
+struct SilentPing;
+
+impl Protocol for SilentPing {
+    fn protocol_ids(&self) -> Vec<String> {
+        vec![ping::PROTOCOL.into()]
+    }
+}
+
+#[test]
+fn ping_without_echo_times_out() {
+    let timeout = Duration::from_millis(300);
+    let a = Node::start(25, |_| {
+        vec![Box::new(Ping::new(PingConfig {
+            interval: FAST_PING,
+            timeout,
+            ..PingConfig::default()
+        }))]
+    });
+    let b = Node::start(26, |_| vec![Box::new(SilentPing)]);
+    a.dial(b.p2p_addr());
+    assert_eq!(next_ping(&a, b.peer), Err(PingError::Timeout(timeout)));
+    assert_eq!(
+        a.connections_to(b.peer),
+        1,
+        "a ping timeout keeps the connection"
+    );
+}
+
 #[test]
 fn inbound_ping_echoes_chunked_frames_and_a_third_stream_is_reset() {
     let a = Node::start(5, |_| vec![]);
@@ -211,13 +242,21 @@ fn inbound_ping_echoes_chunked_frames_and_a_third_stream_is_reset() {
         s.read_exact(&mut echo).unwrap();
         assert_eq!(echo[..], payload[..]);
     }
-    let mut third = open();
-    let _ = third.write_all(&payload[..32]);
+    // A third stream is reset. The reset may overtake the end of
+    // negotiation, so opening it may already fail.
+    let third = a
+        .handle
+        .open_stream(b.peer, ping::PROTOCOL, TIMEOUT)
+        .expect("swarm answers");
     let mut buf = [0u8; 32];
-    assert!(
-        third.read_exact(&mut buf).is_err(),
-        "a third stream is reset"
-    );
+    if let Ok(mut third) = third {
+        third.set_timeout(Some(TIMEOUT));
+        let _ = third.write_all(&payload[..32]);
+        assert!(
+            third.read_exact(&mut buf).is_err(),
+            "a third stream is reset"
+        );
+    }
     // The first two still work.
     streams[0].write_all(&payload[..32]).unwrap();
     streams[0].read_exact(&mut buf).unwrap();
@@ -314,9 +353,11 @@ fn identify_push_event_pushes_to_connected_peers() {
     assert_eq!(pushed.public_key, b.keypair.public());
 }
 
-/// Answers `/ipfs/id/1.0.0` with fixed raw bytes, then finishes.
+/// Answers `/ipfs/id/1.0.0` with fixed raw bytes, then finishes unless
+/// told to hang.
 struct RawIdentify {
     reply: Vec<u8>,
+    finish: bool,
 }
 
 impl Protocol for RawIdentify {
@@ -325,19 +366,24 @@ impl Protocol for RawIdentify {
     }
     fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, _: &str) {
         // Small enough to fit the window at once; errors mean the reader
-        // already gave up, which is what the test expects.
+        // already gave up, which is what the tests expect.
         let _ = ctx.write(stream, &self.reply);
-        let _ = ctx.finish(stream);
+        if self.finish {
+            let _ = ctx.finish(stream);
+        }
     }
 }
 
-/// `a` asks `b` for identify, `b` answers `reply`; returns a's error, and
-/// checks the connection still carries pings afterwards.
-fn identify_against_raw_reply(seed: u8, reply: Vec<u8>) -> IdentifyError {
-    let a = Node::start(seed, |k| vec![identify(k, "node-a"), fast_ping()]);
-    let b = Node::start(seed + 1, |_| {
-        vec![Box::new(RawIdentify { reply }), fast_ping()]
+/// `a` asks `b` for identify (giving up after `timeout`) and `b` answers
+/// as `responder` does; returns a's error, and checks the connection still
+/// carries pings afterwards.
+fn identify_against(seed: u8, responder: RawIdentify, timeout: Duration) -> IdentifyError {
+    let a = Node::start(seed, |k| {
+        let mut config = IdentifyConfig::new(k.public());
+        config.timeout = timeout;
+        vec![Box::new(Identify::new(config)), fast_ping()]
     });
+    let b = Node::start(seed + 1, |_| vec![Box::new(responder), fast_ping()]);
     a.dial(b.p2p_addr());
     let error = a.wait_for::<IdentifyEvent, _>("identify error", |e| match e {
         IdentifyEvent::Error { peer, error, .. } if *peer == b.peer => Some(error.clone()),
@@ -350,26 +396,22 @@ fn identify_against_raw_reply(seed: u8, reply: Vec<u8>) -> IdentifyError {
     error
 }
 
+/// [`identify_against`] a responder that sends `reply` and finishes.
+fn identify_against_raw_reply(seed: u8, reply: Vec<u8>) -> IdentifyError {
+    let responder = RawIdentify {
+        reply,
+        finish: true,
+    };
+    identify_against(seed, responder, TIMEOUT)
+}
+
 #[test]
 fn identify_message_over_the_limit_is_rejected_and_connection_survives() {
     let size = identify::DEFAULT_MAX_MESSAGE_SIZE + 1;
-    let mut reply = Vec::new();
-    let mut prefix = [0u8; 10];
-    let mut n = size;
-    let mut i = 0;
     // The uvarint length, then that many bytes.
-    loop {
-        prefix[i] = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            i += 1;
-            break;
-        }
-        prefix[i] |= 0x80;
-        i += 1;
-    }
-    reply.extend_from_slice(&prefix[..i]);
-    reply.resize(i + size, 0);
+    let mut prefix = unsigned_varint::encode::usize_buffer();
+    let mut reply = unsigned_varint::encode::usize(size, &mut prefix).to_vec();
+    reply.resize(reply.len() + size, 0);
     let error = identify_against_raw_reply(13, reply);
     assert_eq!(
         error,
@@ -378,6 +420,17 @@ fn identify_message_over_the_limit_is_rejected_and_connection_survives() {
             limit: identify::DEFAULT_MAX_MESSAGE_SIZE
         }
     );
+}
+
+#[test]
+fn identify_answer_that_never_ends_times_out() {
+    let timeout = Duration::from_millis(500);
+    let responder = RawIdentify {
+        reply: Vec::new(),
+        finish: false,
+    };
+    let error = identify_against(23, responder, timeout);
+    assert_eq!(error, IdentifyError::Timeout(timeout));
 }
 
 #[test]
@@ -672,4 +725,69 @@ fn interop_rust_libp2p_dials_us_ping_and_identify_both_ways() {
     // rust-libp2p dials from its listening socket too.
     assert_eq!(rust_seen_by_us, rust.peer.listen_addrs()[0]);
     check_ping_and_identify(&ours, &rust, &ours.addr, &rust_seen_by_us);
+}
+
+#[test]
+fn interop_identify_push_works_both_ways() {
+    let rust = Rust::start();
+    let ours = Node::start(32, |k| vec![identify(k, "ours"), fast_ping()]);
+    let rust_id = rust.peer.peer_id();
+    ours.dial(rust.peer.dial_addr().expect("rust-libp2p listens"));
+    identified(&ours, rust_id);
+    rust_identified(&rust, ours.peer);
+
+    // Our push, on a new listen address, reaches rust-libp2p.
+    let new_addr = ours
+        .handle
+        .listen("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(), TIMEOUT)
+        .expect("swarm answers")
+        .expect("listen");
+    let theirs = rust.wait_for("our push", |e| match e {
+        PeerEvent::IdentifyReceived { peer, info } if *peer == ours.peer => {
+            info.listen_addrs.contains(&new_addr).then(|| info.clone())
+        }
+        _ => None,
+    });
+    assert!(theirs.listen_addrs.contains(&ours.addr), "{theirs:?}");
+
+    // rust-libp2p's push reaches us and lands in the peer store.
+    let external: Multiaddr = "/ip4/127.0.0.1/udp/9/quic-v1".parse().unwrap();
+    rust.peer.add_external_listen_addr(external.clone());
+    rust.peer.push_identify(vec![ours.peer]);
+    let pushed = ours.wait_for::<IdentifyEvent, _>("rust-libp2p's push", |e| match e {
+        IdentifyEvent::Received {
+            peer,
+            info,
+            pushed: true,
+            ..
+        } if *peer == rust_id => Some(info.clone()),
+        _ => None,
+    });
+    assert!(pushed.listen_addrs.contains(&external), "{pushed:?}");
+    assert!(stored(&ours, rust_id).addresses.contains(&external));
+}
+
+#[test]
+fn interop_ping_binary_pings_rust_libp2p() {
+    let rust = Rust::start();
+    let addr = rust.peer.dial_addr().expect("rust-libp2p listens");
+    let args = [
+        addr.to_string(),
+        "2".into(),
+        "--interval".into(),
+        "0.1".into(),
+    ];
+    let out = ping_bin(&args, TIMEOUT);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("agent version: {RUST_AGENT}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ping 2: rtt "), "{stdout}");
 }

@@ -26,9 +26,9 @@ use swarm::{ConnId, Keypair, Multiaddr, PeerId, Runtime, SwarmConfig, SwarmEvent
 #[derive(Parser, Debug)]
 #[command(name = "ping", version)]
 struct Args {
-    /// The peer's address, ending in /p2p/<peer id>
-    /// (e.g. /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW…).
-    multiaddr: Multiaddr,
+    /// The peer's address, ending in `/p2p/<peer id>` (base58 `12D3KooW…` or
+    /// CIDv1 `bafz…`), e.g. `/ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW…`
+    multiaddr: String,
     /// How many pings to send.
     #[arg(default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     count: u32,
@@ -106,12 +106,24 @@ fn start_node(args: &Args) -> anyhow::Result<Node> {
     })
 }
 
-fn run(args: &Args) -> anyhow::Result<()> {
-    let Some(AddrPart::P2p(peer)) = args.multiaddr.iter().last() else {
-        bail!("{} does not end in /p2p/<peer id>", args.multiaddr);
+/// Split `text` into an address ending in `/p2p/<peer>` and the peer. Parsed
+/// here rather than by clap so that a bad address gets a one-line reason, and
+/// by the swarm's parser so that CIDv1 peer ids work too.
+fn parse_target(text: &str) -> anyhow::Result<(Multiaddr, PeerId)> {
+    let Some((transport, id)) = text.rsplit_once("/p2p/") else {
+        bail!("{text} does not end in /p2p/<peer id>");
     };
+    let peer = swarm::identity::parse_peer_id(id).with_context(|| format!("bad peer id {id:?}"))?;
+    let addr: Multiaddr = transport
+        .parse()
+        .with_context(|| format!("bad multiaddr {transport:?}"))?;
+    Ok((addr.with(AddrPart::P2p(peer)), peer))
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let (addr, peer) = parse_target(&args.multiaddr)?;
+    let addr = &addr;
     let node = start_node(args)?;
-    let addr = &args.multiaddr;
     let conn = node
         .handle
         .dial(addr.clone(), false, args.timeout + Duration::from_secs(2))
