@@ -272,3 +272,65 @@ fn plugin_data_arrives_as_bytes_chunks() {
     }
     assert_eq!(got, b"hello plugin");
 }
+
+#[test]
+fn listens_on_ipv4_and_ipv6_at_once_with_resolved_ports() {
+    let mut rt = swarm::Runtime::new(config(17)).unwrap();
+    rt.add_protocol(Box::new(EchoPlugin));
+    let v4 = rt
+        .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+        .unwrap();
+    let v6 = match rt.listen(&"/ip6/::1/udp/0/quic-v1".parse().unwrap()) {
+        Ok(a) => a,
+        // A machine without IPv6 loopback cannot run the IPv6 half.
+        Err(swarm::ListenError::Bind { source, .. })
+            if source.kind() == std::io::ErrorKind::AddrNotAvailable =>
+        {
+            eprintln!("skipping IPv6 half: {source}");
+            return;
+        }
+        Err(e) => panic!("listen on ::1: {e}"),
+    };
+    for addr in [&v4, &v6] {
+        let q = swarm::address::parse_quic_addr(addr).unwrap();
+        assert_ne!(q.socket.port(), 0, "port 0 must resolve: {addr}");
+    }
+    assert_eq!(rt.swarm().listen_addrs(), vec![v4.clone(), v6.clone()]);
+    let peer = rt.swarm().local_peer_id();
+    let (handle, thread) = rt.spawn().unwrap();
+    let client = node(config(18), vec![]);
+    for addr in [v4, v6] {
+        let addr = addr.with(swarm::multiaddr::Protocol::P2p(peer));
+        client
+            .handle
+            .dial(addr.clone(), true, TIMEOUT)
+            .unwrap()
+            .unwrap_or_else(|e| panic!("dial {addr}: {e}"));
+    }
+    assert_eq!(
+        echo_roundtrip(&client.handle, peer, b"v4 or v6"),
+        b"v4 or v6"
+    );
+    handle.shutdown(0).unwrap();
+    thread.join().unwrap().unwrap();
+}
+
+#[test]
+fn shutdown_closes_connections_with_a_code_and_stops_the_thread() {
+    let a = node(config(19), vec![]);
+    let b = node(config(20), vec![Box::new(EchoPlugin)]);
+    connect(&a, &b);
+    // A round trip confirms the handshake on both sides; a close sent before
+    // that travels as a handshake-time transport error without the code.
+    assert_eq!(echo_roundtrip(&a.handle, b.peer, b"ready"), b"ready");
+    b.handle.shutdown(42).unwrap();
+    let reason = a.wait_for(|e| match e {
+        SwarmEvent::ConnectionClosed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let reason = reason.expect("connection closed");
+    assert!(
+        reason.contains("42"),
+        "close reason should carry the code: {reason}"
+    );
+}
