@@ -190,7 +190,8 @@ pub(crate) struct Core {
     scratch: Vec<u8>,
 }
 
-/// The swarm: the [`Core`] plus the plugins it calls.
+/// The swarm: QUIC endpoints, connections, streams, peer store and timers,
+/// plus the plugins it calls. See the module docs for the driving contract.
 pub struct Swarm {
     core: Core,
     plugins: Vec<Option<Box<dyn Protocol>>>,

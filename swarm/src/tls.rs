@@ -165,7 +165,7 @@ pub fn peer_id_from_certificate(cert: &CertificateDer<'_>) -> Result<PeerId, Cer
     verify_certificate(cert, UnixTime::since_unix_epoch(since_epoch))
 }
 
-/// Helper for after the handshake: quinn-proto exposes peer_identity() as Box<dyn Any> holding
+/// Helper for after the handshake: quinn-proto exposes `peer_identity()` as `Box<dyn Any>` holding
 /// Vec<CertificateDer<'static>>. The chain must hold exactly one certificate, which gets the full
 /// [`peer_id_from_certificate`] verification.
 pub fn peer_id_from_chain(chain: &[CertificateDer<'_>]) -> Result<PeerId, CertificateError> {

@@ -278,3 +278,40 @@ fn stats(rtts: &mut [Duration]) -> Option<(Duration, Duration, Duration)> {
     };
     Some((rtts[0], median, rtts[n - 1]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&m| Duration::from_millis(m)).collect()
+    }
+
+    #[test]
+    fn stats_take_the_middle_or_the_mean_of_the_two_middles() {
+        let d = Duration::from_millis;
+        assert_eq!(stats(&mut ms(&[3, 1, 2])), Some((d(1), d(2), d(3))));
+        assert_eq!(
+            stats(&mut ms(&[4, 1, 2, 3])),
+            Some((d(1), Duration::from_micros(2500), d(4)))
+        );
+        assert_eq!(stats(&mut []), None);
+    }
+
+    #[test]
+    fn target_accepts_base58_and_cid_peer_ids_and_needs_one() {
+        let peer = Keypair::ed25519_from_bytes([1; 32])
+            .unwrap()
+            .public()
+            .to_peer_id();
+        let base = "/ip4/127.0.0.1/udp/4001/quic-v1";
+        let cid = swarm::identity::peer_id_to_cid(&peer);
+        for id in [peer.to_string(), cid] {
+            let (addr, parsed) = parse_target(&format!("{base}/p2p/{id}")).unwrap();
+            assert_eq!(parsed, peer);
+            assert_eq!(addr.to_string(), format!("{base}/p2p/{peer}"));
+        }
+        assert!(parse_target(base).is_err());
+        assert!(parse_target(&format!("{base}/p2p/nope")).is_err());
+    }
+}
