@@ -34,6 +34,9 @@ const SOCKET_BUFFER: usize = 8 << 20;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Largest UDP payload a GRO batch can deliver in one buffer.
 const RECV_BUFFER: usize = 64 * 1024;
+/// Segments per GSO send. The kernel refuses (EMSGSIZE) a batch over 64 KiB
+/// in total, and quinn's MTU discovery may grow segments to ~1500 bytes.
+const MAX_GSO_SEGMENTS: usize = 40;
 
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -307,7 +310,8 @@ impl Runtime {
             .iter()
             .map(|s| s.state.max_gso_segments())
             .min()
-            .unwrap_or(1);
+            .unwrap_or(1)
+            .min(MAX_GSO_SEGMENTS);
         loop {
             let now = Instant::now();
             let Some((socket, t)) = self.swarm.poll_transmit(now, max_segments, buf) else {
