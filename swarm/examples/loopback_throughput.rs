@@ -72,11 +72,17 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let mib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
+    let mib: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1024);
     let total = mib << 20;
     let (tx, rx) = mpsc::channel();
     let mut sink = Runtime::new(SwarmConfig::new(swarm::identity::generate_keypair())).unwrap();
-    sink.add_protocol(Box::new(Sink { received: 0, done: tx }));
+    sink.add_protocol(Box::new(Sink {
+        received: 0,
+        done: tx,
+    }));
     let addr = sink
         .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
         .unwrap();
@@ -84,11 +90,19 @@ fn main() {
     let (sink_handle, sink_thread) = sink.spawn().unwrap();
 
     let mut source = Runtime::new(SwarmConfig::new(swarm::identity::generate_keypair())).unwrap();
-    source.add_protocol(Box::new(Source { total, sent: 0, chunk: Bytes::new() }));
+    source.add_protocol(Box::new(Source {
+        total,
+        sent: 0,
+        chunk: Bytes::new(),
+    }));
     let (source_handle, source_thread) = source.spawn().unwrap();
     let start = Instant::now();
     source_handle
-        .dial(addr.with(swarm::multiaddr::Protocol::P2p(sink_peer)), false, std::time::Duration::from_secs(10))
+        .dial(
+            addr.with(swarm::multiaddr::Protocol::P2p(sink_peer)),
+            false,
+            std::time::Duration::from_secs(10),
+        )
         .unwrap()
         .unwrap();
     let got = rx.recv().unwrap();

@@ -72,8 +72,9 @@ impl Connection {
         self.streams.values().filter(|s| s.is_negotiating()).count()
     }
 
-    /// Whether the idle timer should run: no streams, nobody keeping it.
+    /// Whether the idle timer should run: no stream that counts for
+    /// keep-alive, nobody keeping it.
     pub(crate) fn is_idle(&self) -> bool {
-        self.established && self.streams.is_empty() && self.kept_by.is_empty()
+        self.established && self.kept_by.is_empty() && !self.streams.values().any(|s| s.keeps_alive)
     }
 }

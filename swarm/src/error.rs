@@ -87,6 +87,10 @@ pub enum OpenStreamError {
     /// The remote refused the protocol (`na`) or negotiation failed.
     #[error("negotiation failed: {0}")]
     Negotiation(#[from] MultistreamError),
+    /// The stream died before negotiation finished (reset, timeout,
+    /// connection closed).
+    #[error("stream failed during negotiation: {0}")]
+    Stream(StreamError),
     /// The swarm is shutting down.
     #[error("the swarm is shutting down")]
     ShuttingDown,

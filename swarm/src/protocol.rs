@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use libp2p_identity::PeerId;
+use libp2p_identity::{PeerId, PublicKey};
 use multiaddr::Multiaddr;
 
 use crate::error::{DialError, ListenError, OpenStreamError, StreamError};
@@ -128,8 +128,12 @@ pub trait Protocol: Send {
         let _ = (ctx, stream);
     }
 
-    /// The stream died: reset or stopped by the remote, negotiation failed
-    /// (for streams this plugin opened), or the connection closed.
+    /// The stream died: reset by the remote, negotiation failed (for streams
+    /// this plugin opened), or the connection closed.
+    ///
+    /// One exception does not end the whole stream: [`StreamError::Stopped`]
+    /// means the remote sent STOP_SENDING, so only our send side is over;
+    /// data and `handle_stream_finished` may still arrive on the receive side.
     fn handle_stream_closed(
         &mut self,
         ctx: &mut Context<'_>,
@@ -257,6 +261,22 @@ impl Context<'_> {
     /// The plugin gets no more callbacks for it.
     pub fn detach_stream(&mut self, stream: StreamRef) -> Result<StreamHandle, StreamError> {
         self.core.detach_stream(stream)
+    }
+
+    /// Whether a stream counts as activity that keeps its connection open
+    /// (default `true`). A background stream such as ping sets `false`, so
+    /// that a connection with nothing else to do still idles out.
+    pub fn set_stream_keep_alive(
+        &mut self,
+        stream: StreamRef,
+        keep: bool,
+    ) -> Result<(), StreamError> {
+        self.core.set_stream_keep_alive(stream, keep)
+    }
+
+    /// This node's public host key (identify sends it).
+    pub fn local_public_key(&self) -> PublicKey {
+        self.core.local_public_key()
     }
 
     /// Keep a connection open (`true`) even without streams, or release it.

@@ -44,6 +44,9 @@ pub(crate) struct Stream {
     pub(crate) send_finishing: bool,
     /// A plugin write was refused for lack of window: tell it when writable.
     pub(crate) wants_writable: bool,
+    /// Whether this stream keeps its connection from idling out (a ping
+    /// stream does not, as in rust-libp2p).
+    pub(crate) keeps_alive: bool,
 }
 
 impl Stream {
@@ -56,6 +59,7 @@ impl Stream {
             send_done: false,
             send_finishing: false,
             wants_writable: false,
+            keeps_alive: true,
         }
     }
 

@@ -1868,6 +1868,20 @@ impl Core {
         Ok(())
     }
 
+    pub(crate) fn set_stream_keep_alive(
+        &mut self,
+        sref: StreamRef,
+        keep: bool,
+    ) -> Result<(), StreamError> {
+        self.stream_mut(sref)?.keeps_alive = keep;
+        self.update_idle(sref.conn.index as usize);
+        Ok(())
+    }
+
+    pub(crate) fn local_public_key(&self) -> libp2p_identity::PublicKey {
+        self.config.keypair.public()
+    }
+
     pub(crate) fn set_reading(
         &mut self,
         sref: StreamRef,
@@ -1917,7 +1931,7 @@ impl Core {
             } => {
                 let e = match error {
                     StreamError::Negotiation(m) => OpenStreamError::Negotiation(m),
-                    _ => OpenStreamError::UnknownConnection(sref.conn),
+                    other => OpenStreamError::Stream(other),
                 };
                 let _ = reply.send(Err(e));
             }
