@@ -14,9 +14,9 @@
 //! allowance for a pinger replacing its stream); a third is reset.
 //!
 //! Like rust-libp2p's, pinging does not ask the swarm to keep connections
-//! open (set [`PingConfig::keep_alive`] for that). Note that the swarm
-//! counts every open stream as activity, so an active ping stream does keep
-//! a connection from idling out until the swarm can exempt streams.
+//! open (set [`PingConfig::keep_alive`] for that): ping streams are exempt
+//! from the swarm's keep-alive, so a connection with nothing else to do
+//! still idles out while it is being pinged.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -274,6 +274,8 @@ impl Ping {
             Some(_) => {}
             None => match ctx.open_stream(pinger.conn, PROTOCOL) {
                 Ok(stream) => {
+                    // Pinging alone must not keep a connection open.
+                    let _ = ctx.set_stream_keep_alive(stream, false);
                     pinger.stream = Some(stream);
                     pinger.negotiated = false;
                     self.arm(ctx, peer, timeout);
@@ -468,6 +470,7 @@ impl Protocol for Ping {
             return;
         }
         *count += 1;
+        let _ = ctx.set_stream_keep_alive(stream, false);
         self.echoes.insert(
             stream,
             Echo {

@@ -791,3 +791,38 @@ fn interop_ping_binary_pings_rust_libp2p() {
     );
     assert!(stdout.contains("ping 2: rtt "), "{stdout}");
 }
+
+#[test]
+fn pinging_alone_does_not_keep_a_connection_open() {
+    let mut config = swarm::SwarmConfig::new(keypair(60));
+    config.idle_connection_timeout = Duration::from_millis(500);
+    let mut rt = swarm::Runtime::new(config).expect("runtime");
+    rt.add_protocol(fast_ping());
+    let (handle, thread) = rt.spawn().expect("spawn");
+    let events = handle.subscribe(1024).expect("subscribe");
+    let b = Node::start(61, |_| vec![fast_ping()]);
+    handle
+        .dial(b.p2p_addr(), false, TIMEOUT)
+        .expect("swarm answers")
+        .expect("dial");
+    let (mut pinged, mut closed) = (false, false);
+    let deadline = Instant::now() + TIMEOUT;
+    while !closed && Instant::now() < deadline {
+        match events.recv_timeout(Duration::from_millis(100)) {
+            Ok(SwarmEvent::Protocol(e)) => {
+                if let Some(p) = e.downcast_ref::<PingEvent>() {
+                    pinged |= p.result.is_ok();
+                }
+            }
+            Ok(SwarmEvent::ConnectionClosed { .. }) => closed = true,
+            _ => {}
+        }
+    }
+    assert!(pinged, "the connection was pinged");
+    assert!(
+        closed,
+        "an idle connection with only ping traffic must close"
+    );
+    handle.shutdown(0).unwrap();
+    thread.join().unwrap().unwrap();
+}
