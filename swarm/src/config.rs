@@ -32,6 +32,13 @@ pub struct SwarmConfig {
     pub connection_receive_window: u32,
     /// Per-connection send window. Default 15 MB.
     pub send_window: u64,
+    /// Bytes of received QUIC datagrams buffered per connection; `None`
+    /// disables DATAGRAM support (as rust-libp2p does by default).
+    /// Default 1 MiB.
+    pub datagram_receive_buffer: Option<usize>,
+    /// Largest packet payload a plugin may send, before the path MTU
+    /// lowers it further. Default 1200 bytes.
+    pub max_packet_size: usize,
 }
 
 impl SwarmConfig {
@@ -47,6 +54,8 @@ impl SwarmConfig {
             stream_receive_window: 10_000_000,
             connection_receive_window: 15_000_000,
             send_window: 15_000_000,
+            datagram_receive_buffer: Some(1 << 20),
+            max_packet_size: 1200,
         }
     }
 }

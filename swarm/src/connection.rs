@@ -65,6 +65,8 @@ pub(crate) struct Connection {
     pub(crate) quic_deadline: Option<Instant>,
     /// Queued for a `poll_transmit` pass.
     pub(crate) queued_for_transmit: bool,
+    /// Packet flows to open once the handshake completes.
+    pub(crate) pending_flows: Vec<(crate::ids::PluginId, String)>,
 }
 
 impl Connection {

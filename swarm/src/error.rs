@@ -143,3 +143,27 @@ impl From<StreamError> for io::Error {
         io::Error::new(kind, e)
     }
 }
+
+/// Why a packet (QUIC datagram) could not be sent, or a packet flow opened.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PacketError {
+    /// The peer did not enable QUIC DATAGRAM frames (RFC 9221).
+    /// rust-libp2p does not; go-libp2p does.
+    #[error("peer does not support datagrams")]
+    PeerUnsupported,
+    /// The payload is larger than the current maximum, which follows the
+    /// path MTU (and never exceeds `SwarmConfig::max_packet_size`).
+    #[error("packet of {size} bytes is too large; the current maximum is {max}")]
+    TooLarge {
+        /// The payload size asked for.
+        size: usize,
+        /// The largest payload that fits now.
+        max: usize,
+    },
+    /// The flow's control stream is closed (or the handle is stale).
+    #[error("packet flow is closed")]
+    FlowClosed,
+    /// The flow could not be opened.
+    #[error("cannot open packet flow: {0}")]
+    Open(#[from] OpenStreamError),
+}

@@ -34,6 +34,15 @@
 //! instead of growing memory. Other threads command the swarm through a
 //! [`SwarmHandle`] (`Send + Clone`).
 //!
+//! # Packet flows
+//!
+//! Besides streams, a plugin can send and receive QUIC DATAGRAM frames
+//! (RFC 9221), authenticated to the remote PeerId by the connection's TLS
+//! session. A flow is named by a control stream that negotiates the plugin's
+//! protocol id; each datagram starts with that stream's id as a QUIC varint.
+//! See [`PacketFlow`] for the wire format, [`Context::open_packet_flow`],
+//! [`Context::packet_handler_for`] and [`Protocol::handle_packet`].
+//!
 //! # Keep-alive
 //!
 //! A connection stays open while it has streams, or while a plugin keeps it
@@ -63,13 +72,13 @@ mod wake;
 
 pub use bytes::Bytes;
 pub use config::SwarmConfig;
-pub use error::{DialError, ListenError, OpenStreamError, StreamError};
+pub use error::{DialError, ListenError, OpenStreamError, PacketError, StreamError};
 pub use handle::{HandleError, SwarmHandle};
 pub use ids::{ConnId, PluginId, StreamRef, TimerId};
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 pub use limits::{ConnectionLimit, Limits};
 pub use multiaddr::{self, Multiaddr};
-pub use protocol::{Context, Protocol, ProtocolEvent, StreamTarget};
+pub use protocol::{Context, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
 pub use runtime::{Runtime, RuntimeError};
 pub use swarm::{
     CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, MAX_DATAGRAMS_PER_TURN, RESET_CODE_NEGOTIATION,

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use libp2p_identity::{PeerId, PublicKey};
 use multiaddr::Multiaddr;
 
-use crate::error::{DialError, ListenError, OpenStreamError, StreamError};
+use crate::error::{DialError, ListenError, OpenStreamError, PacketError, StreamError};
 use crate::ids::{ConnId, PluginId, StreamRef, TimerId};
 use crate::peer_store::{PeerRecord, PeerStore};
 use crate::swarm::Core;
@@ -69,6 +69,12 @@ pub trait Protocol: Send {
 
     /// The protocol ids whose inbound streams this plugin accepts.
     fn protocol_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The protocol ids whose packet flows (QUIC datagrams) this plugin
+    /// accepts; see [`Protocol::handle_packet`].
+    fn packet_protocol_ids(&self) -> Vec<String> {
         Vec::new()
     }
 
@@ -141,6 +147,39 @@ pub trait Protocol: Send {
         reason: &StreamError,
     ) {
         let _ = (ctx, stream, reason);
+    }
+
+    /// A remote opened a packet flow for `protocol`, one of
+    /// [`Protocol::packet_protocol_ids`]. Keep `flow` to send and receive.
+    fn handle_packet(&mut self, ctx: &mut Context<'_>, flow: PacketFlow, protocol: &str) {
+        let _ = (ctx, flow, protocol);
+    }
+
+    /// A packet flow this plugin opened is ready: the remote accepted it.
+    fn handle_packet_flow_ready(
+        &mut self,
+        ctx: &mut Context<'_>,
+        flow: PacketFlow,
+        protocol: &str,
+    ) {
+        let _ = (ctx, flow, protocol);
+    }
+
+    /// A packet arrived on one of this plugin's flows (no copy).
+    fn handle_packet_data(&mut self, ctx: &mut Context<'_>, flow: PacketFlow, data: Bytes) {
+        let _ = (ctx, flow, data);
+    }
+
+    /// A packet flow ended (its control stream closed), or one requested
+    /// with `packet_handler_for*` could not be opened (`flow` is `None`).
+    fn handle_packet_flow_closed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        flow: Option<PacketFlow>,
+        reason: &PacketError,
+    ) {
+        let _ = (ctx, conn, flow, reason);
     }
 
     /// A timer set with [`Context::set_timer`] fired.
@@ -218,6 +257,69 @@ impl Context<'_> {
     ) -> Result<StreamRef, OpenStreamError> {
         self.core
             .open_stream(target.into(), protocol, Some(self.plugin))
+    }
+
+    /// Open a packet flow for `protocol` on a connection (or to a connected
+    /// peer): a control stream negotiates the protocol, then packets tagged
+    /// with its id travel as QUIC datagrams. Fails at once with
+    /// [`PacketError::PeerUnsupported`] if the peer has no DATAGRAM support.
+    /// `handle_packet_flow_ready` follows once the remote accepts.
+    pub fn open_packet_flow(
+        &mut self,
+        target: impl Into<StreamTarget>,
+        protocol: &str,
+    ) -> Result<PacketFlow, PacketError> {
+        self.core
+            .open_packet_flow(target.into(), protocol, self.plugin)
+    }
+
+    /// Dial `addr` (or reuse a connection unless `force_new_conn`) and open
+    /// a packet flow for `protocol` on it once it is up. The outcome arrives
+    /// as `handle_packet_flow_ready` or `handle_packet_flow_closed`.
+    pub fn packet_handler_for(
+        &mut self,
+        addr: &Multiaddr,
+        force_new_conn: bool,
+        protocol: &str,
+    ) -> Result<ConnId, DialError> {
+        let conn = self.dial(addr, force_new_conn)?;
+        self.core.request_packet_flow(conn, protocol, self.plugin);
+        Ok(conn)
+    }
+
+    /// Like [`Context::packet_handler_for`], dialing a peer-store address.
+    pub fn packet_handler_for_id(
+        &mut self,
+        peer: PeerId,
+        force_new_conn: bool,
+        protocol: &str,
+    ) -> Result<ConnId, DialError> {
+        let conn = self.dial_with_id(peer, force_new_conn)?;
+        self.core.request_packet_flow(conn, protocol, self.plugin);
+        Ok(conn)
+    }
+
+    /// Send one packet on a flow. It may be lost (datagrams are not
+    /// retransmitted) but is authenticated to the peer by the QUIC session.
+    pub fn send_packet(&mut self, flow: PacketFlow, data: &[u8]) -> Result<(), PacketError> {
+        self.core.send_packet(flow, data)
+    }
+
+    /// The largest payload `send_packet` accepts on this flow now.
+    pub fn max_packet_size(&mut self, flow: PacketFlow) -> Result<usize, PacketError> {
+        self.core.max_packet_size(flow)
+    }
+
+    /// Close a flow: finish its control stream. Later packets are dropped.
+    pub fn close_packet_flow(&mut self, flow: PacketFlow) -> Result<(), PacketError> {
+        self.core.close_packet_flow(flow)
+    }
+
+    /// Send a raw QUIC datagram with no flow header: for tests that play a
+    /// hostile or buggy peer. Not for protocols.
+    #[doc(hidden)]
+    pub fn send_raw_datagram(&mut self, conn: ConnId, data: Bytes) -> Result<(), PacketError> {
+        self.core.send_raw_datagram(conn, data)
     }
 
     /// Write as much of `data` as the stream's window allows; returns how much.
@@ -354,5 +456,24 @@ impl From<ConnId> for StreamTarget {
 impl From<PeerId> for StreamTarget {
     fn from(p: PeerId) -> Self {
         StreamTarget::Peer(p)
+    }
+}
+
+/// A packet flow: QUIC datagrams for one plugin protocol on one connection,
+/// named by its control stream.
+///
+/// Wire format (the shape of libp2p specs PR #680): the flow's owner opens a
+/// bidirectional control stream and negotiates its protocol id with
+/// multistream-select. Each datagram's payload is the control stream's id
+/// as a QUIC variable-length integer (RFC 9000 §16), then the packet bytes.
+/// Datagrams are sent only while the control stream's send side is open;
+/// closing the control stream closes the flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PacketFlow(pub StreamRef);
+
+impl PacketFlow {
+    /// The connection the flow runs on.
+    pub fn conn(&self) -> ConnId {
+        self.0.conn
     }
 }

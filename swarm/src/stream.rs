@@ -47,6 +47,8 @@ pub(crate) struct Stream {
     /// Whether this stream keeps its connection from idling out (a ping
     /// stream does not, as in rust-libp2p).
     pub(crate) keeps_alive: bool,
+    /// This is a packet flow's control stream.
+    pub(crate) packet_flow: bool,
 }
 
 impl Stream {
@@ -60,6 +62,7 @@ impl Stream {
             send_finishing: false,
             wants_writable: false,
             keeps_alive: true,
+            packet_flow: false,
         }
     }
 

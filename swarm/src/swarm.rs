@@ -47,13 +47,13 @@ use tracing::{debug, info, trace, warn};
 use crate::address::{canonical, parse_quic_addr, quic_multiaddr};
 use crate::config::SwarmConfig;
 use crate::connection::{Connection, Origin, Requester, SocketIndex};
-use crate::error::{DialError, ListenError, OpenStreamError, StreamError};
+use crate::error::{DialError, ListenError, OpenStreamError, PacketError, StreamError};
 use crate::handle::{Command, SwarmHandle};
 use crate::ids::{ConnId, PluginId, StreamRef, TimerId};
 use crate::limits::ConnectionLimit;
 use crate::multistream::{Negotiation, Progress};
 use crate::peer_store::PeerStore;
-use crate::protocol::{Context, Protocol, ProtocolEvent, StreamTarget};
+use crate::protocol::{Context, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
 use crate::stream::{HandleWaiter, Owner, Stream};
 use crate::threaded::{Shared, StreamHandle};
 use crate::tls::TlsIdentity;
@@ -141,6 +141,10 @@ enum Callback {
     Closed(PluginId, StreamRef, StreamError),
     Timer(PluginId, u64),
     Event(Option<PluginId>, ProtocolEvent),
+    Packet(PluginId, PacketFlow, String),
+    FlowReady(PluginId, PacketFlow, String),
+    PacketData(PluginId, PacketFlow, Bytes),
+    FlowClosed(PluginId, ConnId, Option<PacketFlow>, PacketError),
 }
 
 /// Something due at an instant. Entries are checked when popped, so stale
@@ -168,6 +172,9 @@ pub(crate) struct Core {
     next_generation: u32,
     by_handle: HashMap<(SocketIndex, ConnectionHandle), usize>,
     protocols: HashMap<String, PluginId>,
+    packet_protocols: HashMap<String, PluginId>,
+    /// Datagrams for no open flow (unknown id, closed flow, malformed).
+    dropped_datagrams: u64,
     plugin_names: Vec<&'static str>,
     peer_store: PeerStore,
     deadlines: BinaryHeap<Reverse<(Instant, Deadline)>>,
@@ -227,6 +234,8 @@ impl Swarm {
                 next_generation: 0,
                 by_handle: HashMap::new(),
                 protocols: HashMap::new(),
+                packet_protocols: HashMap::new(),
+                dropped_datagrams: 0,
                 plugin_names: Vec::new(),
                 peer_store: PeerStore::new(),
                 deadlines: BinaryHeap::new(),
@@ -256,6 +265,9 @@ impl Swarm {
         let id = PluginId(self.plugins.len());
         for pid in plugin.protocol_ids() {
             self.core.protocols.entry(pid).or_insert(id);
+        }
+        for pid in plugin.packet_protocol_ids() {
+            self.core.packet_protocols.entry(pid).or_insert(id);
         }
         self.core.plugin_names.push(plugin.name());
         self.plugins.push(Some(plugin));
@@ -304,6 +316,11 @@ impl Swarm {
     /// Number of connections in the table (handshaking, established, closing).
     pub fn connection_count(&self) -> usize {
         self.core.connections.len()
+    }
+
+    /// Datagrams dropped because they named no open packet flow.
+    pub fn dropped_datagrams(&self) -> u64 {
+        self.core.dropped_datagrams
     }
 
     /// Number of streams in the table across all connections.
@@ -526,6 +543,18 @@ impl Swarm {
                     self.call(id, |p, ctx| p.handle_stream_closed(ctx, s, &e))
                 }
                 Callback::Timer(id, token) => self.call(id, |p, ctx| p.handle_timer(ctx, token)),
+                Callback::Packet(id, flow, proto) => {
+                    self.call(id, |p, ctx| p.handle_packet(ctx, flow, &proto))
+                }
+                Callback::FlowReady(id, flow, proto) => {
+                    self.call(id, |p, ctx| p.handle_packet_flow_ready(ctx, flow, &proto))
+                }
+                Callback::PacketData(id, flow, data) => {
+                    self.call(id, |p, ctx| p.handle_packet_data(ctx, flow, data))
+                }
+                Callback::FlowClosed(id, conn, flow, e) => self.call(id, |p, ctx| {
+                    p.handle_packet_flow_closed(ctx, conn, flow, &e)
+                }),
             }
         }
     }
@@ -711,6 +740,7 @@ impl Core {
             closing: false,
             quic_deadline: None,
             queued_for_transmit: false,
+            pending_flows: Vec::new(),
         });
         self.by_handle.insert((socket, handle), index);
         let id = self.conn_id(index);
@@ -1080,7 +1110,8 @@ impl Core {
 
     fn handle_event(&mut self, index: usize, ev: Event) {
         match ev {
-            Event::HandshakeDataReady | Event::DatagramReceived | Event::DatagramsUnblocked => {}
+            Event::HandshakeDataReady | Event::DatagramsUnblocked => {}
+            Event::DatagramReceived => self.receive_datagrams(index),
             Event::Connected => self.on_connected(index),
             Event::ConnectionLost { reason } => {
                 self.end_connection(index, EndReason::Quic(reason));
@@ -1155,6 +1186,12 @@ impl Core {
             let _ = reply.send(Ok(id));
         }
         self.callbacks.push_back(Callback::NewConnection(id, peer));
+        for (plugin, protocol) in std::mem::take(&mut self.connections[index].pending_flows) {
+            if let Err(e) = self.open_packet_flow(StreamTarget::Conn(id), &protocol, plugin) {
+                self.callbacks
+                    .push_back(Callback::FlowClosed(plugin, id, None, e));
+            }
+        }
         self.publish(SwarmEvent::ConnectionEstablished {
             conn: id,
             peer,
@@ -1454,6 +1491,7 @@ impl Core {
             connections,
             callbacks,
             protocols,
+            packet_protocols,
             ..
         } = self;
         let conn = &mut connections[index];
@@ -1497,7 +1535,8 @@ impl Core {
                         ..
                     } => {
                         let _ = plugin;
-                        let supported = |p: &str| protocols.contains_key(p);
+                        let supported =
+                            |p: &str| protocols.contains_key(p) || packet_protocols.contains_key(p);
                         match negotiation.feed(chunk.bytes, &supported) {
                             Ok(Progress::Pending) => {}
                             Ok(Progress::Done {
@@ -1513,6 +1552,8 @@ impl Core {
                             }
                         }
                     }
+                    // A flow's control stream carries nothing after negotiation.
+                    Owner::Plugin(_) if stream.packet_flow => {}
                     Owner::Plugin(p) => callbacks.push_back(Callback::Data(*p, sref, chunk.bytes)),
                     Owner::Thread(shared) => {
                         let mut st = shared.lock();
@@ -1527,6 +1568,9 @@ impl Core {
                     match &stream.owner {
                         Owner::Negotiating { .. } => {
                             failure = Some(StreamError::EndedDuringNegotiation);
+                        }
+                        Owner::Plugin(_) if stream.packet_flow => {
+                            failure = Some(StreamError::ConnectionClosed("flow closed".into()));
                         }
                         Owner::Plugin(p) => callbacks.push_back(Callback::Finished(*p, sref)),
                         Owner::Thread(shared) => {
@@ -1597,7 +1641,13 @@ impl Core {
             self.pump_thread_stream(sref);
             return;
         }
+        let flow = PacketFlow(sref);
         let owner = match plugin {
+            Some(p) if stream.packet_flow => {
+                self.callbacks
+                    .push_back(Callback::FlowReady(p, flow, protocol));
+                p
+            }
             Some(p) => {
                 self.callbacks
                     .push_back(Callback::Negotiated(p, sref, protocol));
@@ -1607,6 +1657,13 @@ impl Core {
                 Some(&p) => {
                     self.callbacks
                         .push_back(Callback::Inbound(p, sref, protocol));
+                    p
+                }
+                None if self.packet_protocols.contains_key(&protocol) => {
+                    let p = self.packet_protocols[&protocol];
+                    stream.packet_flow = true;
+                    self.callbacks
+                        .push_back(Callback::Packet(p, flow, protocol));
                     p
                 }
                 None => {
@@ -1664,6 +1721,10 @@ impl Core {
                 st.send_len = 0;
                 drop(st);
                 shared.notify_thread();
+            }
+            _ if stream.packet_flow => {
+                self.fail_stream(sref, StreamError::Stopped(code));
+                return;
             }
             _ => {
                 if let Some(p) = stream.plugin() {
@@ -1938,6 +1999,25 @@ impl Core {
             Owner::Negotiating {
                 plugin: Some(p), ..
             }
+            | Owner::Plugin(p)
+                if stream.packet_flow =>
+            {
+                let reason = match error {
+                    StreamError::Negotiation(m) => {
+                        PacketError::Open(OpenStreamError::Negotiation(m))
+                    }
+                    _ => PacketError::FlowClosed,
+                };
+                self.callbacks.push_back(Callback::FlowClosed(
+                    p,
+                    sref.conn,
+                    Some(PacketFlow(sref)),
+                    reason,
+                ));
+            }
+            Owner::Negotiating {
+                plugin: Some(p), ..
+            }
             | Owner::Plugin(p) => {
                 self.callbacks.push_back(Callback::Closed(p, sref, error));
             }
@@ -1952,6 +2032,158 @@ impl Core {
         if conn.streams.get(&sid).is_some_and(Stream::is_done) {
             conn.streams.remove(&sid);
             self.update_idle(index);
+        }
+    }
+
+    // ----- packet flows (QUIC datagrams) -----
+
+    pub(crate) fn request_packet_flow(&mut self, conn: ConnId, protocol: &str, plugin: PluginId) {
+        let established = self.conn(conn).is_some_and(|c| c.established);
+        if established {
+            if let Err(e) = self.open_packet_flow(StreamTarget::Conn(conn), protocol, plugin) {
+                self.callbacks
+                    .push_back(Callback::FlowClosed(plugin, conn, None, e));
+            }
+        } else if let Some(c) = self.conn_mut(conn) {
+            c.pending_flows.push((plugin, protocol.to_string()));
+        }
+    }
+
+    pub(crate) fn open_packet_flow(
+        &mut self,
+        target: StreamTarget,
+        protocol: &str,
+        plugin: PluginId,
+    ) -> Result<PacketFlow, PacketError> {
+        let conn_id = match target {
+            StreamTarget::Conn(c) => c,
+            StreamTarget::Peer(p) => *self
+                .connections_to(&p)
+                .first()
+                .ok_or(OpenStreamError::NotConnected(p))?,
+        };
+        let conn = self
+            .conn_mut(conn_id)
+            .ok_or(OpenStreamError::UnknownConnection(conn_id))?;
+        if conn.established && conn.quic.datagrams().max_size().is_none() {
+            return Err(PacketError::PeerUnsupported);
+        }
+        let sref = self.open_stream(StreamTarget::Conn(conn_id), protocol, Some(plugin))?;
+        if let Some(s) = self.connections[conn_id.index as usize]
+            .streams
+            .get_mut(&sref.id)
+        {
+            s.packet_flow = true;
+        }
+        Ok(PacketFlow(sref))
+    }
+
+    /// The connection of an open flow whose control stream can still send.
+    fn flow_conn(&mut self, flow: PacketFlow) -> Result<&mut Connection, PacketError> {
+        let conn = self.conn_mut(flow.0.conn).ok_or(PacketError::FlowClosed)?;
+        match conn.streams.get(&flow.0.id) {
+            Some(s)
+                if s.packet_flow
+                    && matches!(s.owner, Owner::Plugin(_))
+                    && !s.send_done
+                    && !s.send_finishing => {}
+            _ => return Err(PacketError::FlowClosed),
+        }
+        Ok(conn)
+    }
+
+    pub(crate) fn max_packet_size(&mut self, flow: PacketFlow) -> Result<usize, PacketError> {
+        let limit = self.config.max_packet_size;
+        let conn = self.flow_conn(flow)?;
+        let header = quic_varint_len(u64::from(flow.0.id));
+        let max = conn
+            .quic
+            .datagrams()
+            .max_size()
+            .ok_or(PacketError::PeerUnsupported)?;
+        Ok(max.saturating_sub(header).min(limit))
+    }
+
+    pub(crate) fn send_packet(&mut self, flow: PacketFlow, data: &[u8]) -> Result<(), PacketError> {
+        let max = self.max_packet_size(flow)?;
+        if data.len() > max {
+            return Err(PacketError::TooLarge {
+                size: data.len(),
+                max,
+            });
+        }
+        let conn = self.flow_conn(flow)?;
+        let id = u64::from(flow.0.id);
+        let mut buf = BytesMut::with_capacity(quic_varint_len(id) + data.len());
+        quic_varint_encode(id, &mut buf);
+        buf.extend_from_slice(data);
+        // `drop = true`: under pressure the oldest queued datagram goes; a
+        // game tick or position update is stale by then anyway.
+        match conn.quic.datagrams().send(buf.freeze(), true) {
+            Ok(()) => {}
+            Err(quinn_proto::SendDatagramError::TooLarge) => {
+                return Err(PacketError::TooLarge {
+                    size: data.len(),
+                    max,
+                });
+            }
+            Err(_) => return Err(PacketError::PeerUnsupported),
+        }
+        self.touch(flow.0.conn.index as usize);
+        Ok(())
+    }
+
+    pub(crate) fn send_raw_datagram(
+        &mut self,
+        conn: ConnId,
+        data: Bytes,
+    ) -> Result<(), PacketError> {
+        let c = self.conn_mut(conn).ok_or(PacketError::FlowClosed)?;
+        c.quic
+            .datagrams()
+            .send(data, true)
+            .map_err(|_| PacketError::PeerUnsupported)?;
+        self.touch(conn.index as usize);
+        Ok(())
+    }
+
+    pub(crate) fn close_packet_flow(&mut self, flow: PacketFlow) -> Result<(), PacketError> {
+        self.flow_conn(flow)?;
+        // FIN says "no more packets from us"; STOP_SENDING says "none
+        // wanted": the peer's flow closes either way, and packets still in
+        // flight to us are dropped and counted.
+        self.finish(flow.0).map_err(|_| PacketError::FlowClosed)?;
+        let _ = self.stop_sending(flow.0, 0);
+        Ok(())
+    }
+
+    /// Hand received datagrams to their flows' plugins; drop and count the rest.
+    fn receive_datagrams(&mut self, index: usize) {
+        let conn_id = self.conn_id(index);
+        let conn = &mut self.connections[index];
+        while let Some(mut datagram) = conn.quic.datagrams().recv() {
+            let target = quic_varint_decode(&mut datagram).and_then(|id| {
+                let sid = StreamId::from(VarInt::from_u64(id).ok()?);
+                let stream = conn.streams.get(&sid)?;
+                match stream.owner {
+                    Owner::Plugin(p) if stream.packet_flow && !stream.recv_done => Some((p, sid)),
+                    _ => None,
+                }
+            });
+            match target {
+                Some((plugin, sid)) => {
+                    let flow = PacketFlow(StreamRef {
+                        conn: conn_id,
+                        id: sid,
+                    });
+                    self.callbacks
+                        .push_back(Callback::PacketData(plugin, flow, datagram));
+                }
+                None => {
+                    self.dropped_datagrams += 1;
+                    trace!(conn = %conn_id, "dropped a datagram for no open flow");
+                }
+            }
         }
     }
 
@@ -2018,5 +2250,75 @@ impl EndReason {
             EndReason::Local(_) => DialError::ShuttingDown,
             EndReason::Lost(s) => DialError::Handshake(s),
         }
+    }
+}
+
+/// Bytes a QUIC variable-length integer takes.
+fn quic_varint_len(v: u64) -> usize {
+    match v {
+        0..0x40 => 1,
+        0x40..0x4000 => 2,
+        0x4000..0x4000_0000 => 4,
+        _ => 8,
+    }
+}
+
+/// Append `v` as a QUIC variable-length integer (RFC 9000 §16).
+fn quic_varint_encode(v: u64, out: &mut BytesMut) {
+    use bytes::BufMut;
+    if v < 1 << 6 {
+        out.put_u8(v as u8);
+    } else if v < 1 << 14 {
+        out.put_u16(0x4000 | v as u16);
+    } else if v < 1 << 30 {
+        out.put_u32(0x8000_0000 | v as u32);
+    } else {
+        out.put_u64(0xc000_0000_0000_0000 | v);
+    }
+}
+
+/// Split a QUIC variable-length integer off the front of `data`.
+fn quic_varint_decode(data: &mut Bytes) -> Option<u64> {
+    let first = *data.first()?;
+    let len = 1usize << (first >> 6);
+    if data.len() < len {
+        return None;
+    }
+    let mut v = u64::from(first & 0x3f);
+    for b in &data[1..len] {
+        v = (v << 8) | u64::from(*b);
+    }
+    let _ = data.split_to(len);
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quic_varints_round_trip_at_every_length() {
+        for v in [
+            0,
+            63,
+            64,
+            16_383,
+            16_384,
+            (1 << 30) - 1,
+            1 << 30,
+            (1 << 62) - 1,
+        ] {
+            let mut buf = BytesMut::new();
+            quic_varint_encode(v, &mut buf);
+            buf.extend_from_slice(b"tail");
+            let mut bytes = buf.freeze();
+            assert_eq!(quic_varint_decode(&mut bytes), Some(v));
+            assert_eq!(&bytes[..], b"tail");
+        }
+        assert_eq!(quic_varint_decode(&mut Bytes::new()), None);
+        assert_eq!(
+            quic_varint_decode(&mut Bytes::from_static(&[0x80, 1])),
+            None
+        );
     }
 }

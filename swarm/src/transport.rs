@@ -22,7 +22,7 @@ pub(crate) fn transport_config(config: &SwarmConfig) -> TransportConfig {
         .send_window(config.send_window)
         .keep_alive_interval(Some(config.keep_alive_interval))
         .allow_spin(false)
-        .datagram_receive_buffer_size(None);
+        .datagram_receive_buffer_size(config.datagram_receive_buffer);
     // An idle timeout above QUIC's varint limit is not representable; such a
     // configuration means "as long as possible".
     let idle = IdleTimeout::try_from(config.quic_idle_timeout)
