@@ -60,6 +60,7 @@ pub mod identity;
 mod ids;
 mod limits;
 pub mod multistream;
+mod packet_handle;
 pub mod peer_store;
 mod protocol;
 mod runtime;
@@ -78,6 +79,7 @@ pub use ids::{ConnId, PluginId, StreamRef, TimerId};
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 pub use limits::{ConnectionLimit, Limits};
 pub use multiaddr::{self, Multiaddr};
+pub use packet_handle::PacketHandle;
 pub use protocol::{Context, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
 pub use runtime::{Runtime, RuntimeError};
 pub use swarm::{

@@ -15,6 +15,7 @@ use multiaddr::Multiaddr;
 
 use crate::error::{DialError, ListenError, OpenStreamError, PacketError, StreamError};
 use crate::ids::{ConnId, PluginId, StreamRef, TimerId};
+use crate::packet_handle::PacketHandle;
 use crate::peer_store::{PeerRecord, PeerStore};
 use crate::swarm::Core;
 use crate::threaded::StreamHandle;
@@ -308,6 +309,12 @@ impl Context<'_> {
     /// The largest payload `send_packet` accepts on this flow now.
     pub fn max_packet_size(&mut self, flow: PacketFlow) -> Result<usize, PacketError> {
         self.core.max_packet_size(flow)
+    }
+
+    /// Hand a packet flow to another thread. The plugin gets no more packet
+    /// callbacks for it; the handle receives and sends instead.
+    pub fn detach_packet_flow(&mut self, flow: PacketFlow) -> Result<PacketHandle, PacketError> {
+        self.core.detach_packet_flow(flow)
     }
 
     /// Close a flow: finish its control stream. Later packets are dropped.

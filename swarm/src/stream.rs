@@ -49,6 +49,8 @@ pub(crate) struct Stream {
     pub(crate) keeps_alive: bool,
     /// This is a packet flow's control stream.
     pub(crate) packet_flow: bool,
+    /// The flow was handed to a thread.
+    pub(crate) packet_thread: Option<Arc<crate::packet_handle::FlowShared>>,
 }
 
 impl Stream {
@@ -63,6 +65,7 @@ impl Stream {
             wants_writable: false,
             keeps_alive: true,
             packet_flow: false,
+            packet_thread: None,
         }
     }
 

@@ -52,6 +52,7 @@ use crate::handle::{Command, SwarmHandle};
 use crate::ids::{ConnId, PluginId, StreamRef, TimerId};
 use crate::limits::ConnectionLimit;
 use crate::multistream::{Negotiation, Progress};
+use crate::packet_handle::{FlowShared, PacketHandle};
 use crate::peer_store::PeerStore;
 use crate::protocol::{Context, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
 use crate::stream::{HandleWaiter, Owner, Stream};
@@ -1740,7 +1741,15 @@ impl Core {
     /// `finish` and drop.
     pub(crate) fn pump_thread_stream(&mut self, sref: StreamRef) {
         let index = sref.conn.index as usize;
-        if self.conn(sref.conn).is_none() {
+        let Some(conn) = self.conn(sref.conn) else {
+            return;
+        };
+        if let Some(shared) = conn
+            .streams
+            .get(&sref.id)
+            .and_then(|s| s.packet_thread.clone())
+        {
+            self.pump_packet_thread(PacketFlow(sref), shared);
             return;
         }
         let conn = &mut self.connections[index];
@@ -2002,6 +2011,9 @@ impl Core {
             | Owner::Plugin(p)
                 if stream.packet_flow =>
             {
+                if let Some(shared) = &stream.packet_thread {
+                    shared.close(PacketError::FlowClosed);
+                }
                 let reason = match error {
                     StreamError::Negotiation(m) => {
                         PacketError::Open(OpenStreamError::Negotiation(m))
@@ -2157,6 +2169,47 @@ impl Core {
         Ok(())
     }
 
+    pub(crate) fn detach_packet_flow(
+        &mut self,
+        flow: PacketFlow,
+    ) -> Result<PacketHandle, PacketError> {
+        let max = self.max_packet_size(flow)?;
+        let notifier = self.notifier.clone();
+        let conn = self.flow_conn(flow)?;
+        let stream = conn
+            .streams
+            .get_mut(&flow.0.id)
+            .ok_or(PacketError::FlowClosed)?;
+        if stream.packet_thread.is_some() {
+            return Err(PacketError::FlowClosed);
+        }
+        let shared = FlowShared::new(flow, max, notifier);
+        stream.packet_thread = Some(shared.clone());
+        Ok(PacketHandle::new(shared))
+    }
+
+    /// Send what a flow's thread queued, refresh its size limit, and close
+    /// the flow when the handle is gone.
+    fn pump_packet_thread(&mut self, flow: PacketFlow, shared: Arc<FlowShared>) {
+        let max = self.max_packet_size(flow);
+        let (outbox, dropped_handle) = {
+            let mut st = shared.lock();
+            if let Ok(max) = max {
+                st.max_size = max;
+            }
+            (std::mem::take(&mut st.outbox), st.handle_dropped)
+        };
+        for packet in outbox {
+            if let Err(e) = self.send_packet(flow, &packet) {
+                shared.close(e);
+                break;
+            }
+        }
+        if dropped_handle {
+            let _ = self.close_packet_flow(flow);
+        }
+    }
+
     /// Hand received datagrams to their flows' plugins; drop and count the rest.
     fn receive_datagrams(&mut self, index: usize) {
         let conn_id = self.conn_id(index);
@@ -2166,12 +2219,15 @@ impl Core {
                 let sid = StreamId::from(VarInt::from_u64(id).ok()?);
                 let stream = conn.streams.get(&sid)?;
                 match stream.owner {
-                    Owner::Plugin(p) if stream.packet_flow && !stream.recv_done => Some((p, sid)),
+                    Owner::Plugin(p) if stream.packet_flow && !stream.recv_done => {
+                        Some((p, sid, stream.packet_thread.clone()))
+                    }
                     _ => None,
                 }
             });
             match target {
-                Some((plugin, sid)) => {
+                Some((_, _, Some(thread))) => thread.deliver(datagram),
+                Some((plugin, sid, None)) => {
                     let flow = PacketFlow(StreamRef {
                         conn: conn_id,
                         id: sid,

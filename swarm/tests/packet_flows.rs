@@ -268,3 +268,57 @@ fn rust_libp2p_peer_without_datagrams_gets_a_plain_error_and_streams_still_work(
         b"streams still work"
     );
 }
+
+/// Hands its flow to the test as a thread handle once ready.
+struct Detacher(mpsc::Sender<swarm::PacketHandle>);
+
+impl Protocol for Detacher {
+    fn handle_new_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: PeerId) {
+        ctx.open_packet_flow(conn, "/test/pos/1.0.0")
+            .expect("open flow");
+    }
+    fn handle_packet_flow_ready(&mut self, ctx: &mut Context<'_>, flow: PacketFlow, _: &str) {
+        let _ = self.0.send(ctx.detach_packet_flow(flow).expect("detach"));
+    }
+}
+
+#[test]
+fn a_flow_handed_to_a_thread_sends_and_receives() {
+    let (tx, rx) = mpsc::channel();
+    let (b_tx, _b_rx) = mpsc::channel();
+    let a = node(config(59), vec![Box::new(Detacher(tx))]);
+    let b = node(config(60), flow_plugins(false, &b_tx));
+    a.handle
+        .dial(b.p2p_addr(), false, TIMEOUT)
+        .unwrap()
+        .unwrap();
+    let handle = rx.recv_timeout(TIMEOUT).expect("handle");
+    let worker = std::thread::spawn(move || {
+        let mut echoed = Vec::new();
+        for i in 0..20u8 {
+            handle.send(&[i; 100]).expect("send");
+            // Loopback rarely drops; resend until this one comes back.
+            for _ in 0..50 {
+                match handle
+                    .recv_timeout(Duration::from_millis(100))
+                    .expect("open")
+                {
+                    Some(p) if p[0] == i => {
+                        echoed.push(i);
+                        break;
+                    }
+                    Some(_) => {}
+                    None => handle.send(&[i; 100]).expect("resend"),
+                }
+            }
+        }
+        let too_big = handle.send(&vec![0; 5000]);
+        (echoed, too_big)
+    });
+    let (echoed, too_big) = worker.join().unwrap();
+    assert_eq!(echoed, (0..20).collect::<Vec<u8>>());
+    assert!(matches!(
+        too_big,
+        Err(PacketError::TooLarge { size: 5000, .. })
+    ));
+}
