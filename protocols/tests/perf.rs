@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use protocols::perf::{self, PerfClient, PerfError, PerfServer, PerfServerEvent};
 use protocols::test_data::{self, TestDataClient, TestDataServed, TestDataServer};
+use rust_libp2p_peer::{PeerConfig, PeerEvent, RustPeer};
 use swarm::{
     ConnId, Keypair, Multiaddr, PeerId, Protocol, Runtime, SwarmConfig, SwarmEvent, SwarmHandle,
 };
@@ -29,9 +30,12 @@ struct Node {
 
 impl Node {
     fn start(seed: u8, plugins: Vec<Box<dyn Protocol>>) -> Node {
+        Self::start_with(config(seed), plugins)
+    }
+
+    fn start_with(config: SwarmConfig, plugins: Vec<Box<dyn Protocol>>) -> Node {
         log_capture();
-        let key = Keypair::ed25519_from_bytes([seed; 32]).expect("32 bytes");
-        let mut rt = Runtime::new(SwarmConfig::new(key)).expect("runtime");
+        let mut rt = Runtime::new(config).expect("runtime");
         for p in plugins {
             rt.add_protocol(p);
         }
@@ -83,6 +87,10 @@ impl Node {
             }
         }
     }
+}
+
+fn config(seed: u8) -> SwarmConfig {
+    SwarmConfig::new(Keypair::ed25519_from_bytes([seed; 32]).expect("32 bytes"))
 }
 
 impl Drop for Node {
@@ -171,6 +179,46 @@ fn perf_runs_in_parallel_and_with_zero_sizes() {
     let report = run.wait(TIMEOUT).expect("optimistic run succeeds");
     assert_eq!((report.bytes_up, report.bytes_down), (2 * MIB, 3));
     assert_eq!(client.connections_to(server.peer), 1);
+}
+
+#[test]
+fn parallel_runs_that_overflow_the_send_window_all_finish() {
+    // Small send windows: several streams then compete for the connection's
+    // window, and a stream cut short by it must still be woken to go on.
+    let mut server_config = config(16);
+    server_config.send_window = 1_000_000;
+    let mut client_config = config(17);
+    client_config.send_window = 1_000_000;
+    let server = Node::start_with(server_config, vec![Box::new(PerfServer::new())]);
+    let client = Node::start_with(client_config, vec![Box::new(PerfClient::new())]);
+    client.dial(&server);
+    let runs: Vec<_> = (0..3)
+        .map(|_| perf::start(&client.handle, server.peer, 2 * MIB, 2 * MIB).unwrap())
+        .collect();
+    for run in runs {
+        let report = run.wait(TIMEOUT).expect("perf run succeeds");
+        assert_eq!((report.bytes_up, report.bytes_down), (2 * MIB, 2 * MIB));
+    }
+}
+
+#[test]
+fn parallel_threads_that_overflow_the_send_window_all_finish() {
+    let mut server_config = config(18);
+    server_config.send_window = 1_000_000;
+    let mut client_config = config(19);
+    client_config.send_window = 1_000_000;
+    let server = Node::start_with(server_config, vec![Box::new(PerfServer::new())]);
+    let client = Node::start_with(client_config, vec![]);
+    client.dial(&server);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            let (handle, peer) = (&client.handle, server.peer);
+            s.spawn(move || {
+                let report = perf::run_blocking(handle, peer, 2 * MIB, 2 * MIB, TIMEOUT).unwrap();
+                assert_eq!((report.bytes_up, report.bytes_down), (2 * MIB, 2 * MIB));
+            });
+        }
+    });
 }
 
 #[test]
@@ -293,16 +341,107 @@ fn test_data_download_counts_exactly_and_the_server_logs_no_error() {
     assert_eq!(report.bytes_down, 1);
     server.wait_for(|e: &TestDataServed| Some(e.clone()));
     let logs = String::from_utf8_lossy(&log_capture().lock().unwrap()).into_owned();
-    let complaints: Vec<&str> = logs
+    // The server's lines name the client; other tests' lines do not.
+    let client_id = client.peer.to_string();
+    let server_lines: Vec<&str> = logs
         .lines()
-        .filter(|l| l.contains("test_data") && (l.contains("WARN") || l.contains("ERROR")))
+        .filter(|l| l.contains("test_data") && l.contains(&client_id))
+        .collect();
+    let complaints: Vec<&&str> = server_lines
+        .iter()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .collect();
     assert!(
         complaints.is_empty(),
         "the server complained: {complaints:#?}"
     );
-    assert!(
-        logs.contains("test-data client stopped reading"),
-        "the normal end was not logged at all"
-    );
+    let normal_ends = server_lines
+        .iter()
+        .filter(|l| l.contains("test-data client stopped reading"))
+        .count();
+    assert_eq!(normal_ends, 2, "each normal end is logged (at debug)");
+}
+
+#[test]
+fn test_data_of_zero_bytes_succeeds_and_a_refusal_is_reported() {
+    let server = Node::start(22, vec![Box::new(TestDataServer::new())]);
+    let client = Node::start(23, vec![Box::new(TestDataClient::new())]);
+    client.dial(&server);
+    let report = test_data::start(&client.handle, server.peer, 0)
+        .unwrap()
+        .wait(TIMEOUT)
+        .expect("an empty download succeeds");
+    assert_eq!(report.bytes_down, 0);
+    let no_test_data = perf_server_node(24);
+    client.dial(&no_test_data);
+    let error = test_data::start(&client.handle, no_test_data.peer, 10)
+        .unwrap()
+        .wait(TIMEOUT)
+        .expect_err("must be refused");
+    assert_eq!(error, PerfError::Refused(test_data::PROTOCOL_ID.into()));
+}
+
+// ----- interop with rust-libp2p -----
+
+/// A rust-libp2p node serving `/perf/1.0.0`.
+fn rust_perf_peer() -> RustPeer {
+    RustPeer::spawn(PeerConfig {
+        perf_server: true,
+        ..PeerConfig::default()
+    })
+}
+
+#[test]
+fn interop_our_client_against_rust_libp2p_server_10_mib_each_way() {
+    let rust = rust_perf_peer();
+    let client = perf_client_node(20);
+    client
+        .handle
+        .dial(
+            rust.dial_addr().expect("rust-libp2p listens"),
+            false,
+            TIMEOUT,
+        )
+        .expect("swarm answers")
+        .expect("we connect to rust-libp2p");
+    let report = perf::start(&client.handle, rust.peer_id(), 10 * MIB, 10 * MIB)
+        .unwrap()
+        .wait(TIMEOUT)
+        .expect("perf against rust-libp2p succeeds");
+    assert_eq!((report.bytes_up, report.bytes_down), (10 * MIB, 10 * MIB));
+    let read = rust
+        .wait_for(TIMEOUT, |e| match e {
+            PeerEvent::InboundStream {
+                protocol,
+                bytes_read,
+                ..
+            } if protocol == perf::PROTOCOL_ID => Some(*bytes_read),
+            _ => None,
+        })
+        .expect("rust-libp2p reports the run");
+    assert_eq!(read as u64, 10 * MIB, "bytes rust-libp2p read from us");
+}
+
+#[test]
+fn interop_rust_libp2p_client_against_our_server_10_mib_each_way() {
+    let rust = rust_perf_peer();
+    let server = perf_server_node(21);
+    rust.connect(
+        server
+            .addr
+            .clone()
+            .with(swarm::multiaddr::Protocol::P2p(server.peer)),
+        TIMEOUT,
+    )
+    .expect("rust-libp2p connects to us");
+    let (sent, received) = rust
+        .perf(server.peer, 10 * MIB, 10 * MIB, TIMEOUT)
+        .expect("rust-libp2p's perf run against us succeeds");
+    assert_eq!((sent, received), (10 * MIB, 10 * MIB));
+    let served = server.wait_for(|e: &PerfServerEvent| match e {
+        PerfServerEvent::Finished { peer, report, .. } if *peer == rust.peer_id() => Some(*report),
+        PerfServerEvent::Failed { error, .. } => panic!("server side failed: {error}"),
+        _ => None,
+    });
+    assert_eq!((served.bytes_up, served.bytes_down), (10 * MIB, 10 * MIB));
 }

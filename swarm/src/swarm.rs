@@ -1768,10 +1768,10 @@ impl Core {
                 Ok(_) => {
                     let left = front.len();
                     st.send_len -= before - left;
+                    // A partial write is retried at once: only `Blocked`
+                    // registers the stream for a `Writable` event.
                     if left == 0 {
                         st.send.pop_front();
-                    } else {
-                        break;
                     }
                 }
                 Err(WriteError::Blocked) => break,
@@ -1853,19 +1853,28 @@ impl Core {
 
     pub(crate) fn write(&mut self, sref: StreamRef, data: &[u8]) -> Result<usize, StreamError> {
         let (quic, stream) = self.plugin_stream(sref)?;
-        let r = match quic.send_stream(sref.id).write(data) {
-            Ok(n) => {
-                if n < data.len() {
-                    stream.wants_writable = true;
+        let mut send = quic.send_stream(sref.id);
+        let mut written = 0;
+        // Write until everything is taken or quinn says `Blocked`: only a
+        // refused write registers the stream for a `Writable` event; a
+        // partial one does not, and the stream would never be woken.
+        let r = loop {
+            match send.write(&data[written..]) {
+                Ok(n) => {
+                    written += n;
+                    if written == data.len() {
+                        break Ok(written);
+                    }
                 }
-                Ok(n)
+                Err(WriteError::Blocked) => {
+                    stream.wants_writable = true;
+                    break Ok(written);
+                }
+                Err(WriteError::Stopped(code)) => {
+                    break Err(StreamError::Stopped(code.into_inner()));
+                }
+                Err(_) => break Err(StreamError::SendClosed),
             }
-            Err(WriteError::Blocked) => {
-                stream.wants_writable = true;
-                Ok(0)
-            }
-            Err(WriteError::Stopped(code)) => Err(StreamError::Stopped(code.into_inner())),
-            Err(_) => Err(StreamError::SendClosed),
         };
         self.touch(sref.conn.index as usize);
         r
@@ -1877,23 +1886,22 @@ impl Core {
         data: &mut Bytes,
     ) -> Result<usize, StreamError> {
         let (quic, stream) = self.plugin_stream(sref)?;
+        let mut send = quic.send_stream(sref.id);
         let before = data.len();
-        let r = match quic
-            .send_stream(sref.id)
-            .write_chunks(std::slice::from_mut(data))
-        {
-            Ok(_) => {
-                if !data.is_empty() {
+        // As in `write`: keep going until `Blocked` registers the stream.
+        let r = loop {
+            match send.write_chunks(std::slice::from_mut(data)) {
+                Ok(_) if data.is_empty() => break Ok(before),
+                Ok(_) => {}
+                Err(WriteError::Blocked) => {
                     stream.wants_writable = true;
+                    break Ok(before - data.len());
                 }
-                Ok(before - data.len())
+                Err(WriteError::Stopped(code)) => {
+                    break Err(StreamError::Stopped(code.into_inner()));
+                }
+                Err(_) => break Err(StreamError::SendClosed),
             }
-            Err(WriteError::Blocked) => {
-                stream.wants_writable = true;
-                Ok(0)
-            }
-            Err(WriteError::Stopped(code)) => Err(StreamError::Stopped(code.into_inner())),
-            Err(_) => Err(StreamError::SendClosed),
         };
         self.touch(sref.conn.index as usize);
         r
