@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use protocols::identify::{Identify, IdentifyConfig};
 use protocols::perf::{self, PerfClient, PerfReport, Run, mib_per_sec};
 use protocols::test_data::{self, TestDataClient};
 use swarm::address::quic_multiaddr;
@@ -24,10 +25,13 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// Run the transfer the settings describe; an error is the exit reason.
 pub fn run(settings: &ClientSettings) -> anyhow::Result<()> {
     let start = Instant::now();
-    let mut rt =
-        Runtime::new(SwarmConfig::new(generate_keypair())).context("cannot start the swarm")?;
+    let key = generate_keypair();
+    let identify = IdentifyConfig::new(key.public());
+    let mut rt = Runtime::new(SwarmConfig::new(key)).context("cannot start the swarm")?;
     rt.add_protocol(Box::new(PerfClient::new()));
     rt.add_protocol(Box::new(TestDataClient::new()));
+    // Answer the responder's identify request, as any libp2p peer would.
+    rt.add_protocol(Box::new(Identify::new(identify)));
     let (handle, thread) = rt.spawn().context("cannot start the swarm thread")?;
 
     let result = connect_and_transfer(&handle, settings, start);

@@ -3,7 +3,7 @@
 //! Two interfaces, one program:
 //!
 //! - the Zig tool's: `bandwidth_perf server` / `bandwidth_perf client`,
-//!   configured by environment variables (see `--help` and [`env`]);
+//!   configured by environment variables (see `--help` and [`env`](mod@env));
 //! - rust-libp2p perf's flags, so libp2p's perf runner can drive it:
 //!   `--run-server --server-address IP:PORT`, and
 //!   `--server-address IP:PORT --transport quic-v1 --upload-bytes N --download-bytes N`.
@@ -131,6 +131,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// the client.
 fn run_with_flags(cli: Cli) -> anyhow::Result<()> {
     let Some(address) = cli.server_address else {
+        if cli.run_server {
+            bail!("--run-server needs --server-address IP:PORT");
+        }
         bail!("give a command (server or client) or --server-address IP:PORT; see --help");
     };
     if cli.run_server {

@@ -4,4 +4,5 @@
 pub mod identify;
 pub mod perf;
 pub mod ping;
+pub mod request_response;
 pub mod test_data;

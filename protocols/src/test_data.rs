@@ -83,7 +83,10 @@ impl TestDataServer {
             }
             _ => warn!(%stream, %peer, bytes_sent, %reason, "test-data stream failed"),
         }
+        // Our side is over either way; release the stream in both directions
+        // (the calls fail harmlessly for a side that is already closed).
         let _ = ctx.reset(stream, RESET_CODE);
+        let _ = ctx.stop_sending(stream, STOP_CODE);
         ctx.emit(TestDataServed {
             peer,
             stream,
@@ -130,6 +133,7 @@ impl Protocol for TestDataServer {
 
 /// Ask a [`TestDataClient`] plugin to download `bytes` bytes. Send it with
 /// [`SwarmHandle::send_event`] (or use [`start`]).
+#[derive(Debug)]
 pub struct TestDataRequest {
     target: StreamTarget,
     bytes: u64,
@@ -231,13 +235,17 @@ impl Protocol for TestDataClient {
                     start: ctx.now(),
                 };
                 self.runs.insert(stream, run);
-                if request.bytes == 0 {
-                    self.handle_stream_data(ctx, stream, Bytes::new());
-                }
             }
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
             }
+        }
+    }
+
+    fn handle_stream_negotiated(&mut self, ctx: &mut Context<'_>, stream: StreamRef, _: &str) {
+        // Nothing wanted: the server accepting the protocol is the whole run.
+        if self.runs.get(&stream).is_some_and(|run| run.wanted == 0) {
+            self.handle_stream_data(ctx, stream, Bytes::new());
         }
     }
 

@@ -15,12 +15,13 @@ use swarm::{
 use tracing::{debug, warn};
 
 use super::run::{PerfError, PerfReport, Progress, Run, RunResult};
-use super::zeros::{chunk, send_zeros};
+use super::zeros::{chunk, send_zeros, write_until_blocked};
 use super::{PROTOCOL_ID, RESET_CODE};
 
 /// Ask a [`PerfClient`] plugin for a run. Send it with
 /// [`SwarmHandle::send_event`] (or use [`start`]) or, from another plugin,
 /// with [`Context::emit`]. The first `PerfClient` that sees it runs it.
+#[derive(Debug)]
 pub struct PerfRequest {
     target: StreamTarget,
     upload: u64,
@@ -119,22 +120,7 @@ impl PerfClient {
         if run.upload_done.is_some() || !run.may_write {
             return;
         }
-        let result: Result<bool, StreamError> = (|| {
-            if !run.header.is_empty() {
-                ctx.write_bytes(stream, &mut run.header)?;
-                if !run.header.is_empty() {
-                    return Ok(false);
-                }
-            }
-            let n = send_zeros(ctx, stream, &mut run.left)?;
-            run.progress.add_uploaded(n);
-            if run.left > 0 {
-                return Ok(false);
-            }
-            ctx.finish(stream)?;
-            Ok(true)
-        })();
-        match result {
+        match write_request(ctx, stream, run) {
             Ok(true) => run.upload_done = Some(ctx.now()),
             Ok(false) => {}
             Err(e) => self.end(ctx, stream, Err(PerfError::from(e))),
@@ -250,6 +236,25 @@ impl Protocol for PerfClient {
     ) {
         self.end(ctx, stream, Err(reason.clone().into()));
     }
+}
+
+/// Write what the window takes of the header and upload, and finish after
+/// them; `Ok(true)` once finished, `Ok(false)` to go on when writable.
+fn write_request(
+    ctx: &mut Context<'_>,
+    stream: StreamRef,
+    run: &mut ClientRun,
+) -> Result<bool, StreamError> {
+    if !write_until_blocked(ctx, stream, &mut run.header)? {
+        return Ok(false);
+    }
+    let n = send_zeros(ctx, stream, &mut run.left)?;
+    run.progress.add_uploaded(n);
+    if run.left > 0 {
+        return Ok(false);
+    }
+    ctx.finish(stream)?;
+    Ok(true)
 }
 
 /// Size of the buffers [`run_blocking`] writes from and reads into.
