@@ -243,7 +243,33 @@ pub struct ResponseEvent {
 /// Ask `peer` from inside a plugin. The [`RequestResponse`] plugin of
 /// `protocol` (which must be registered on this swarm) sends the request;
 /// the outcome arrives as a [`ResponseEvent`] with the returned id in
-/// [`Protocol::handle_protocol_event`].
+/// [`Protocol::handle_protocol_event`]. Every plugin sees every response
+/// event, so match on the id. The peer must be connected (dial it first).
+///
+/// ```no_run
+/// use protocols::request_response::{self, RequestId, ResponseEvent};
+/// use swarm::{ConnId, Context, PeerId, Protocol, ProtocolEvent};
+///
+/// /// Asks every new peer for the time, and prints the answer.
+/// #[derive(Default)]
+/// struct AskTime(Vec<RequestId>);
+///
+/// impl Protocol for AskTime {
+///     fn handle_new_connection(&mut self, ctx: &mut Context<'_>, _: ConnId, peer: PeerId) {
+///         let id = request_response::send_request(ctx, peer, "/time/1.0.0", "now?");
+///         self.0.push(id);
+///     }
+///
+///     fn handle_protocol_event(&mut self, _: &mut Context<'_>, event: &ProtocolEvent) {
+///         if let Some(response) = event.downcast_ref::<ResponseEvent>()
+///             && self.0.contains(&response.id)
+///         {
+///             self.0.retain(|id| *id != response.id);
+///             println!("{}: {:?}", response.peer, response.result);
+///         }
+///     }
+/// }
+/// ```
 pub fn send_request(
     ctx: &mut Context<'_>,
     peer: PeerId,

@@ -176,12 +176,21 @@ impl Read for StreamHandle {
         let deadline = self.deadline();
         let mut state = self.shared.lock();
         loop {
-            if let Some(front) = state.recv.front_mut() {
-                let n = front.len().min(buf.len());
-                buf[..n].copy_from_slice(&front[..n]);
-                front.advance(n);
-                if front.is_empty() {
-                    state.recv.pop_front();
+            if !state.recv.is_empty() {
+                // Fill the caller's buffer from as many chunks as are queued:
+                // one chunk per call would cap a reader with a large buffer.
+                let mut n = 0;
+                while n < buf.len() {
+                    let Some(front) = state.recv.front_mut() else {
+                        break;
+                    };
+                    let take = front.len().min(buf.len() - n);
+                    buf[n..n + take].copy_from_slice(&front[..take]);
+                    front.advance(take);
+                    if front.is_empty() {
+                        state.recv.pop_front();
+                    }
+                    n += take;
                 }
                 state.recv_len -= n;
                 // Resume the swarm's reading once half the buffer is free, not
