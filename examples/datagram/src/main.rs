@@ -27,6 +27,8 @@ const WINDOW: u32 = 256;
 /// A packet not echoed within this long counts as lost.
 const LOSS_AFTER: Duration = Duration::from_secs(1);
 const TICK: u64 = 1;
+/// How long a first packet may wait for MTU discovery to allow its size.
+const MTU_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(about = "Game-tick style packets over authenticated QUIC datagrams")]
@@ -103,9 +105,22 @@ impl Sender {
             payload[..4].copy_from_slice(&self.next_seq.to_be_bytes());
             match ctx.send_packet(flow, &payload) {
                 Ok(()) => {
+                    if self.report.sent == 0 {
+                        // Time the run from the first packet, not the MTU wait.
+                        self.started = Some(Instant::now());
+                    }
                     self.in_flight.insert(self.next_seq, now);
                     self.next_seq += 1;
                     self.report.sent += 1;
+                }
+                // A new path starts at QUIC's safe 1200-byte MTU; MTU
+                // discovery raises the maximum within a few round trips, so
+                // wait a little before calling a size too large.
+                Err(PacketError::TooLarge { .. })
+                    if self.report.sent == 0
+                        && self.started.is_some_and(|t| t.elapsed() < MTU_GRACE) =>
+                {
+                    return;
                 }
                 Err(e) => return self.finish(Err(e.into())),
             }
