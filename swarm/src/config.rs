@@ -18,7 +18,10 @@ pub struct SwarmConfig {
     /// Frame size and round limits for multistream-select.
     pub multistream: MultistreamLimits,
     /// QUIC idle timeout: a connection that hears nothing for this long is
-    /// dead. Default 10 s (rust-libp2p's).
+    /// dead. The peers' smaller value applies, so against rust-libp2p this is
+    /// its 10 s. Default 30 s: it also bounds the handshake, and at 30 %
+    /// loss a handshake's backed-off retransmissions can be 10 s apart.
+    /// Keep-alive PINGs keep a healthy connection well inside it.
     pub quic_idle_timeout: Duration,
     /// QUIC keep-alive PING interval while a connection is kept. Default 5 s.
     pub keep_alive_interval: Duration,
@@ -48,7 +51,7 @@ impl SwarmConfig {
             keypair,
             limits: Limits::default(),
             multistream: MultistreamLimits::default(),
-            quic_idle_timeout: Duration::from_secs(10),
+            quic_idle_timeout: Duration::from_secs(30),
             keep_alive_interval: Duration::from_secs(5),
             idle_connection_timeout: Duration::from_secs(10),
             stream_receive_window: 10_000_000,

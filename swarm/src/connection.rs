@@ -65,6 +65,12 @@ pub(crate) struct Connection {
     pub(crate) quic_deadline: Option<Instant>,
     /// Queued for a `poll_transmit` pass.
     pub(crate) queued_for_transmit: bool,
+    /// A `Deadline::Idle` entry for this connection is in the heap.
+    pub(crate) idle_deadline_queued: bool,
+    /// The instant of the `Deadline::Negotiation` entry in the heap, if any.
+    /// One entry per connection covers all its negotiating streams, so a
+    /// peer churning streams cannot grow the heap.
+    pub(crate) negotiation_deadline_queued: Option<Instant>,
     /// Packet flows to open once the handshake completes.
     pub(crate) pending_flows: Vec<(crate::ids::PluginId, String)>,
 }

@@ -25,7 +25,9 @@ pub struct Limits {
     pub max_negotiating_streams: usize,
     /// Longest a stream may take to finish multistream-select. Default 10 s.
     pub negotiation_timeout: Duration,
-    /// Longest a QUIC/TLS handshake may take. Default 10 s.
+    /// Longest a QUIC/TLS handshake may take. Default 30 s: at 30 % loss
+    /// about 1 % of handshakes need more than 10 s (exponential backoff of
+    /// lost first flights), and a dial should not fail for that.
     pub handshake_timeout: Duration,
     /// Bytes the swarm buffers for a stream handed to another thread before
     /// it stops reading from QUIC (so the remote is flow-controlled).
@@ -44,7 +46,7 @@ impl Default for Limits {
             max_inbound_streams: 256,
             max_negotiating_streams: 32,
             negotiation_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(30),
             threaded_stream_buffer: 256 * 1024,
         }
     }

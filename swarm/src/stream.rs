@@ -22,6 +22,8 @@ pub(crate) enum Owner {
         plugin: Option<PluginId>,
         /// A `SwarmHandle::open_stream` caller waiting for a thread handle.
         waiter: Option<HandleWaiter>,
+        /// When negotiation must be over.
+        deadline: std::time::Instant,
     },
     /// Negotiated; data goes to the plugin's callbacks.
     Plugin(PluginId),
@@ -80,6 +82,14 @@ impl Stream {
 
     pub(crate) fn is_negotiating(&self) -> bool {
         matches!(self.owner, Owner::Negotiating { .. })
+    }
+
+    /// When negotiation must be over, while it is under way.
+    pub(crate) fn negotiation_deadline(&self) -> Option<std::time::Instant> {
+        match self.owner {
+            Owner::Negotiating { deadline, .. } => Some(deadline),
+            _ => None,
+        }
     }
 
     /// Both directions are over; the entry can go.

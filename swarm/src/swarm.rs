@@ -154,7 +154,7 @@ enum Callback {
 enum Deadline {
     Quic(ConnId),
     Timer(u64),
-    Negotiation(ConnId, StreamId),
+    Negotiation(ConnId),
     Handshake(ConnId),
     Idle(ConnId),
 }
@@ -742,6 +742,8 @@ impl Core {
             quic_deadline: None,
             queued_for_transmit: false,
             pending_flows: Vec::new(),
+            idle_deadline_queued: false,
+            negotiation_deadline_queued: None,
         });
         self.by_handle.insert((socket, handle), index);
         let id = self.conn_id(index);
@@ -1017,26 +1019,71 @@ impl Core {
                         self.end_connection(id.index as usize, EndReason::HandshakeTimeout);
                     }
                 }
-                Deadline::Negotiation(id, sid) => {
-                    let stream = StreamRef { conn: id, id: sid };
-                    if let Some(c) = self.conn(id)
-                        && c.streams.get(&sid).is_some_and(Stream::is_negotiating)
-                    {
+                Deadline::Negotiation(id) => {
+                    let now = self.now;
+                    let Some(c) = self.conn_mut(id) else {
+                        continue;
+                    };
+                    c.negotiation_deadline_queued = None;
+                    let late: Vec<StreamId> = c
+                        .streams
+                        .iter()
+                        .filter(|(_, s)| s.negotiation_deadline().is_some_and(|d| d <= now))
+                        .map(|(sid, _)| *sid)
+                        .collect();
+                    for sid in late {
+                        let stream = StreamRef { conn: id, id: sid };
                         debug!(%stream, "multistream negotiation timed out");
                         self.fail_stream(stream, StreamError::NegotiationTimeout);
                     }
+                    self.arm_negotiation_deadline(id.index as usize);
                 }
                 Deadline::Idle(id) => {
                     let idle_after = self.config.idle_connection_timeout;
-                    if let Some(c) = self.conn(id)
-                        && c.is_idle()
-                        && c.idle_since.is_some_and(|t| t + idle_after <= self.now)
-                    {
+                    let now = self.now;
+                    let Some(c) = self.conn_mut(id) else {
+                        continue;
+                    };
+                    c.idle_deadline_queued = false;
+                    let Some(since) = c.idle_since.filter(|_| c.is_idle()) else {
+                        continue;
+                    };
+                    if since + idle_after <= now {
                         debug!(%id, "closing idle connection");
                         let _ = self.close_connection(id, CLOSE_CODE_IDLE, b"idle");
+                    } else {
+                        // Idle again since an earlier entry was queued.
+                        c.idle_deadline_queued = true;
+                        self.push_deadline(since + idle_after, Deadline::Idle(id));
                     }
                 }
             }
+        }
+        // Popped entries leave capacity behind; give it back after a burst.
+        let cap = self.deadlines.capacity();
+        if cap > 4096 && self.deadlines.len() * 4 < cap {
+            self.deadlines.shrink_to(self.deadlines.len() * 2);
+        }
+    }
+
+    /// Queue the earliest negotiation deadline of a connection's streams,
+    /// unless an entry at or before it is already queued.
+    fn arm_negotiation_deadline(&mut self, index: usize) {
+        let Some(conn) = self.connections.get_mut(index) else {
+            return;
+        };
+        let Some(next) = conn
+            .streams
+            .values()
+            .filter_map(Stream::negotiation_deadline)
+            .min()
+        else {
+            return;
+        };
+        if conn.negotiation_deadline_queued.is_none_or(|q| next < q) {
+            conn.negotiation_deadline_queued = Some(next);
+            let id = self.conn_id(index);
+            self.push_deadline(next, Deadline::Negotiation(id));
         }
     }
 
@@ -1329,8 +1376,13 @@ impl Core {
         }
         if conn.idle_since.is_none() {
             conn.idle_since = Some(now);
-            let id = self.conn_id(index);
-            self.push_deadline(now + idle_after, Deadline::Idle(id));
+            // One queued entry per connection: when it fires it re-queues
+            // itself if the connection went busy and idle again meanwhile.
+            if !conn.idle_deadline_queued {
+                conn.idle_deadline_queued = true;
+                let id = self.conn_id(index);
+                self.push_deadline(now + idle_after, Deadline::Idle(id));
+            }
         }
     }
 
@@ -1362,9 +1414,10 @@ impl Core {
                     negotiation: Box::new(negotiation),
                     plugin: None,
                     waiter: None,
+                    deadline,
                 }),
             );
-            self.push_deadline(deadline, Deadline::Negotiation(id, sid));
+            self.arm_negotiation_deadline(index);
             self.flush_negotiation(index, sid);
             self.update_idle(index);
             self.read_stream(index, sid);
@@ -1467,10 +1520,11 @@ impl Core {
                 negotiation: Box::new(Negotiation::dialer(protocol, limits)),
                 plugin,
                 waiter,
+                deadline,
             }),
         );
         let index = conn_id.index as usize;
-        self.push_deadline(deadline, Deadline::Negotiation(conn_id, sid));
+        self.arm_negotiation_deadline(index);
         self.flush_negotiation(index, sid);
         self.update_idle(index);
         trace!(stream = %StreamRef { conn: conn_id, id: sid }, protocol, "opened stream");

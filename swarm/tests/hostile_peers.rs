@@ -1396,9 +1396,6 @@ mod counting_alloc {
 /// stream is gone from the table right away, so what the target holds must
 /// not grow with the number of streams.
 #[test]
-#[ignore = "bug: every inbound stream pushes a Deadline::Negotiation (and each idle transition a \
-            Deadline::Idle) into the deadline heap, where it stays until its 10 s deadline even \
-            though the stream is gone; the heap never shrinks. 137 bytes held per churned stream"]
 fn stream_churn_does_not_grow_the_targets_memory() {
     let mut net = Net::new(
         5,

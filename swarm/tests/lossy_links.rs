@@ -238,9 +238,6 @@ fn fifty_handshakes(tweak: fn(&mut SwarmConfig), name: &str) {
 /// 1000 seeded handshakes, 1.1% took longer than the 10 s handshake
 /// timeout, so 50 in a row all succeed only about 57% of the time.
 #[test]
-#[ignore = "bug: the default 10 s handshake timeout (and 10 s QUIC idle timeout, which also bounds \
-            the handshake) fails about 1.1% of handshakes at 30% loss; this seed fails handshake \
-            46 of 50 after 10 s"]
 fn fifty_of_fifty_handshakes_succeed_at_30_percent_loss() {
     fifty_handshakes(|_| {}, "default config");
 }
@@ -294,7 +291,7 @@ fn link_dark_longer_than_idle_timeout_ends_in_timeout_error_on_both_sides() {
     let dark_at = net.now;
     net.dark = true;
     let mut closed: [Option<(Duration, String)>; 2] = [None, None];
-    let outcome = net.run_until(Duration::from_secs(30), |net| {
+    let outcome = net.run_until(latest + Duration::from_secs(5), |net| {
         for (i, events) in [&events_a, &events_b].into_iter().enumerate() {
             for e in events.try_iter() {
                 if let SwarmEvent::ConnectionClosed { reason, .. } = e {
@@ -308,7 +305,7 @@ fn link_dark_longer_than_idle_timeout_ends_in_timeout_error_on_both_sides() {
     assert_eq!(
         outcome,
         Outcome::Done,
-        "no ConnectionClosed within 30 s of darkness"
+        "no ConnectionClosed within the idle timeout of darkness"
     );
     for (after, reason) in closed.iter().flatten() {
         assert!(reason.contains("timed out"), "reason {reason:?}");
