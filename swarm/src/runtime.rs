@@ -271,6 +271,9 @@ impl Runtime {
                         // ICMP errors surface here on some systems; they
                         // concern one peer, not the socket.
                         debug!(error = %e, "recv error");
+                        // Counted against the cap, so a persistent error
+                        // cannot keep this loop from yielding.
+                        received += 1;
                         continue;
                     }
                 };

@@ -116,6 +116,14 @@ pub enum SwarmEvent {
         /// Why.
         error: DialError,
     },
+    /// An inbound connection failed before its handshake completed (a bad
+    /// certificate, a timeout, a limit).
+    IncomingConnectionFailed {
+        /// The remote's address.
+        remote_addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
     /// An event a plugin emitted (ping RTTs, identify results, …).
     Protocol(ProtocolEvent),
 }
@@ -910,7 +918,27 @@ impl Core {
                         .err()
                         .map(|e| e.to_string())
                 };
+                // Under handshake pressure, make unvalidated senders prove
+                // their address with a Retry first, so spoofed Initials
+                // cannot hold the pending-handshake slots.
+                let pending = self
+                    .connections
+                    .iter()
+                    .filter(|(_, c)| matches!(c.origin, Origin::Accepted) && !c.established)
+                    .count();
+                let pressure = pending * 2 >= self.config.limits.max_pending_handshakes;
                 let endpoint = &mut self.sockets[socket.0].endpoint;
+                if refusal.is_none()
+                    && pressure
+                    && !incoming.remote_address_validated()
+                    && incoming.may_retry()
+                {
+                    match endpoint.retry(incoming, &mut buf) {
+                        Ok(t) => self.endpoint_transmits.push_back((socket, t, buf)),
+                        Err(e) => endpoint.ignore(e.into_incoming()),
+                    }
+                    return;
+                }
                 if let Some(reason) = refusal {
                     debug!(%remote, %reason, "refusing inbound connection");
                     let t = endpoint.refuse(incoming, &mut buf);
@@ -1306,6 +1334,12 @@ impl Core {
                 Requester::Internal => {}
             }
             self.publish(SwarmEvent::DialFailed { conn: id, error });
+        } else {
+            debug!(%id, reason = %text, "inbound connection failed");
+            self.publish(SwarmEvent::IncomingConnectionFailed {
+                remote_addr: conn.remote_addr.clone(),
+                reason: text,
+            });
         }
         self.touch(index);
     }

@@ -960,8 +960,8 @@ fn per_ip_connection_limit_refuses_and_keeps_serving_other_ips() {
     ar.finish();
 }
 
-/// `max_pending_handshakes` = 2: two clients whose datagrams after the
-/// first never arrive hold two handshakes open; a third client is refused;
+/// `max_pending_handshakes` = 2: two clients that go silent after their
+/// Initial (the second after answering a Retry) hold two handshakes open; a third client is refused;
 /// the honest transfer goes on; the handshake timeout (10 s) frees both
 /// slots and the third client gets in.
 #[test]
@@ -972,10 +972,18 @@ fn pending_handshake_limit_refuses_until_the_handshake_timeout_frees_slots() {
         limits.handshake_timeout + Duration::from_secs(4),
     );
     let t = ar.t;
-    let stalled = [h_addr(4001), h_addr(4002)];
-    let mut first_seen = std::collections::HashSet::new();
-    ar.net.filter = Some(Box::new(move |from, _, _| {
-        !stalled.contains(&from) || first_seen.insert(from)
+    // Datagrams each stalled client may send before it goes silent. Once
+    // one handshake is pending (half the limit), the target answers new
+    // unvalidated clients with a Retry, so the second stalled client needs
+    // two: its first Initial and the one carrying the Retry token.
+    let mut quota = std::collections::HashMap::from([(h_addr(4001), 1), (h_addr(4002), 2)]);
+    ar.net.filter = Some(Box::new(move |from, _, _| match quota.get_mut(&from) {
+        None => true,
+        Some(0) => false,
+        Some(n) => {
+            *n -= 1;
+            true
+        }
     }));
     let p1 = ar.add_raw(4001, None);
     let p2 = ar.add_raw(4002, None);

@@ -84,6 +84,12 @@ fn dial_with_wrong_peer_id_fails_in_handshake() {
         }
         other => panic!("expected WrongPeerId, got {other:?}"),
     }
+    // The listener heard why the inbound handshake failed.
+    let failed = b.wait_for(|e| match e {
+        SwarmEvent::IncomingConnectionFailed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(failed.is_some(), "listener got no IncomingConnectionFailed");
     // The listener did not keep a connection either.
     let a_peer = a.peer;
     let count = b
