@@ -1,6 +1,8 @@
 //! `echo listen` and `echo dial` as two processes on loopback: the text
 //! comes back, and each failure has its exit code and one line on stderr.
 
+// One copy of the process helpers serves every example crate.
+#[path = "../../test-support/process.rs"]
 mod common;
 
 use common::*;

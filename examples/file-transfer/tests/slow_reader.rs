@@ -9,6 +9,8 @@
 //! `file-transfer get --limit-rate` binary, in a process of its own.
 //! Run with `--nocapture` to see the figures.
 
+// One copy of the process helpers serves every example crate.
+#[path = "../../test-support/process.rs"]
 mod common;
 mod files;
 

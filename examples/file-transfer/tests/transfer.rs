@@ -9,6 +9,8 @@
 //! cargo test --release -p file-transfer --test transfer -- --ignored --nocapture
 //! ```
 
+// One copy of the process helpers serves every example crate.
+#[path = "../../test-support/process.rs"]
 mod common;
 mod files;
 

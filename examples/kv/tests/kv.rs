@@ -1,5 +1,7 @@
 //! `kv serve`, `kv put` and `kv get` as separate processes on loopback.
 
+// One copy of the process helpers serves every example crate.
+#[path = "../../test-support/process.rs"]
 mod common;
 
 use common::*;
