@@ -13,7 +13,8 @@ use swarm::multiaddr::Protocol as AddrPart;
 use swarm::{ConnId, DialError, PeerId, PluginId, Runtime, SwarmConfig, SwarmHandle};
 use tracing::{info, warn};
 
-use crate::env::{ClientSettings, TransferProtocol};
+use crate::env::{ClientMode, ClientSettings, TransferProtocol};
+use crate::measure;
 use crate::output::JsonLine;
 
 /// How long to wait for the connection. The swarm's handshake timeout
@@ -22,7 +23,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often progress lines are printed.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Run the transfer the settings describe; an error is the exit reason.
+/// Run the transfer or measurement the settings describe; an error is the
+/// exit reason.
 pub fn run(settings: &ClientSettings) -> anyhow::Result<()> {
     let start = Instant::now();
     let key = generate_keypair();
@@ -32,9 +34,15 @@ pub fn run(settings: &ClientSettings) -> anyhow::Result<()> {
     rt.add_protocol(Box::new(TestDataClient::new()));
     // Answer the responder's identify request, as any libp2p peer would.
     rt.add_protocol(Box::new(Identify::new(identify)));
+    if settings.mode != ClientMode::Transfer {
+        rt.add_protocol(Box::new(measure::Measure::new()));
+    }
     let (handle, thread) = rt.spawn().context("cannot start the swarm thread")?;
 
-    let result = connect_and_transfer(&handle, settings, start);
+    let result = match settings.mode {
+        ClientMode::Transfer => connect_and_transfer(&handle, settings, start),
+        _ => measure::run(&handle, settings),
+    };
     // Close the connection politely either way; the thread ends after it.
     let _ = handle.shutdown(0);
     let _ = thread.join();
@@ -69,23 +77,10 @@ fn connect_and_transfer(
     Ok(())
 }
 
-/// Dial the responder, checking its PeerId when we know it.
-fn connect(handle: &SwarmHandle, settings: &ClientSettings) -> anyhow::Result<ConnId> {
-    let mut addr = quic_multiaddr(settings.server);
-    if let Some(peer) = settings.responder {
-        addr.push(AddrPart::P2p(peer));
-    }
-    let dialed = handle
-        .dial(addr, false, DIAL_TIMEOUT)
-        .context("the swarm did not answer")?;
-    let conn = match dialed {
-        Ok(conn) => conn,
-        Err(DialError::WrongPeerId { expected, actual }) => bail!(
-            "peer id mismatch: expected {expected}, but the responder at {} is {actual}",
-            settings.server
-        ),
-        Err(e) => bail!("cannot reach the responder at {}: {e}", settings.server),
-    };
+/// Dial the responder, checking its PeerId when we know it, and warning
+/// when we do not.
+pub(crate) fn connect(handle: &SwarmHandle, settings: &ClientSettings) -> anyhow::Result<ConnId> {
+    let conn = dial(handle, settings)?;
     if settings.responder.is_none() {
         let peer = connection_peer(handle, conn)?;
         warn!(%peer, "no RESPONDER_KEY or RESPONDER_KEY_HEX: the responder's identity was not checked");
@@ -96,6 +91,35 @@ fn connect(handle: &SwarmHandle, settings: &ClientSettings) -> anyhow::Result<Co
     }
     info!(server = %settings.server, "connected");
     Ok(conn)
+}
+
+/// Dial the responder, checking its PeerId when we know it.
+fn dial(handle: &SwarmHandle, settings: &ClientSettings) -> anyhow::Result<ConnId> {
+    let mut addr = quic_multiaddr(settings.server);
+    if let Some(peer) = settings.responder {
+        addr.push(AddrPart::P2p(peer));
+    }
+    let dialed = handle
+        .dial(addr, false, DIAL_TIMEOUT)
+        .context("the swarm did not answer")?;
+    match dialed {
+        Ok(conn) => Ok(conn),
+        Err(DialError::WrongPeerId { expected, actual }) => bail!(
+            "peer id mismatch: expected {expected}, but the responder at {} is {actual}",
+            settings.server
+        ),
+        Err(e) => bail!("cannot reach the responder at {}: {e}", settings.server),
+    }
+}
+
+/// Close a connection (politely, without waiting for the peer).
+pub(crate) fn close(handle: &SwarmHandle, conn: ConnId) -> anyhow::Result<()> {
+    handle
+        .call(DIAL_TIMEOUT, move |s| {
+            s.with_context(PluginId::external(), |ctx| ctx.close_connection(conn, 0))
+        })
+        .context("the swarm did not answer")?
+        .context("cannot close the connection")
 }
 
 fn connection_peer(handle: &SwarmHandle, conn: ConnId) -> anyhow::Result<PeerId> {

@@ -25,6 +25,10 @@ pub const DEFAULT_PORT: u16 = 54321;
 pub const DEFAULT_BYTE_SIZE: u64 = 1 << 20;
 /// Most parallel streams: the default QUIC stream limit of a responder.
 pub const MAX_STREAMS: u32 = 256;
+/// Bytes each way `bandwidth_perf loopback` moves unless told otherwise.
+pub const DEFAULT_LOOPBACK_SIZE: u64 = 1 << 30;
+/// Most iterations a measuring mode runs: keeps every loop bounded.
+pub const MAX_ITERATIONS: u32 = 1_000_000;
 
 /// A variable with a value we cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +57,42 @@ pub enum TransferProtocol {
     TestData,
 }
 
+/// What the client measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    /// One transfer of `BYTE_SIZE` down and `UPLOAD_SIZE` up (the default).
+    Transfer,
+    /// Per iteration: a fresh connection, then a 1-byte perf run on it
+    /// (8-byte header out, 1 byte back); each timed from the dial to the byte.
+    Latency,
+    /// Sequential handshakes: dial, wait until established, close.
+    Connections,
+    /// Sequential 1-byte perf runs, each on a new stream of one connection.
+    Requests,
+}
+
+impl ClientMode {
+    /// Iterations when `ITERATIONS` is not given.
+    pub fn default_iterations(self) -> u32 {
+        match self {
+            ClientMode::Transfer => 1,
+            ClientMode::Latency => 100,
+            ClientMode::Connections => 1000,
+            ClientMode::Requests => 10_000,
+        }
+    }
+
+    /// The mode's name, as `MODE` takes it and the JSON lines print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientMode::Transfer => "transfer",
+            ClientMode::Latency => "latency",
+            ClientMode::Connections => "connections",
+            ClientMode::Requests => "requests",
+        }
+    }
+}
+
 /// Everything `bandwidth_perf server` needs.
 #[derive(Debug)]
 pub struct ServerSettings {
@@ -79,6 +119,10 @@ pub struct ClientSettings {
     pub protocol: TransferProtocol,
     /// Parallel streams on the one connection.
     pub streams: u32,
+    /// What to measure.
+    pub mode: ClientMode,
+    /// How many times (connections, requests) a measuring mode repeats.
+    pub iterations: u32,
 }
 
 /// Read the server's variables: `PORT`, `LISTEN_IP`, `SECRET_KEY`.
@@ -98,12 +142,37 @@ pub fn server_settings(env: Lookup<'_>) -> Result<ServerSettings, EnvError> {
 
 /// Read the client's variables: `RESPONDER_KEY`, `RESPONDER_KEY_HEX`,
 /// `RESPONDER_IP`, `RESPONDER_PORT`, `BYTE_SIZE`, `UPLOAD_SIZE`,
-/// `PROTOCOL`, `STREAMS`.
+/// `PROTOCOL`, `STREAMS`, `MODE`, `ITERATIONS`.
 pub fn client_settings(env: Lookup<'_>) -> Result<ClientSettings, EnvError> {
     let ip = read(env, "RESPONDER_IP", parse_ip)?.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let port = read(env, "RESPONDER_PORT", parse_dial_port)?.unwrap_or(DEFAULT_PORT);
+    let mut settings = transfer_settings(env, DEFAULT_BYTE_SIZE, Some(0))?;
+    settings.server = SocketAddr::new(ip, port);
+    settings.responder = responder(env)?;
+    Ok(settings)
+}
+
+/// Read what `bandwidth_perf loopback` uses: the client's variables less
+/// the `RESPONDER_*` ones (it starts its own server), with 1 GiB as the
+/// default of both `BYTE_SIZE` and `UPLOAD_SIZE` (upload 0 for test-data).
+/// The server address and PeerId are filled in once the server listens.
+pub fn loopback_settings(env: Lookup<'_>) -> Result<ClientSettings, EnvError> {
+    transfer_settings(env, DEFAULT_LOOPBACK_SIZE, None)
+}
+
+/// The transfer and mode variables, with the given defaults (`None` for
+/// the upload: as much as the download, or 0 for test-data).
+fn transfer_settings(
+    env: Lookup<'_>,
+    default_download: u64,
+    default_upload: Option<u64>,
+) -> Result<ClientSettings, EnvError> {
     let protocol = read(env, "PROTOCOL", parse_protocol)?.unwrap_or(TransferProtocol::Perf);
-    let upload = read(env, "UPLOAD_SIZE", parse_size)?.unwrap_or(0);
+    let default_upload = match protocol {
+        TransferProtocol::TestData => 0,
+        TransferProtocol::Perf => default_upload.unwrap_or(default_download),
+    };
+    let upload = read(env, "UPLOAD_SIZE", parse_size)?.unwrap_or(default_upload);
     if protocol == TransferProtocol::TestData && upload > 0 {
         return Err(EnvError::Invalid {
             var: "UPLOAD_SIZE",
@@ -111,13 +180,17 @@ pub fn client_settings(env: Lookup<'_>) -> Result<ClientSettings, EnvError> {
             reason: "the test-data protocol only downloads; use PROTOCOL=perf".into(),
         });
     }
+    let mode = read(env, "MODE", parse_mode)?.unwrap_or(ClientMode::Transfer);
     Ok(ClientSettings {
-        server: SocketAddr::new(ip, port),
-        responder: responder(env)?,
-        download: read(env, "BYTE_SIZE", parse_size)?.unwrap_or(DEFAULT_BYTE_SIZE),
+        server: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+        responder: None,
+        download: read(env, "BYTE_SIZE", parse_size)?.unwrap_or(default_download),
         upload,
         protocol,
         streams: read(env, "STREAMS", parse_streams)?.unwrap_or(1),
+        mode,
+        iterations: read(env, "ITERATIONS", parse_iterations)?
+            .unwrap_or_else(|| mode.default_iterations()),
     })
 }
 
@@ -227,6 +300,28 @@ pub fn parse_streams(text: &str) -> Result<u32, String> {
     }
 }
 
+/// `transfer`, `latency`, `connections` or `requests`.
+pub fn parse_mode(text: &str) -> Result<ClientMode, String> {
+    match text.trim() {
+        "transfer" => Ok(ClientMode::Transfer),
+        "latency" => Ok(ClientMode::Latency),
+        "connections" => Ok(ClientMode::Connections),
+        "requests" => Ok(ClientMode::Requests),
+        _ => Err("unknown mode: expected transfer, latency, connections or requests".into()),
+    }
+}
+
+/// An iteration count from 1 to [`MAX_ITERATIONS`].
+pub fn parse_iterations(text: &str) -> Result<u32, String> {
+    let bad = || format!("expected a number of iterations from 1 to {MAX_ITERATIONS}");
+    let n: u32 = text.trim().parse().map_err(|_| bad())?;
+    if (1..=MAX_ITERATIONS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(bad())
+    }
+}
+
 /// Read and parse one variable; unset or empty gives `None`.
 fn read<T>(
     env: Lookup<'_>,
@@ -312,8 +407,37 @@ mod tests {
                 upload: 0,
                 protocol: TransferProtocol::Perf,
                 streams: 1,
+                mode: ClientMode::Transfer,
+                iterations: 1,
             }
         );
+    }
+
+    #[test]
+    fn modes_and_their_default_iterations() {
+        for (mode, iterations) in [
+            ("transfer", 1),
+            ("latency", 100),
+            ("connections", 1000),
+            ("requests", 10_000),
+        ] {
+            let s = client(&[("MODE", mode)]).unwrap();
+            assert_eq!((s.mode.name(), s.iterations), (mode, iterations));
+        }
+        let s = client(&[("MODE", "requests"), ("ITERATIONS", "7")]).unwrap();
+        assert_eq!((s.mode, s.iterations), (ClientMode::Requests, 7));
+    }
+
+    #[test]
+    fn loopback_defaults_to_a_gib_each_way_and_ignores_responder_variables() {
+        let env = env_of(&[("RESPONDER_KEY", "not a key"), ("RESPONDER_PORT", "x")]);
+        let s = loopback_settings(&env).unwrap();
+        assert_eq!((s.download, s.upload), (1 << 30, 1 << 30));
+        assert_eq!(s.responder, None);
+        let s = loopback_settings(&env_of(&[("BYTE_SIZE", "1MiB"), ("UPLOAD_SIZE", "0")])).unwrap();
+        assert_eq!((s.download, s.upload), (1 << 20, 0));
+        let s = loopback_settings(&env_of(&[("PROTOCOL", "test-data")])).unwrap();
+        assert_eq!((s.download, s.upload), (1 << 30, 0));
     }
 
     #[test]
@@ -382,6 +506,9 @@ mod tests {
             ("STREAMS", "0"),
             ("STREAMS", "257"),
             ("STREAMS", "two"),
+            ("MODE", "fast"),
+            ("ITERATIONS", "0"),
+            ("ITERATIONS", "1000001"),
         ] {
             let e = client(&[(var, value)]).expect_err(value);
             let message = e.to_string();

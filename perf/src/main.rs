@@ -6,10 +6,18 @@
 //!   configured by environment variables (see `--help` and [`env`](mod@env));
 //! - rust-libp2p perf's flags, so libp2p's perf runner can drive it:
 //!   `--run-server --server-address IP:PORT`, and
-//!   `--server-address IP:PORT --transport quic-v1 --upload-bytes N --download-bytes N`.
+//!   `--server-address IP:PORT --transport quic-v1 --upload-bytes N --download-bytes N`;
+//! - `bandwidth_perf loopback`: a server process and a client on 127.0.0.1
+//!   in one go.
+//!
+//! Besides transfers, the client measures latency, handshakes and requests
+//! (`MODE`, `ITERATIONS` or `--mode`, `--iterations`) for the benchmarks in
+//! `perf/bench/`.
 
 mod client;
 mod env;
+mod loopback;
+mod measure;
 mod output;
 mod server;
 
@@ -20,7 +28,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::env::{ClientSettings, TransferProtocol};
+use crate::env::{ClientMode, ClientSettings, TransferProtocol};
 
 const ENVIRONMENT_HELP: &str = "\
 Environment, server:
@@ -46,12 +54,39 @@ Environment, client:
   PROTOCOL           perf (default) or test-data
   STREAMS            parallel streams on one connection (default 1, at most
                      256); the sizes are totals, split among the streams.
+  MODE               what to measure (default transfer):
+                       transfer     one transfer of BYTE_SIZE / UPLOAD_SIZE
+                       latency      per iteration a fresh connection and a
+                                    1-byte perf run on it, timed from the
+                                    dial to the byte; prints median and p99
+                       connections  sequential handshakes (dial, established,
+                                    close); prints connections per second
+                       requests     sequential 1-byte perf runs, each on a new
+                                    stream of one connection; prints requests
+                                    per second
+  ITERATIONS         repetitions for latency (default 100), connections
+                     (default 1000) and requests (default 10000); at most
+                     1000000
   The client prints 'Transfer took <ns> nanoseconds' and 'Speed <x> MiB/s' on
   stderr, and JSON lines on stdout: {\"type\":\"intermediary\",...} each second
   (that second's bytes), then {\"type\":\"final\",...} (the whole run, timed
   from before connecting). It exits non-zero with a one-line reason if the
   peer id does not match, the peer is unreachable, the byte count is short or
   the protocol is refused.
+  The measuring modes print one summary line on stderr and one JSON line on
+  stdout: {\"type\":\"latency\",\"iterations\":N,\"medianSeconds\":…,
+  \"p99Seconds\":…,\"minSeconds\":…,\"maxSeconds\":…} or
+  {\"type\":\"connections\"|\"requests\",\"iterations\":N,\"timeSeconds\":…,
+  \"perSecond\":…}.
+
+Loopback (bandwidth_perf loopback):
+  Starts 'bandwidth_perf server' as a child process on 127.0.0.1 (a free
+  port), reads its 'Listening on' line, then runs the client against it:
+  first a download of BYTE_SIZE, then an upload of UPLOAD_SIZE (both 1 GiB
+  by default; 0 skips that run), each printing the client's usual lines.
+  PROTOCOL, STREAMS, MODE and ITERATIONS apply as for the client; the
+  server's lines are shown prefixed with '[server] '. The server stops with
+  the client.
 
 Both:
   RUST_LOG           log filter for stderr (default warn)";
@@ -88,16 +123,35 @@ struct Cli {
     /// rust-libp2p perf: bytes to download (default 0).
     #[arg(long, value_name = "N", value_parser = env::parse_size)]
     download_bytes: Option<u64>,
+
+    /// Client: what to measure instead of one transfer: latency,
+    /// connections or requests (the MODE variable; see below).
+    #[arg(long, value_name = "MODE", value_parser = env::parse_mode)]
+    mode: Option<ClientMode>,
+
+    /// Client: repetitions of the --mode (the ITERATIONS variable).
+    #[arg(long, value_name = "N", value_parser = env::parse_iterations)]
+    iterations: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve perf, test-data, ping and identify (configured by PORT,
     /// LISTEN_IP, SECRET_KEY).
-    Server,
-    /// Download (and upload) from a server (configured by RESPONDER_*,
-    /// BYTE_SIZE, UPLOAD_SIZE, PROTOCOL, STREAMS).
+    Server {
+        /// Exit when standard input closes (used by `loopback`, so the
+        /// server cannot outlive it).
+        #[arg(long, hide = true)]
+        exit_with_stdin: bool,
+    },
+    /// Download (and upload) from a server, or measure latency, handshakes
+    /// or requests (configured by RESPONDER_*, BYTE_SIZE, UPLOAD_SIZE,
+    /// PROTOCOL, STREAMS, MODE, ITERATIONS).
     Client,
+    /// Run a server and a client on 127.0.0.1 in one go: 1 GiB down, then
+    /// 1 GiB up (BYTE_SIZE, UPLOAD_SIZE, PROTOCOL, STREAMS, MODE,
+    /// ITERATIONS).
+    Loopback,
 }
 
 fn main() -> ExitCode {
@@ -120,8 +174,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let lookup = env::process_env;
     match cli.command {
-        Some(Command::Server) => server::run(env::server_settings(&lookup)?),
+        Some(Command::Server { exit_with_stdin }) => {
+            if exit_with_stdin {
+                server::exit_when_stdin_closes();
+            }
+            server::run(env::server_settings(&lookup)?)
+        }
         Some(Command::Client) => client::run(&env::client_settings(&lookup)?),
+        Some(Command::Loopback) => loopback::run(&env::loopback_settings(&lookup)?),
         None => run_with_flags(cli),
     }
 }
@@ -137,7 +197,12 @@ fn run_with_flags(cli: Cli) -> anyhow::Result<()> {
         bail!("give a command (server or client) or --server-address IP:PORT; see --help");
     };
     if cli.run_server {
-        if cli.transport.is_some() || cli.upload_bytes.is_some() || cli.download_bytes.is_some() {
+        if cli.transport.is_some()
+            || cli.upload_bytes.is_some()
+            || cli.download_bytes.is_some()
+            || cli.mode.is_some()
+            || cli.iterations.is_some()
+        {
             bail!("--run-server takes only --server-address");
         }
         let mut settings = env::server_settings(&env::process_env)?;
@@ -149,6 +214,7 @@ fn run_with_flags(cli: Cli) -> anyhow::Result<()> {
         Some(other) => bail!("transport {other:?} is not supported: use quic-v1"),
         None => bail!("--transport quic-v1 is required with --server-address"),
     }
+    let mode = cli.mode.unwrap_or(ClientMode::Transfer);
     let settings = ClientSettings {
         server: address,
         responder: env::responder(&env::process_env)?,
@@ -156,6 +222,8 @@ fn run_with_flags(cli: Cli) -> anyhow::Result<()> {
         upload: cli.upload_bytes.unwrap_or(0),
         protocol: TransferProtocol::Perf,
         streams: 1,
+        mode,
+        iterations: cli.iterations.unwrap_or_else(|| mode.default_iterations()),
     };
     client::run(&settings).context("perf client")
 }

@@ -36,7 +36,15 @@ pub fn run(settings: ServerSettings) -> anyhow::Result<()> {
 
     let mut identify = IdentifyConfig::new(key.public());
     identify.agent_version = AGENT_VERSION.into();
-    let mut rt = Runtime::new(SwarmConfig::new(key)).context("cannot start the swarm")?;
+    let mut config = SwarmConfig::new(key);
+    // A perf server is driven by load generators that open connection after
+    // connection from one address (perf runners, the client's latency and
+    // connections modes). Closed connections count against the per-IP limit
+    // while QUIC drains them (3 PTOs, ~80 ms on loopback), so the default of
+    // 64 would refuse a client doing more than ~800 handshakes a second.
+    // The total limit still applies.
+    config.limits.max_connections_per_ip = config.limits.max_connections;
+    let mut rt = Runtime::new(config).context("cannot start the swarm")?;
     rt.add_protocol(Box::new(PerfServer::new()));
     rt.add_protocol(Box::new(TestDataServer::new()));
     rt.add_protocol(Box::new(Identify::new(identify)));
@@ -54,14 +62,27 @@ pub fn run(settings: ServerSettings) -> anyhow::Result<()> {
     }
 
     let (handle, thread) = rt.spawn().context("cannot start the swarm thread")?;
-    let events = handle.subscribe(1024)?;
-    for event in events {
-        log_event(&event);
+    // Events only feed the info log: without it, do not subscribe, which
+    // would cost a thread wake-up per perf run.
+    if tracing::enabled!(tracing::Level::INFO) {
+        let events = handle.subscribe(1024)?;
+        for event in events {
+            log_event(&event);
+        }
     }
     thread
         .join()
         .map_err(|_| anyhow::anyhow!("the swarm thread panicked"))?
         .context("the swarm stopped")
+}
+
+/// End the process once standard input reaches its end (or fails): the
+/// parent that started us with a pipe there has gone.
+pub fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        std::process::exit(0);
+    });
 }
 
 /// Log what the operator wants to see: finished and failed runs.

@@ -30,6 +30,8 @@ const VARS: &[&str] = &[
     "UPLOAD_SIZE",
     "PROTOCOL",
     "STREAMS",
+    "MODE",
+    "ITERATIONS",
     "RUST_LOG",
 ];
 
@@ -471,7 +473,131 @@ fn help_documents_the_environment_and_the_flags() {
         "--download-bytes",
         "server",
         "client",
+        "loopback",
+        "--mode",
+        "--iterations",
+        "latency",
+        "connections",
+        "requests",
     ]) {
         assert!(out.stdout.contains(word), "--help does not mention {word}");
     }
+}
+
+/// The one JSON line a measuring mode prints, checked for its type and
+/// iteration count.
+fn mode_line(out: &Output, kind: &str, iterations: u64) -> Value {
+    assert!(
+        out.status.success(),
+        "{kind} failed: {}\n{}",
+        out.status,
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line expected: {}", out.stdout);
+    let line: Value = serde_json::from_str(lines[0]).expect("a JSON line");
+    assert_eq!(line["type"], kind, "{line}");
+    assert_eq!(line["iterations"].as_u64(), Some(iterations), "{line}");
+    line
+}
+
+#[test]
+fn measuring_modes_print_their_json_line() {
+    let server = Server::start(&[]);
+    let key = [("RESPONDER_KEY", server.peer.as_str())];
+    let out = client(&server, &[key[0], ("MODE", "latency"), ("ITERATIONS", "3")]);
+    let line = mode_line(&out, "latency", 3);
+    let seconds = |f: &str| line[f].as_f64().unwrap_or_else(|| panic!("{f} in {line}"));
+    assert!(seconds("minSeconds") <= seconds("medianSeconds"));
+    assert!(seconds("medianSeconds") <= seconds("p99Seconds"));
+    assert!(seconds("p99Seconds") <= seconds("maxSeconds"));
+    for (mode, n) in [("connections", 5), ("requests", 20)] {
+        let n_text = n.to_string();
+        let out = client(&server, &[key[0], ("MODE", mode), ("ITERATIONS", &n_text)]);
+        let line = mode_line(&out, mode, n);
+        assert!(line["timeSeconds"].as_f64().unwrap() > 0.0, "{line}");
+        assert!(line["perSecond"].as_f64().unwrap() > 0.0, "{line}");
+    }
+    // The same through rust-libp2p perf's flags.
+    let address = format!("127.0.0.1:{}", server.port);
+    let out = run(command(
+        &[
+            "--server-address",
+            &address,
+            "--transport",
+            "quic-v1",
+            "--mode",
+            "requests",
+            "--iterations",
+            "4",
+        ],
+        &[],
+    ));
+    mode_line(&out, "requests", 4);
+    // A wrong key still fails the mode.
+    let other = identity::keypair_from_seed([45; 32]).public().to_peer_id();
+    let out = client(
+        &server,
+        &[("RESPONDER_KEY", &other.to_string()), ("MODE", "requests")],
+    );
+    assert!(
+        error_line(&out).contains("peer id mismatch"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn loopback_downloads_then_uploads_with_its_own_server() {
+    let out = run(command(
+        &["loopback"],
+        &[("BYTE_SIZE", "3MiB"), ("UPLOAD_SIZE", "0x200000")],
+    ));
+    assert!(out.status.success(), "{}\n{}", out.status, out.stderr);
+    let finals: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+        .filter(|v| v["type"] == "final")
+        .collect();
+    assert_eq!(finals.len(), 2, "{}", out.stdout);
+    let totals = |v: &Value| (v["uploadBytes"].as_u64(), v["downloadBytes"].as_u64());
+    assert_eq!(totals(&finals[0]), (Some(0), Some(3 * MIB)));
+    assert_eq!(totals(&finals[1]), (Some(2 * MIB), Some(0)));
+    let download = out.stderr.find("Download of 3 MiB:").expect(&out.stderr);
+    let upload = out.stderr.find("Upload of 2 MiB:").expect(&out.stderr);
+    assert!(download < upload, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("[server] Listening on /ip4/127.0.0.1/udp/"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.matches("Speed ").count(), 2, "{}", out.stderr);
+    // No secret of a throwaway server is shown.
+    assert!(!out.stderr.contains("Secret key"), "{}", out.stderr);
+}
+
+#[test]
+fn loopback_runs_a_measuring_mode_and_checks_sizes() {
+    let out = run(command(
+        &["loopback"],
+        &[("MODE", "requests"), ("ITERATIONS", "10")],
+    ));
+    mode_line(&out, "requests", 10);
+    let out = run(command(
+        &["loopback"],
+        &[("BYTE_SIZE", "0"), ("UPLOAD_SIZE", "0")],
+    ));
+    assert!(
+        error_line(&out).contains("nothing to transfer"),
+        "{}",
+        out.stderr
+    );
+    let out = run(command(&["loopback"], &[("BYTE_SIZE", "1 TB")]));
+    assert!(
+        error_line(&out).contains("bad BYTE_SIZE="),
+        "{}",
+        out.stderr
+    );
 }
