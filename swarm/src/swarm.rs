@@ -852,7 +852,10 @@ impl Core {
         ip: Option<IpAddr>,
     ) -> Result<(), ConnectionLimit> {
         let limits = &self.config.limits;
-        if self.connections.len() >= limits.max_connections {
+        // Connections draining after a close no longer count: a client that
+        // reconnects quickly must not be refused for its own old ones.
+        let live = self.connections.iter().filter(|(_, c)| !c.closing);
+        if live.clone().count() >= limits.max_connections {
             return Err(ConnectionLimit::Total(limits.max_connections));
         }
         if let Some(peer) = peer
@@ -861,17 +864,14 @@ impl Core {
             return Err(ConnectionLimit::PerPeer(limits.max_connections_per_peer));
         }
         if let Some(ip) = ip {
-            let from_ip = self
-                .connections
-                .iter()
+            let from_ip = live
+                .clone()
                 .filter(|(_, c)| matches!(c.origin, Origin::Accepted) && c.remote.ip() == ip)
                 .count();
             if from_ip >= limits.max_connections_per_ip {
                 return Err(ConnectionLimit::PerIp(limits.max_connections_per_ip));
             }
-            let pending = self
-                .connections
-                .iter()
+            let pending = live
                 .filter(|(_, c)| matches!(c.origin, Origin::Accepted) && !c.established)
                 .count();
             if pending >= limits.max_pending_handshakes {
