@@ -53,6 +53,12 @@ pub(crate) struct Stream {
     pub(crate) packet_flow: bool,
     /// The flow was handed to a thread.
     pub(crate) packet_thread: Option<Arc<crate::packet_handle::FlowShared>>,
+    /// multistream-select bytes that did not fit the send window yet: they
+    /// go out before anything the owner writes.
+    pub(crate) unsent_negotiation: Option<bytes::Bytes>,
+    /// The owner finished while `unsent_negotiation` was waiting: send the
+    /// FIN once it is out.
+    pub(crate) finish_after_negotiation: bool,
 }
 
 impl Stream {
@@ -68,6 +74,8 @@ impl Stream {
             keeps_alive: true,
             packet_flow: false,
             packet_thread: None,
+            unsent_negotiation: None,
+            finish_after_negotiation: false,
         }
     }
 

@@ -1461,39 +1461,38 @@ impl Core {
     /// Write what multistream-select queued (header, echo, `na`).
     fn flush_negotiation(&mut self, index: usize, sid: StreamId) {
         let conn = &mut self.connections[index];
-        let Some(Stream {
-            owner: Owner::Negotiating { negotiation, .. },
-            ..
-        }) = conn.streams.get_mut(&sid)
-        else {
+        let Some(stream) = conn.streams.get_mut(&sid) else {
             return;
         };
-        let mut out = negotiation.take_outbound();
+        let Owner::Negotiating { negotiation, .. } = &mut stream.owner else {
+            return;
+        };
+        let out = negotiation.take_outbound();
         if out.is_empty() {
             return;
         }
-        // A fresh stream has a full window; a negotiation message that does
-        // not fit means the peer's limits are unusable.
-        let written = conn
-            .quic
-            .send_stream(sid)
-            .write_chunks(std::slice::from_mut(&mut out));
-        if let Err(WriteError::Stopped(_)) = written {
-            // A write-only optimistic dialer (rust-libp2p's identify push)
-            // sends its message, FIN and STOP_SENDING at once: our echo
-            // cannot go out, but its data must still be delivered.
-            if let Some(s) = conn.streams.get_mut(&sid) {
-                s.send_done = true;
+        // Behind whatever is still waiting, so the messages keep their order.
+        stream.unsent_negotiation = Some(match stream.unsent_negotiation.take() {
+            Some(earlier) => [earlier, out].concat().into(),
+            None => out,
+        });
+        // Other streams may have used up the connection's send window: what
+        // does not fit waits for `Writable`, ahead of the owner's data.
+        match write_unsent_negotiation(&mut conn.quic, sid, stream) {
+            Ok(_) => {}
+            Err(WriteError::Stopped(_)) => {
+                // A write-only optimistic dialer (rust-libp2p's identify
+                // push) sends its message, FIN and STOP_SENDING at once: our
+                // echo cannot go out, but its data must still be delivered.
+                stream.send_done = true;
             }
-            self.touch(index);
-            return;
-        }
-        if written.is_err() || !out.is_empty() {
-            let sref = StreamRef {
-                conn: self.conn_id(index),
-                id: sid,
-            };
-            self.fail_stream(sref, StreamError::SendClosed);
+            Err(_) => {
+                let sref = StreamRef {
+                    conn: self.conn_id(index),
+                    id: sid,
+                };
+                self.fail_stream(sref, StreamError::SendClosed);
+            }
         }
         self.touch(index);
     }
@@ -1766,7 +1765,14 @@ impl Core {
         if let Some(stream) = self.connections[index].streams.get_mut(&sid) {
             stream.owner = Owner::Plugin(owner);
         }
-        if !remainder.is_empty() {
+        let packet_flow = self.connections[index]
+            .streams
+            .get(&sid)
+            .is_some_and(|s| s.packet_flow);
+        if packet_flow && !remainder.is_empty() {
+            // A flow's control stream carries no data (as in `read_stream`).
+            debug!(stream = %sref, bytes = remainder.len(), "dropped data on a packet flow's control stream");
+        } else if !remainder.is_empty() {
             self.callbacks
                 .push_back(Callback::Data(owner, sref, remainder));
         }
@@ -1777,6 +1783,20 @@ impl Core {
             conn: self.conn_id(index),
             id: sid,
         };
+        let conn = &mut self.connections[index];
+        let Some(stream) = conn.streams.get_mut(&sid) else {
+            return;
+        };
+        match write_unsent_negotiation(&mut conn.quic, sid, stream) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(WriteError::Stopped(_)) => stream.send_done = true,
+            Err(_) => {
+                self.fail_stream(sref, StreamError::SendClosed);
+                return;
+            }
+        }
+        self.touch(index);
         let Some(stream) = self.connections[index].streams.get_mut(&sid) else {
             return;
         };
@@ -1849,8 +1869,20 @@ impl Core {
         };
         let shared = shared.clone();
         let mut st = shared.lock();
+        let negotiation_sent = match write_unsent_negotiation(&mut conn.quic, sref.id, stream) {
+            Ok(sent) => sent,
+            Err(e) => {
+                if let WriteError::Stopped(code) = e {
+                    st.error
+                        .get_or_insert(StreamError::Stopped(code.into_inner()));
+                }
+                st.send.clear();
+                st.send_len = 0;
+                false
+            }
+        };
         let mut send = conn.quic.send_stream(sref.id);
-        while let Some(front) = st.send.front_mut() {
+        while let Some(front) = st.send.front_mut().filter(|_| negotiation_sent) {
             let before = front.len();
             match send.write_chunks(std::slice::from_mut(front)) {
                 Ok(_) => {
@@ -1877,7 +1909,12 @@ impl Core {
                 }
             }
         }
-        if st.send.is_empty() && st.send_fin && !stream.send_finishing && !stream.send_done {
+        if negotiation_sent
+            && st.send.is_empty()
+            && st.send_fin
+            && !stream.send_finishing
+            && !stream.send_done
+        {
             stream.send_finishing = true;
             if send.finish().is_err() {
                 stream.send_done = true;
@@ -1941,6 +1978,9 @@ impl Core {
 
     pub(crate) fn write(&mut self, sref: StreamRef, data: &[u8]) -> Result<usize, StreamError> {
         let (quic, stream) = self.plugin_stream(sref)?;
+        if !negotiation_sent_for_write(quic, sref.id, stream)? {
+            return Ok(0);
+        }
         let mut send = quic.send_stream(sref.id);
         let mut written = 0;
         // Write until everything is taken or quinn says `Blocked`: only a
@@ -1974,6 +2014,9 @@ impl Core {
         data: &mut Bytes,
     ) -> Result<usize, StreamError> {
         let (quic, stream) = self.plugin_stream(sref)?;
+        if !negotiation_sent_for_write(quic, sref.id, stream)? {
+            return Ok(0);
+        }
         let mut send = quic.send_stream(sref.id);
         let before = data.len();
         // As in `write`: keep going until `Blocked` registers the stream.
@@ -1999,6 +2042,12 @@ impl Core {
         let (quic, stream) = self.plugin_stream(sref)?;
         if stream.send_finishing || stream.send_done {
             return Err(StreamError::SendClosed);
+        }
+        if stream.unsent_negotiation.is_some() {
+            // The FIN goes out after the negotiation messages.
+            stream.send_finishing = true;
+            stream.finish_after_negotiation = true;
+            return Ok(());
         }
         let r = match quic.send_stream(sref.id).finish() {
             Ok(()) => {
@@ -2138,7 +2187,11 @@ impl Core {
             return;
         };
         if conn.streams.get(&sid).is_some_and(Stream::is_done) {
-            conn.streams.remove(&sid);
+            let stream = conn.streams.remove(&sid);
+            // A detached flow's thread must hear that the flow is over.
+            if let Some(shared) = stream.and_then(|s| s.packet_thread) {
+                shared.close(PacketError::FlowClosed);
+            }
             self.update_idle(index);
         }
     }
@@ -2402,6 +2455,55 @@ impl EndReason {
             EndReason::Local(_) => DialError::ShuttingDown,
             EndReason::Lost(s) => DialError::Handshake(s),
         }
+    }
+}
+
+/// Write what is left of a stream's multistream-select messages, then the
+/// FIN its owner asked for meanwhile. `Ok(true)` once nothing is left, so
+/// the owner's data may follow; `Ok(false)` while the send window is full
+/// (quinn then reports the stream `Writable`).
+fn write_unsent_negotiation(
+    quic: &mut quinn_proto::Connection,
+    sid: StreamId,
+    stream: &mut Stream,
+) -> Result<bool, WriteError> {
+    let Some(mut left) = stream.unsent_negotiation.take() else {
+        return Ok(true);
+    };
+    let mut send = quic.send_stream(sid);
+    // Until `Blocked`: only a refused write registers for `Writable`.
+    while !left.is_empty() {
+        match send.write_chunks(std::slice::from_mut(&mut left)) {
+            Ok(_) => {}
+            Err(WriteError::Blocked) => {
+                stream.unsent_negotiation = Some(left);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if std::mem::take(&mut stream.finish_after_negotiation) && send.finish().is_err() {
+        stream.send_done = true;
+    }
+    Ok(true)
+}
+
+/// Before a plugin's write: `Ok(false)` (nothing may be written yet, and
+/// the plugin hears `handle_stream_writable` later) while the stream's
+/// negotiation messages still wait for the send window.
+fn negotiation_sent_for_write(
+    quic: &mut quinn_proto::Connection,
+    sid: StreamId,
+    stream: &mut Stream,
+) -> Result<bool, StreamError> {
+    match write_unsent_negotiation(quic, sid, stream) {
+        Ok(true) => Ok(true),
+        Ok(false) => {
+            stream.wants_writable = true;
+            Ok(false)
+        }
+        Err(WriteError::Stopped(code)) => Err(StreamError::Stopped(code.into_inner())),
+        Err(_) => Err(StreamError::SendClosed),
     }
 }
 
