@@ -1,7 +1,7 @@
 //! The connection table's entries: a quinn-proto connection plus what the
 //! swarm knows about it (its peer, its streams, who keeps it alive).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -54,7 +54,7 @@ pub(crate) struct Connection {
     /// The remote address as a multiaddr (`/ip4/…/udp/…/quic-v1`).
     pub(crate) remote_addr: Multiaddr,
     pub(crate) established: bool,
-    pub(crate) streams: HashMap<StreamId, Stream>,
+    pub(crate) streams: FxHashMap<StreamId, Stream>,
     /// Plugins that asked to keep the connection open without streams.
     pub(crate) kept_by: Vec<PluginId>,
     /// Since when the connection has had no streams and no keeper.

@@ -69,6 +69,7 @@ mod swarm;
 mod threaded;
 pub mod tls;
 mod transport;
+mod verified_certificates;
 mod wake;
 
 pub use bytes::Bytes;
@@ -84,7 +85,7 @@ pub use protocol::{Context, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
 pub use runtime::{Runtime, RuntimeError};
 pub use swarm::{
     CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, MAX_DATAGRAMS_PER_TURN, RESET_CODE_NEGOTIATION,
-    SocketBinder, Swarm, SwarmEvent,
+    ReceivedDatagram, SocketBinder, Swarm, SwarmEvent,
 };
 pub use threaded::StreamHandle;
 pub use wake::{NoWake, Wake};

@@ -41,6 +41,7 @@ use quinn_proto::{
     Event, ReadError, ReadableError, ServerConfig, StreamEvent, StreamId, Transmit, VarInt,
     WriteError,
 };
+use rustc_hash::FxHashMap;
 use slab::Slab;
 use tracing::{debug, info, trace, warn};
 
@@ -179,7 +180,7 @@ pub(crate) struct Core {
     sockets: Vec<Socket>,
     connections: Slab<Connection>,
     next_generation: u32,
-    by_handle: HashMap<(SocketIndex, ConnectionHandle), usize>,
+    by_handle: FxHashMap<(SocketIndex, ConnectionHandle), usize>,
     protocols: HashMap<String, PluginId>,
     packet_protocols: HashMap<String, PluginId>,
     /// Datagrams for no open flow (unknown id, closed flow, malformed).
@@ -241,7 +242,7 @@ impl Swarm {
                 sockets: Vec::new(),
                 connections: Slab::new(),
                 next_generation: 0,
-                by_handle: HashMap::new(),
+                by_handle: FxHashMap::default(),
                 protocols: HashMap::new(),
                 packet_protocols: HashMap::new(),
                 dropped_datagrams: 0,
@@ -415,6 +416,26 @@ impl Swarm {
         self.start();
         self.core
             .handle_datagram(SocketIndex(socket), remote, local_ip, ecn, data);
+        self.dispatch();
+    }
+
+    /// Feed datagrams received together on one socket (a `recvmmsg` batch,
+    /// GRO segments split apart), then run the plugins once: quinn-proto
+    /// sees every packet of the batch before the swarm reads its streams,
+    /// so a burst costs one pass over the touched connections, not one per
+    /// datagram.
+    pub fn handle_datagrams(
+        &mut self,
+        now: Instant,
+        socket: usize,
+        datagrams: impl IntoIterator<Item = ReceivedDatagram>,
+    ) {
+        self.core.now = now;
+        self.start();
+        for d in datagrams {
+            self.core
+                .handle_datagram(SocketIndex(socket), d.remote, d.local_ip, d.ecn, d.data);
+        }
         self.dispatch();
     }
 
@@ -743,7 +764,7 @@ impl Core {
             remote,
             remote_addr: quic_multiaddr(remote),
             established: false,
-            streams: HashMap::new(),
+            streams: FxHashMap::default(),
             kept_by: Vec::new(),
             idle_since: None,
             closing: false,
@@ -1226,7 +1247,7 @@ impl Core {
                 any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
                     .ok()
             })
-            .and_then(|chain| crate::tls::peer_id_from_chain(&chain).ok());
+            .and_then(|chain| self.tls.verified_peer_id(&chain).ok());
         let Some(peer) = peer else {
             // The verifiers already checked the certificate; this would be a bug.
             warn!(%id, "handshake finished without a usable libp2p certificate");
@@ -2416,6 +2437,19 @@ impl Core {
                 Err(TrySendError::Disconnected(_)) => false,
             });
     }
+}
+
+/// One UDP datagram as the driver received it, for [`Swarm::handle_datagrams`].
+#[derive(Debug)]
+pub struct ReceivedDatagram {
+    /// Who sent it.
+    pub remote: SocketAddr,
+    /// The local address it was sent to, where the socket reports it.
+    pub local_ip: Option<IpAddr>,
+    /// Its ECN bits.
+    pub ecn: Option<EcnCodepoint>,
+    /// The payload (one QUIC datagram; GRO batches are split before).
+    pub data: BytesMut,
 }
 
 /// Why a connection ended, before it is turned into an error for someone.

@@ -40,6 +40,8 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::prelude::FromDer;
 
+use crate::verified_certificates::{Verified, VerifiedCertificates};
+
 /// The ALPN protocol id that both sides must offer (spec, "ALPN").
 pub const ALPN: &[u8] = b"libp2p";
 
@@ -60,6 +62,9 @@ const SIGNATURE_PREFIX: &[u8] = b"libp2p-tls-handshake:";
 pub struct TlsIdentity {
     certified_key: Arc<CertifiedKey>,
     provider: Arc<CryptoProvider>,
+    /// Peers' certificates that passed verification, shared by every
+    /// verifier this identity builds (see [`VerifiedCertificates`]).
+    verified: Arc<VerifiedCertificates>,
 }
 
 impl TlsIdentity {
@@ -80,7 +85,21 @@ impl TlsIdentity {
         Ok(Self {
             certified_key,
             provider,
+            verified: Arc::default(),
         })
+    }
+
+    /// [`peer_id_from_chain`] for a chain that a verifier of this identity
+    /// may have checked already: an identical certificate costs a lookup
+    /// and a validity check.
+    pub(crate) fn verified_peer_id(
+        &self,
+        chain: &[CertificateDer<'_>],
+    ) -> Result<PeerId, CertificateError> {
+        match chain {
+            [cert] => verify_cached(&self.verified, cert, unix_now()).map(|v| v.peer),
+            _ => Err(CertificateError::NotOneCertificate { count: chain.len() }),
+        }
     }
 
     /// TLS 1.3 only, ring provider, ALPN libp2p, REQUIRES a client certificate verified by the
@@ -88,6 +107,7 @@ impl TlsIdentity {
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let verifier = ClientVerifier {
             algorithms: self.provider.signature_verification_algorithms,
+            verified: self.verified.clone(),
         };
         let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -116,6 +136,7 @@ impl TlsIdentity {
             algorithms: self.provider.signature_verification_algorithms,
             expected,
             observed: observed.clone(),
+            verified: self.verified.clone(),
         };
         let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -157,12 +178,16 @@ impl ObservedPeer {
 /// SubjectPublicKeyInfo DER verifies with the host key, no unknown critical extensions. Returns
 /// the PeerId of the host key.
 pub fn peer_id_from_certificate(cert: &CertificateDer<'_>) -> Result<PeerId, CertificateError> {
-    // Not `UnixTime::now()`, which panics on a clock set before 1970; such a clock only makes
-    // certificates look not yet valid.
+    verify_certificate(cert, unix_now())
+}
+
+/// The time for validity checks. Not `UnixTime::now()`, which panics on a clock set before
+/// 1970; such a clock only makes certificates look not yet valid.
+fn unix_now() -> UnixTime {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    verify_certificate(cert, UnixTime::since_unix_epoch(since_epoch))
+    UnixTime::since_unix_epoch(since_epoch)
 }
 
 /// ring's provider with TLS 1.3's AES-128-GCM offered first: on AES-NI
@@ -326,8 +351,34 @@ fn verify_certificate(
     cert: &CertificateDer<'_>,
     now: UnixTime,
 ) -> Result<PeerId, CertificateError> {
+    verify_fully(cert, now).map(|v| v.peer)
+}
+
+/// [`verify_certificate`] through `cache`: a certificate byte-identical to one that passed
+/// before only has its validity period checked again (the signatures depend on the bytes alone).
+fn verify_cached(
+    cache: &VerifiedCertificates,
+    cert: &CertificateDer<'_>,
+    now: UnixTime,
+) -> Result<Verified, CertificateError> {
+    if let Some(verified) = cache.get(cert.as_ref()) {
+        check_validity(verified.not_before, verified.not_after, now)?;
+        return Ok(verified);
+    }
+    let verified = verify_fully(cert, now)?;
+    cache.insert(cert.as_ref(), verified.clone());
+    Ok(verified)
+}
+
+/// Every check, from the bytes up; returns what later uses of the certificate need.
+fn verify_fully(cert: &CertificateDer<'_>, now: UnixTime) -> Result<Verified, CertificateError> {
     let parsed = parse_certificate(cert)?;
-    check_validity(&parsed, now)?;
+    let validity = parsed.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    check_validity(not_before, not_after, now)?;
     check_self_signature(&parsed)?;
     let extension = libp2p_extension_value(&parsed)?;
 
@@ -339,16 +390,21 @@ fn verify_certificate(
     if !host_key.verify(&message, signature) {
         return Err(CertificateError::BadHostKeySignature);
     }
-    Ok(host_key.to_peer_id())
+    Ok(Verified {
+        peer: host_key.to_peer_id(),
+        not_before,
+        not_after,
+        spki: Arc::from(parsed.public_key().raw),
+    })
 }
 
-fn check_validity(cert: &X509Certificate<'_>, now: UnixTime) -> Result<(), CertificateError> {
+/// `now` within [not_before, not_after] (seconds since the Unix epoch).
+fn check_validity(not_before: i64, not_after: i64, now: UnixTime) -> Result<(), CertificateError> {
     let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-    let validity = cert.validity();
-    if now < validity.not_before.timestamp() {
+    if now < not_before {
         return Err(CertificateError::NotYetValid);
     }
-    if now > validity.not_after.timestamp() {
+    if now > not_after {
         return Err(CertificateError::Expired);
     }
     Ok(())
@@ -496,6 +552,7 @@ fn to_rustls(error: impl std::error::Error + Send + Sync + 'static) -> rustls::E
 
 /// Checks a presented chain: exactly one certificate, fully verified at `now`.
 fn verify_presented(
+    cache: &VerifiedCertificates,
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     now: UnixTime,
@@ -505,7 +562,9 @@ fn verify_presented(
             count: intermediates.len() + 1,
         }));
     }
-    verify_certificate(end_entity, now).map_err(to_rustls)
+    verify_cached(cache, end_entity, now)
+        .map(|v| v.peer)
+        .map_err(to_rustls)
 }
 
 /// Checks the TLS 1.3 CertificateVerify signature against the certificate's key.
@@ -513,11 +572,19 @@ fn verify_presented(
 /// `rustls::crypto::verify_tls13_signature` would parse the certificate with webpki, which
 /// refuses the critical libp2p extension; the key alone is all the check needs.
 fn verify_handshake_signature(
+    cache: &VerifiedCertificates,
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
     algorithms: &WebPkiSupportedAlgorithms,
 ) -> Result<HandshakeSignatureValid, rustls::Error> {
+    // rustls calls this after the certificate verifier, which remembered the key.
+    if let Some(verified) = cache.get(cert.as_ref()) {
+        let spki = SubjectPublicKeyInfoDer::from(&verified.spki[..]);
+        return rustls::crypto::verify_tls13_signature_with_raw_key(
+            message, &spki, dss, algorithms,
+        );
+    }
     let parsed = parse_certificate(cert).map_err(to_rustls)?;
     let spki = SubjectPublicKeyInfoDer::from(parsed.public_key().raw);
     rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, algorithms)
@@ -536,6 +603,7 @@ struct ServerVerifier {
     algorithms: WebPkiSupportedAlgorithms,
     expected: Option<PeerId>,
     observed: ObservedPeer,
+    verified: Arc<VerifiedCertificates>,
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -547,7 +615,7 @@ impl ServerCertVerifier for ServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let actual = verify_presented(end_entity, intermediates, now)?;
+        let actual = verify_presented(&self.verified, end_entity, intermediates, now)?;
         // Recorded before the comparison, so a mismatch can be reported with both ids.
         self.observed.set(actual);
         match self.expected {
@@ -573,7 +641,7 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(message, cert, dss, &self.algorithms)
+        verify_handshake_signature(&self.verified, message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -585,6 +653,7 @@ impl ServerCertVerifier for ServerVerifier {
 #[derive(Debug)]
 struct ClientVerifier {
     algorithms: WebPkiSupportedAlgorithms,
+    verified: Arc<VerifiedCertificates>,
 }
 
 impl ClientCertVerifier for ClientVerifier {
@@ -607,7 +676,7 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        verify_presented(end_entity, intermediates, now)?;
+        verify_presented(&self.verified, end_entity, intermediates, now)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -626,7 +695,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(message, cert, dss, &self.algorithms)
+        verify_handshake_signature(&self.verified, message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -669,6 +738,40 @@ mod tests {
             vec![libp2p_extension(host, &key.subject_public_key_info()).unwrap()];
         tweak(&mut params, &key);
         params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn a_remembered_certificate_is_still_checked_for_expiry() {
+        let host = Keypair::generate_ed25519();
+        let cert = certificate_with(&host, |params, _| {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+        });
+        let cache = VerifiedCertificates::default();
+        let in_2028 = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_830_000_000));
+        let in_2031 = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_930_000_000));
+        let first = verify_cached(&cache, &cert, in_2028).expect("valid in 2028");
+        assert_eq!(first.peer, host.public().to_peer_id());
+        assert!(cache.get(cert.as_ref()).is_some(), "remembered");
+        let again = verify_cached(&cache, &cert, in_2028).expect("still valid");
+        assert_eq!(again.peer, first.peer);
+        assert!(matches!(
+            verify_cached(&cache, &cert, in_2031),
+            Err(CertificateError::Expired)
+        ));
+    }
+
+    #[test]
+    fn a_refused_certificate_is_not_remembered() {
+        let host = Keypair::generate_ed25519();
+        let mut der = certificate_with(&host, |_, _| {}).to_vec();
+        // Flip a bit of the self-signature: every check but the signature passes.
+        *der.last_mut().unwrap() ^= 1;
+        let cert = CertificateDer::from(der);
+        let cache = VerifiedCertificates::default();
+        assert!(verify_cached(&cache, &cert, unix_now()).is_err());
+        assert!(cache.get(cert.as_ref()).is_none());
+        assert!(verify_cached(&cache, &cert, unix_now()).is_err());
     }
 
     fn verify_error(cert: &CertificateDer<'_>) -> CertificateError {
@@ -883,6 +986,7 @@ mod tests {
                 key_of.certified_key.key.clone(),
             )),
             provider: certificate_of.provider.clone(),
+            verified: Arc::default(),
         }
     }
 
@@ -927,6 +1031,7 @@ mod tests {
             algorithms: server_tls.provider.signature_verification_algorithms,
             expected: None,
             observed: ObservedPeer::default(),
+            verified: Arc::default(),
         };
         let mut config = rustls::ClientConfig::builder_with_provider(server_tls.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -1065,6 +1170,7 @@ mod tests {
             algorithms,
             expected: None,
             observed: ObservedPeer::default(),
+            verified: Arc::default(),
         };
         let name = ServerName::try_from("libp2p").unwrap();
         let error = server_verifier
@@ -1075,7 +1181,10 @@ mod tests {
             Some(CertificateError::NotOneCertificate { count: 2 })
         ));
         assert_eq!(server_verifier.observed.get(), None);
-        let client_verifier = ClientVerifier { algorithms };
+        let client_verifier = ClientVerifier {
+            algorithms,
+            verified: Arc::default(),
+        };
         let error = client_verifier
             .verify_client_cert(&a, &[b], UnixTime::now())
             .unwrap_err();
