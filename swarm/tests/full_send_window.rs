@@ -89,14 +89,19 @@ impl Protocol for Writer {
         );
         // The window is full now: this stream's negotiation cannot go out yet.
         let second = ctx.open_stream(conn, SINK).expect("open the second stream");
-        self.left.insert(second, Bytes::from_static(b"after a full window"));
+        self.left
+            .insert(second, Bytes::from_static(b"after a full window"));
         self.push(ctx, second);
     }
     fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
         self.push(ctx, stream);
     }
     fn handle_stream_closed(&mut self, _: &mut Context<'_>, stream: StreamRef, e: &StreamError) {
-        self.log.lock().unwrap().closed.push((stream, e.to_string()));
+        self.log
+            .lock()
+            .unwrap()
+            .closed
+            .push((stream, e.to_string()));
     }
 }
 
