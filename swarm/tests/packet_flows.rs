@@ -322,3 +322,59 @@ fn a_flow_handed_to_a_thread_sends_and_receives() {
         Err(PacketError::TooLarge { size: 5000, .. })
     ));
 }
+
+/// Opens a flow and writes bytes on its control stream at once, so they
+/// travel in the same chunk as the multistream-select proposal.
+struct ChattyOpener;
+
+impl Protocol for ChattyOpener {
+    fn name(&self) -> &'static str {
+        "chatty"
+    }
+    fn handle_new_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: PeerId) {
+        let flow = ctx
+            .open_packet_flow(conn, "/test/pos/1.0.0")
+            .expect("open flow");
+        ctx.write(flow.0, b"not for the plugin")
+            .expect("write on the control stream");
+    }
+}
+
+/// Reports inbound flows, and any stream data (which must never come).
+struct FlowListener(mpsc::Sender<String>);
+
+impl Protocol for FlowListener {
+    fn name(&self) -> &'static str {
+        "listener"
+    }
+    fn packet_protocol_ids(&self) -> Vec<String> {
+        vec!["/test/pos/1.0.0".into()]
+    }
+    fn handle_packet(&mut self, _: &mut Context<'_>, _: PacketFlow, protocol: &str) {
+        let _ = self.0.send(format!("flow {protocol}"));
+    }
+    fn handle_stream_data(&mut self, _: &mut Context<'_>, _: swarm::StreamRef, data: Bytes) {
+        let _ = self.0.send(format!("stream data {data:?}"));
+    }
+}
+
+#[test]
+fn bytes_on_a_flows_control_stream_never_reach_the_plugin_as_stream_data() {
+    let (tx, rx) = mpsc::channel();
+    let a = node(config(56), vec![Box::new(ChattyOpener)]);
+    let b = node(config(57), vec![Box::new(FlowListener(tx))]);
+    a.handle
+        .dial(b.p2p_addr(), false, TIMEOUT)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rx.recv_timeout(TIMEOUT).expect("inbound flow"),
+        "flow /test/pos/1.0.0"
+    );
+    // The bytes arrived with the proposal (one packet on loopback); they
+    // are dropped, as any later data on a control stream is.
+    match rx.recv_timeout(Duration::from_millis(300)) {
+        Err(mpsc::RecvTimeoutError::Timeout) => {}
+        other => panic!("the listener got more than the flow: {other:?}"),
+    }
+}
