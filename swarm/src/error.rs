@@ -105,6 +105,10 @@ pub enum StreamError {
     /// The stream was handed to a thread; use its handle instead.
     #[error("stream {0} is owned by a thread")]
     Detached(StreamRef),
+    /// The stream is a packet flow's control stream, which carries no data:
+    /// use the packet flow calls (`send_packet`, `close_packet_flow`).
+    #[error("stream {0} is a packet flow's control stream")]
+    PacketFlow(StreamRef),
     /// Our send side was already finished or reset.
     #[error("stream is closed for writing")]
     SendClosed,

@@ -1956,6 +1956,9 @@ impl Core {
         let notifier = self.notifier.clone();
         let limit = self.config.limits.threaded_stream_buffer;
         let stream = self.stream_mut(sref)?;
+        if stream.packet_flow {
+            return Err(StreamError::PacketFlow(sref));
+        }
         if !matches!(stream.owner, Owner::Plugin(_)) {
             return Err(StreamError::Detached(sref));
         }
@@ -1977,8 +1980,23 @@ impl Core {
             .ok_or(StreamError::UnknownStream(sref))
     }
 
-    /// The connection and stream for a plugin operation, refusing threads.
+    /// The connection and stream for a plugin's stream call, refusing
+    /// threads' streams and packet flows' control streams (whose data the
+    /// plugin never sees, and whose `Writable` it must not be told about).
     fn plugin_stream(
+        &mut self,
+        sref: StreamRef,
+    ) -> Result<(&mut quinn_proto::Connection, &mut Stream), StreamError> {
+        let (quic, stream) = self.owned_stream(sref)?;
+        if stream.packet_flow {
+            return Err(StreamError::PacketFlow(sref));
+        }
+        Ok((quic, stream))
+    }
+
+    /// The connection and stream for an operation on the swarm thread's
+    /// side (a plugin's stream or a flow's control stream), refusing threads.
+    fn owned_stream(
         &mut self,
         sref: StreamRef,
     ) -> Result<(&mut quinn_proto::Connection, &mut Stream), StreamError> {
@@ -2060,7 +2078,13 @@ impl Core {
     }
 
     pub(crate) fn finish(&mut self, sref: StreamRef) -> Result<(), StreamError> {
-        let (quic, stream) = self.plugin_stream(sref)?;
+        self.plugin_stream(sref)?;
+        self.finish_owned(sref)
+    }
+
+    /// `finish` for a plugin's stream or a flow's control stream.
+    fn finish_owned(&mut self, sref: StreamRef) -> Result<(), StreamError> {
+        let (quic, stream) = self.owned_stream(sref)?;
         if stream.send_finishing || stream.send_done {
             return Err(StreamError::SendClosed);
         }
@@ -2095,7 +2119,13 @@ impl Core {
     }
 
     pub(crate) fn stop_sending(&mut self, sref: StreamRef, code: u64) -> Result<(), StreamError> {
-        let (quic, stream) = self.plugin_stream(sref)?;
+        self.plugin_stream(sref)?;
+        self.stop_sending_owned(sref, code)
+    }
+
+    /// `stop_sending` for a plugin's stream or a flow's control stream.
+    fn stop_sending_owned(&mut self, sref: StreamRef, code: u64) -> Result<(), StreamError> {
+        let (quic, stream) = self.owned_stream(sref)?;
         let code = VarInt::from_u64(code).unwrap_or(VarInt::MAX);
         let _ = quic.recv_stream(sref.id).stop(code);
         stream.recv_done = true;
@@ -2334,8 +2364,9 @@ impl Core {
         // FIN says "no more packets from us"; STOP_SENDING says "none
         // wanted": the peer's flow closes either way, and packets still in
         // flight to us are dropped and counted.
-        self.finish(flow.0).map_err(|_| PacketError::FlowClosed)?;
-        let _ = self.stop_sending(flow.0, 0);
+        self.finish_owned(flow.0)
+            .map_err(|_| PacketError::FlowClosed)?;
+        let _ = self.stop_sending_owned(flow.0, 0);
         Ok(())
     }
 
