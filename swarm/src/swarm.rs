@@ -412,11 +412,13 @@ impl Swarm {
         ecn: Option<EcnCodepoint>,
         data: BytesMut,
     ) {
-        self.core.now = now;
-        self.start();
-        self.core
-            .handle_datagram(SocketIndex(socket), remote, local_ip, ecn, data);
-        self.dispatch();
+        let datagram = ReceivedDatagram {
+            remote,
+            local_ip,
+            ecn,
+            data,
+        };
+        self.handle_datagrams(now, socket, [datagram]);
     }
 
     /// Feed datagrams received together on one socket (a `recvmmsg` batch,
