@@ -10,7 +10,7 @@ use protocols::test_data::{self, TestDataClient};
 use swarm::address::quic_multiaddr;
 use swarm::identity::{generate_keypair, peer_id_to_cid};
 use swarm::multiaddr::Protocol as AddrPart;
-use swarm::{ConnId, DialError, PeerId, PluginId, Runtime, SwarmConfig, SwarmHandle};
+use swarm::{ConnId, DialError, HandleError, PeerId, PluginId, Runtime, SwarmConfig, SwarmHandle};
 use tracing::{info, warn};
 
 use crate::env::{ClientMode, ClientSettings, TransferProtocol};
@@ -99,12 +99,9 @@ fn dial(handle: &SwarmHandle, settings: &ClientSettings) -> anyhow::Result<ConnI
     if let Some(peer) = settings.responder {
         addr.push(AddrPart::P2p(peer));
     }
-    let dialed = handle
-        .dial(addr, false, DIAL_TIMEOUT)
-        .context("the swarm did not answer")?;
-    match dialed {
+    match handle.dial(&addr, false, DIAL_TIMEOUT) {
         Ok(conn) => Ok(conn),
-        Err(DialError::WrongPeerId { expected, actual }) => bail!(
+        Err(HandleError::Failed(DialError::WrongPeerId { expected, actual })) => bail!(
             "peer id mismatch: expected {expected}, but the responder at {} is {actual}",
             settings.server
         ),

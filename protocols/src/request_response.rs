@@ -311,17 +311,19 @@ pub fn request_with_config(
     check_size(request.len(), config.max_request_size)?;
     // Open the stream; the handle returns once multistream-select is done.
     let mut stream = match handle.open_stream(target, protocol, timeout) {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(OpenStreamError::Negotiation(MultistreamError::Refused { .. }))) => {
+        Ok(stream) => stream,
+        Err(HandleError::Failed(OpenStreamError::Negotiation(MultistreamError::Refused {
+            ..
+        }))) => {
             return Err(RequestError::Refused(protocol.to_string()));
         }
-        Ok(Err(OpenStreamError::NotConnected(peer))) => {
+        Err(HandleError::Failed(OpenStreamError::NotConnected(peer))) => {
             return Err(RequestError::NotConnected(peer));
         }
-        Ok(Err(OpenStreamError::Stream(e))) => {
+        Err(HandleError::Failed(OpenStreamError::Stream(e))) => {
             return Err(RequestError::from_stream(&e, protocol));
         }
-        Ok(Err(e)) => return Err(RequestError::Swarm(e.to_string())),
+        Err(e @ HandleError::Failed(_)) => return Err(RequestError::Swarm(e.to_string())),
         Err(HandleError::Timeout(_)) => return Err(RequestError::Timeout(timeout)),
         Err(e @ HandleError::Stopped) => return Err(RequestError::Swarm(e.to_string())),
     };
@@ -696,6 +698,11 @@ impl Protocol for RequestResponse {
         }
     }
 
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    }
+
     fn handle_stream_closed(
         &mut self,
         ctx: &mut Context<'_>,
@@ -880,7 +887,7 @@ mod tests {
             .addr
             .clone()
             .with(swarm::multiaddr::Protocol::P2p(to.peer));
-        from.handle.dial(addr, false, WAIT).unwrap().unwrap()
+        from.handle.dial(&addr, false, WAIT).unwrap()
     }
 
     /// Upper-cases requests; declines `"no"`.

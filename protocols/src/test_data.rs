@@ -124,6 +124,11 @@ impl Protocol for TestDataServer {
     // Whatever the client sends is ignored, and its end of stream too: the
     // client finishes its side when it stops ours.
 
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    }
+
     fn handle_stream_closed(
         &mut self,
         ctx: &mut Context<'_>,
@@ -281,6 +286,11 @@ impl Protocol for TestDataClient {
             };
             self.end(ctx, stream, Err(error));
         }
+    }
+
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
     }
 
     fn handle_stream_closed(

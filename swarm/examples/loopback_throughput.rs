@@ -99,11 +99,10 @@ fn main() {
     let start = Instant::now();
     source_handle
         .dial(
-            addr.with(swarm::multiaddr::Protocol::P2p(sink_peer)),
+            &addr.with(swarm::multiaddr::Protocol::P2p(sink_peer)),
             false,
             std::time::Duration::from_secs(10),
         )
-        .unwrap()
         .unwrap();
     let got = rx.recv().unwrap();
     let secs = start.elapsed().as_secs_f64();

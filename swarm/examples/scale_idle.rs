@@ -102,8 +102,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let (handle, addr, failures) = (handle.clone(), addr.clone(), &failures);
                     s.spawn(move || {
                         for _ in (t..count).step_by(threads) {
-                            match handle.dial(addr.clone(), true, Duration::from_secs(60)) {
-                                Ok(Ok(_)) => {}
+                            match handle.dial(&addr, true, Duration::from_secs(60)) {
+                                Ok((_)) => {}
                                 _ => {
                                     failures.fetch_add(1, Ordering::Relaxed);
                                 }
@@ -120,7 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 failures.load(Ordering::Relaxed)
             );
             // One more than the server's limit: it must be refused.
-            match handle.dial(addr, true, Duration::from_secs(60))? {
+            match handle.dial(&addr, true, Duration::from_secs(60)) {
                 Ok(conn) => println!("over the limit: unexpectedly connected ({conn})"),
                 Err(e) => println!("over the limit: refused: {e}"),
             }

@@ -1,6 +1,8 @@
-//! One error enum per operation: listen, dial, open a stream, use a stream.
+//! One error enum per operation: listen, dial, open a stream, use a stream,
+//! act on a connection, use a packet flow.
 
 use std::io;
+use std::sync::Arc;
 
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
@@ -52,21 +54,36 @@ pub enum DialError {
     /// The handshake did not finish within the handshake timeout.
     #[error("handshake timed out")]
     Timeout,
-    /// The QUIC or TLS handshake failed.
+    /// The QUIC or TLS handshake failed; the source says how.
     #[error("handshake failed: {0}")]
-    Handshake(String),
-    /// The peer could not be reached (no answer, or ICMP unreachable).
-    #[error("peer unreachable: {0}")]
-    Unreachable(String),
-    /// quinn refused to start the connection.
+    Handshake(#[source] Cause),
+    /// The transport refused to start the connection (an unusable address,
+    /// or a TLS configuration it cannot take).
     #[error("cannot start connection: {0}")]
-    Connect(String),
+    Connect(#[source] Cause),
     /// No UDP socket of the right address family could be bound.
     #[error("no socket to dial from: {0}")]
-    NoSocket(String),
+    NoSocket(#[source] Arc<io::Error>),
     /// The swarm is shutting down.
     #[error("the swarm is shutting down")]
     ShuttingDown,
+}
+
+/// The underlying error of a [`DialError`], kept as a source (cheap to
+/// clone, so that one failure can be told to several listeners).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Build a [`Cause`] from a message, for failures that have no error value.
+pub(crate) fn cause(message: &str) -> Cause {
+    Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(message))
+}
+
+/// Why an operation on a connection (keep it alive, close it) failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ConnectionError {
+    /// The connection handle is stale (the connection closed) or was never valid.
+    #[error("unknown connection {0}")]
+    UnknownConnection(ConnId),
 }
 
 /// Why a stream could not be opened.
@@ -127,9 +144,6 @@ pub enum StreamError {
     /// multistream-select took longer than the negotiation timeout.
     #[error("negotiation timed out")]
     NegotiationTimeout,
-    /// Too many streams were negotiating on the connection.
-    #[error("too many streams negotiating on the connection")]
-    TooManyNegotiating,
     /// The connection closed under the stream.
     #[error("connection closed: {0}")]
     ConnectionClosed(String),

@@ -10,10 +10,10 @@ use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 
 use crate::error::{DialError, ListenError, OpenStreamError};
-use crate::ids::ConnId;
-use crate::protocol::{ProtocolEvent, StreamTarget};
+use crate::ids::{ConnId, PluginId};
+use crate::protocol::{Message, ProtocolEvent, StreamTarget};
 use crate::swarm::{Swarm, SwarmEvent};
-use crate::threaded::StreamHandle;
+use crate::threaded::DetachedStream;
 use crate::wake::Notifier;
 
 /// A closure run on the swarm thread with the whole swarm.
@@ -38,9 +38,13 @@ pub(crate) enum Command {
     OpenStream {
         target: StreamTarget,
         protocol: String,
-        reply: Sender<Result<StreamHandle, OpenStreamError>>,
+        reply: Sender<Result<DetachedStream, OpenStreamError>>,
     },
     Event(ProtocolEvent),
+    Message {
+        to: PluginId,
+        message: Message,
+    },
     Subscribe(SyncSender<SwarmEvent>),
     Shutdown {
         code: u32,
@@ -48,15 +52,42 @@ pub(crate) enum Command {
     Call(SwarmCall),
 }
 
-/// Why a handle's request got no answer.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum HandleError {
+/// Why a [`SwarmHandle`] call failed: the swarm could not be reached
+/// (`Stopped`, `Timeout`), or it answered that the operation failed
+/// (`Failed`, with the operation's own error). Calls that cannot fail on
+/// the swarm's side use the default `E = Infallible`.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError<E: std::error::Error + 'static = std::convert::Infallible> {
     /// The swarm thread has stopped.
     #[error("the swarm has stopped")]
     Stopped,
     /// No answer within the timeout.
     #[error("no answer from the swarm within {0:?}")]
     Timeout(Duration),
+    /// The swarm ran the operation, and it failed.
+    #[error(transparent)]
+    Failed(E),
+}
+
+impl<E: std::error::Error + 'static> HandleError<E> {
+    /// The operation's own error, if the swarm answered with one.
+    pub fn failed(&self) -> Option<&E> {
+        match self {
+            HandleError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl HandleError {
+    /// Widen an error of a call that cannot fail on the swarm's side.
+    fn widen<E: std::error::Error + 'static>(self) -> HandleError<E> {
+        match self {
+            HandleError::Stopped => HandleError::Stopped,
+            HandleError::Timeout(t) => HandleError::Timeout(t),
+            HandleError::Failed(never) => match never {},
+        }
+    }
 }
 
 /// A `Send + Clone` handle to a running swarm.
@@ -90,25 +121,39 @@ impl SwarmHandle {
         })
     }
 
+    /// Ask and wait for an answer that is itself a `Result`.
+    fn ask_fallible<T, E: std::error::Error + 'static>(
+        &self,
+        timeout: Duration,
+        make: impl FnOnce(Sender<Result<T, E>>) -> Command,
+    ) -> Result<T, HandleError<E>> {
+        self.ask(timeout, make)
+            .map_err(HandleError::widen)?
+            .map_err(HandleError::Failed)
+    }
+
     /// Listen on a QUIC multiaddr; returns the resolved address.
     pub fn listen(
         &self,
-        addr: Multiaddr,
+        addr: &Multiaddr,
         timeout: Duration,
-    ) -> Result<Result<Multiaddr, ListenError>, HandleError> {
-        self.ask(timeout, |reply| Command::Listen { addr, reply })
+    ) -> Result<Multiaddr, HandleError<ListenError>> {
+        let addr = addr.clone();
+        self.ask_fallible(timeout, |reply| Command::Listen { addr, reply })
     }
 
-    /// Dial and wait until the connection is established or fails.
+    /// Dial and wait until the connection is established or fails (see
+    /// [`Context::dial`](crate::Context::dial) for the arguments).
     pub fn dial(
         &self,
-        addr: Multiaddr,
-        force_new: bool,
+        addr: &Multiaddr,
+        force_new_conn: bool,
         timeout: Duration,
-    ) -> Result<Result<ConnId, DialError>, HandleError> {
-        self.ask(timeout, |reply| Command::Dial {
+    ) -> Result<ConnId, HandleError<DialError>> {
+        let addr = addr.clone();
+        self.ask_fallible(timeout, |reply| Command::Dial {
             addr,
-            force_new,
+            force_new: force_new_conn,
             reply,
         })
     }
@@ -117,27 +162,27 @@ impl SwarmHandle {
     pub fn dial_with_id(
         &self,
         peer: PeerId,
-        force_new: bool,
+        force_new_conn: bool,
         timeout: Duration,
-    ) -> Result<Result<ConnId, DialError>, HandleError> {
-        self.ask(timeout, |reply| Command::DialWithId {
+    ) -> Result<ConnId, HandleError<DialError>> {
+        self.ask_fallible(timeout, |reply| Command::DialWithId {
             peer,
-            force_new,
+            force_new: force_new_conn,
             reply,
         })
     }
 
     /// Open a stream and wait for multistream-select; the stream is then
-    /// this thread's, as a blocking `Read + Write` handle.
+    /// this thread's, as a blocking `Read + Write` [`DetachedStream`].
     pub fn open_stream(
         &self,
         target: impl Into<StreamTarget>,
         protocol: &str,
         timeout: Duration,
-    ) -> Result<Result<StreamHandle, OpenStreamError>, HandleError> {
+    ) -> Result<DetachedStream, HandleError<OpenStreamError>> {
         let target = target.into();
         let protocol = protocol.to_string();
-        self.ask(timeout, |reply| Command::OpenStream {
+        self.ask_fallible(timeout, |reply| Command::OpenStream {
             target,
             protocol,
             reply,
@@ -147,6 +192,24 @@ impl SwarmHandle {
     /// Deliver an event to every plugin's `handle_protocol_event`.
     pub fn send_event(&self, event: ProtocolEvent) -> Result<(), HandleError> {
         self.send(Command::Event(event))
+    }
+
+    /// Hand `message` to one plugin's [`Protocol::handle_message`]
+    /// (`to` is what [`Runtime::add_protocol`] returned). The value moves:
+    /// a plugin can take ownership of what is inside (a reply channel, a
+    /// request). If no plugin has that id, the message is dropped.
+    ///
+    /// [`Protocol::handle_message`]: crate::Protocol::handle_message
+    /// [`Runtime::add_protocol`]: crate::Runtime::add_protocol
+    pub fn send_message<T: std::any::Any + Send>(
+        &self,
+        to: PluginId,
+        message: T,
+    ) -> Result<(), HandleError> {
+        self.send(Command::Message {
+            to,
+            message: Box::new(message),
+        })
     }
 
     /// Receive the swarm's events on a bounded channel of `capacity`. The

@@ -28,7 +28,7 @@
 //!
 //! A stream belongs to the plugin that accepted or opened it, until the
 //! plugin hands it to a thread with [`Context::detach_stream`]. Then a
-//! [`StreamHandle`] (`Read + Write`, blocking) owns it; the swarm moves
+//! [`DetachedStream`] (`Read + Write`, blocking) owns it; the swarm moves
 //! bytes between it and QUIC through a bounded buffer and stops reading
 //! QUIC when the buffer is full, so a slow reader flow-controls the remote
 //! instead of growing memory. Other threads command the swarm through a
@@ -41,7 +41,7 @@
 //! session. A flow is named by a control stream that negotiates the plugin's
 //! protocol id; each datagram starts with that stream's id as a QUIC varint.
 //! See [`PacketFlow`] for the wire format, [`Context::open_packet_flow`],
-//! [`Context::packet_handler_for`] and [`Protocol::handle_packet`].
+//! [`Context::packet_handler_for`] and [`Protocol::accept_inbound_packet_flow`].
 //!
 //! # Keep-alive
 //!
@@ -74,18 +74,20 @@ mod wake;
 
 pub use bytes::Bytes;
 pub use config::SwarmConfig;
-pub use error::{DialError, ListenError, OpenStreamError, PacketError, StreamError};
+pub use error::{
+    Cause, ConnectionError, DialError, ListenError, OpenStreamError, PacketError, StreamError,
+};
 pub use handle::{HandleError, SwarmHandle};
 pub use ids::{ConnId, PluginId, StreamRef, TimerId};
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 pub use limits::{ConnectionLimit, Limits};
 pub use multiaddr::{self, Multiaddr};
-pub use packet_handle::PacketHandle;
-pub use protocol::{Context, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
+pub use packet_handle::DetachedPacketFlow;
+pub use protocol::{Context, Message, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
 pub use runtime::{Runtime, RuntimeError};
 pub use swarm::{
     CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, MAX_DATAGRAMS_PER_TURN, RESET_CODE_NEGOTIATION,
     ReceivedDatagram, SocketBinder, Swarm, SwarmEvent,
 };
-pub use threaded::StreamHandle;
+pub use threaded::DetachedStream;
 pub use wake::{NoWake, Wake};

@@ -34,6 +34,14 @@ pub struct Limits {
     /// The same bound applies to bytes queued by the thread for sending.
     /// Default 256 KiB.
     pub threaded_stream_buffer: usize,
+    /// Bytes a plugin may have queued with [`Context::send`] on one stream
+    /// before the swarm stops reading that stream (reading resumes once the
+    /// queue has drained). Default 64 KiB: an echo or relay plugin then
+    /// holds at most about this much per stream, and QUIC flow control
+    /// holds the remote back.
+    ///
+    /// [`Context::send`]: crate::Context::send
+    pub send_queue_high_water: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +56,7 @@ impl Default for Limits {
             negotiation_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(30),
             threaded_stream_buffer: 256 * 1024,
+            send_queue_high_water: 64 * 1024,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Packet flows handed to a thread of their own: [`PacketHandle`].
+//! Packet flows handed to a thread of their own: [`DetachedPacketFlow`].
 //!
-//! Like [`StreamHandle`](crate::StreamHandle), the swarm thread and the
+//! Like [`DetachedStream`](crate::DetachedStream), the swarm thread and the
 //! handle's thread share small bounded queues. Datagrams are unreliable by
 //! nature, so a full queue drops the oldest packet (counted) rather than
 //! blocking either side: a slow reader loses stale position updates, not
@@ -76,11 +76,11 @@ impl FlowShared {
 
 /// A packet flow owned by another thread. `Send`; obtain one with
 /// [`Context::detach_packet_flow`](crate::Context::detach_packet_flow).
-pub struct PacketHandle {
+pub struct DetachedPacketFlow {
     shared: Arc<FlowShared>,
 }
 
-impl PacketHandle {
+impl DetachedPacketFlow {
     pub(crate) fn new(shared: Arc<FlowShared>) -> Self {
         Self { shared }
     }
@@ -144,16 +144,16 @@ impl PacketHandle {
     }
 }
 
-impl Drop for PacketHandle {
+impl Drop for DetachedPacketFlow {
     fn drop(&mut self) {
         self.shared.lock().handle_dropped = true;
         self.shared.notifier.notify(self.shared.flow.0);
     }
 }
 
-impl std::fmt::Debug for PacketHandle {
+impl std::fmt::Debug for DetachedPacketFlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PacketHandle")
+        f.debug_struct("DetachedPacketFlow")
             .field("flow", &self.shared.flow)
             .finish()
     }

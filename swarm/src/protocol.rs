@@ -13,12 +13,14 @@ use bytes::Bytes;
 use libp2p_identity::{PeerId, PublicKey};
 use multiaddr::Multiaddr;
 
-use crate::error::{DialError, ListenError, OpenStreamError, PacketError, StreamError};
+use crate::error::{
+    ConnectionError, DialError, ListenError, OpenStreamError, PacketError, StreamError,
+};
 use crate::ids::{ConnId, PluginId, StreamRef, TimerId};
-use crate::packet_handle::PacketHandle;
+use crate::packet_handle::DetachedPacketFlow;
 use crate::peer_store::{PeerRecord, PeerStore};
 use crate::swarm::Core;
-use crate::threaded::StreamHandle;
+use crate::threaded::DetachedStream;
 
 /// An event between plugins, or from another thread to the plugins, or from
 /// a plugin to the application (see [`SwarmEvent::Protocol`](crate::SwarmEvent)).
@@ -53,6 +55,11 @@ impl std::fmt::Debug for ProtocolEvent {
     }
 }
 
+/// A value sent to one plugin with [`Context::send_message`] or
+/// [`SwarmHandle::send_message`](crate::SwarmHandle::send_message); the
+/// plugin downcasts it to the types it knows (`message.downcast::<T>()`).
+pub type Message = Box<dyn Any + Send>;
+
 /// A protocol plugin. Implement the methods you need; the rest do nothing.
 ///
 /// Call order for a stream: `accept_inbound_stream` (inbound) or
@@ -74,7 +81,7 @@ pub trait Protocol: Send {
     }
 
     /// The protocol ids whose packet flows (QUIC datagrams) this plugin
-    /// accepts; see [`Protocol::handle_packet`].
+    /// accepts; see [`Protocol::accept_inbound_packet_flow`].
     fn packet_protocol_ids(&self) -> Vec<String> {
         Vec::new()
     }
@@ -138,9 +145,7 @@ pub trait Protocol: Send {
     /// The stream died: reset by the remote, negotiation failed (for streams
     /// this plugin opened), or the connection closed.
     ///
-    /// One exception does not end the whole stream: [`StreamError::Stopped`]
-    /// means the remote sent STOP_SENDING, so only our send side is over;
-    /// data and `handle_stream_finished` may still arrive on the receive side.
+    /// After this call the stream handle is stale.
     fn handle_stream_closed(
         &mut self,
         ctx: &mut Context<'_>,
@@ -150,9 +155,22 @@ pub trait Protocol: Send {
         let _ = (ctx, stream, reason);
     }
 
+    /// The remote sent STOP_SENDING with `code`: our send side is over (what
+    /// was queued with [`Context::send`] is dropped, writes fail), but the
+    /// receive side goes on: data and `handle_stream_finished` may still
+    /// arrive. The stream is not closed yet.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        let _ = (ctx, stream, code);
+    }
+
     /// A remote opened a packet flow for `protocol`, one of
     /// [`Protocol::packet_protocol_ids`]. Keep `flow` to send and receive.
-    fn handle_packet(&mut self, ctx: &mut Context<'_>, flow: PacketFlow, protocol: &str) {
+    fn accept_inbound_packet_flow(
+        &mut self,
+        ctx: &mut Context<'_>,
+        flow: PacketFlow,
+        protocol: &str,
+    ) {
         let _ = (ctx, flow, protocol);
     }
 
@@ -191,6 +209,14 @@ pub trait Protocol: Send {
     /// An event emitted by another plugin or sent from another thread.
     fn handle_protocol_event(&mut self, ctx: &mut Context<'_>, event: &ProtocolEvent) {
         let _ = (ctx, event);
+    }
+
+    /// A message addressed to this plugin alone, from another plugin
+    /// ([`Context::send_message`]) or another thread
+    /// ([`SwarmHandle::send_message`](crate::SwarmHandle::send_message)).
+    /// The plugin owns it: take what is inside (a request, a reply channel).
+    fn handle_message(&mut self, ctx: &mut Context<'_>, message: Message) {
+        let _ = (ctx, message);
     }
 }
 
@@ -313,7 +339,10 @@ impl Context<'_> {
 
     /// Hand a packet flow to another thread. The plugin gets no more packet
     /// callbacks for it; the handle receives and sends instead.
-    pub fn detach_packet_flow(&mut self, flow: PacketFlow) -> Result<PacketHandle, PacketError> {
+    pub fn detach_packet_flow(
+        &mut self,
+        flow: PacketFlow,
+    ) -> Result<DetachedPacketFlow, PacketError> {
         self.core.detach_packet_flow(flow)
     }
 
@@ -345,7 +374,26 @@ impl Context<'_> {
         self.core.write_bytes(stream, data)
     }
 
-    /// Finish our send side: the remote reads EOF after the written bytes.
+    /// Send `data` on a stream, queueing what the send window does not take
+    /// now: the swarm writes the queue as the window opens, in order, with
+    /// no copy. While more than [`Limits::send_queue_high_water`] bytes wait,
+    /// the swarm stops reading the stream (no more `handle_stream_data`), so
+    /// a plugin that answers what it reads is held back by its own remote.
+    /// [`Context::finish`] after `send` finishes once the queue has drained.
+    /// Returns the bytes still queued on the stream.
+    ///
+    /// [`Limits::send_queue_high_water`]: crate::Limits::send_queue_high_water
+    pub fn send(&mut self, stream: StreamRef, data: Bytes) -> Result<usize, StreamError> {
+        self.core.send(stream, data)
+    }
+
+    /// Bytes queued by [`Context::send`] on a stream and not yet written.
+    pub fn queued(&self, stream: StreamRef) -> usize {
+        self.core.queued(stream)
+    }
+
+    /// Finish our send side: the remote reads EOF after the written bytes
+    /// (after everything queued with [`Context::send`]).
     pub fn finish(&mut self, stream: StreamRef) -> Result<(), StreamError> {
         self.core.finish(stream)
     }
@@ -360,6 +408,14 @@ impl Context<'_> {
         self.core.stop_sending(stream, code)
     }
 
+    /// Abort a stream both ways with `code`: reset our send side (queued
+    /// data is dropped) and ask the remote to stop sending. Directions that
+    /// are already over are left alone; the stream is gone afterwards, with
+    /// no further callbacks. Fails only for a stale or foreign handle.
+    pub fn abort(&mut self, stream: StreamRef, code: u64) -> Result<(), StreamError> {
+        self.core.abort(stream, code)
+    }
+
     /// Stop (`false`) or resume (`true`) delivering this stream's data. While
     /// paused, QUIC flow control holds the remote back.
     pub fn set_reading(&mut self, stream: StreamRef, reading: bool) -> Result<(), StreamError> {
@@ -368,7 +424,7 @@ impl Context<'_> {
 
     /// Hand a stream to another thread as a blocking `Read + Write` handle.
     /// The plugin gets no more callbacks for it.
-    pub fn detach_stream(&mut self, stream: StreamRef) -> Result<StreamHandle, StreamError> {
+    pub fn detach_stream(&mut self, stream: StreamRef) -> Result<DetachedStream, StreamError> {
         self.core.detach_stream(stream)
     }
 
@@ -389,12 +445,12 @@ impl Context<'_> {
     }
 
     /// Keep a connection open (`true`) even without streams, or release it.
-    pub fn keep_alive(&mut self, conn: ConnId, keep: bool) -> Result<(), OpenStreamError> {
+    pub fn keep_alive(&mut self, conn: ConnId, keep: bool) -> Result<(), ConnectionError> {
         self.core.keep_alive(conn, self.plugin, keep)
     }
 
     /// Close a connection with an application error code.
-    pub fn close_connection(&mut self, conn: ConnId, code: u32) -> Result<(), OpenStreamError> {
+    pub fn close_connection(&mut self, conn: ConnId, code: u32) -> Result<(), ConnectionError> {
         self.core.close_connection(conn, code, b"closed by plugin")
     }
 
@@ -436,6 +492,17 @@ impl Context<'_> {
     /// Cancel a timer that has not fired. Cancelling a fired timer is a no-op.
     pub fn cancel_timer(&mut self, timer: TimerId) {
         self.core.cancel_timer(timer)
+    }
+
+    /// This plugin's id (what [`Runtime::add_protocol`](crate::Runtime::add_protocol) returned).
+    pub fn plugin_id(&self) -> PluginId {
+        self.plugin
+    }
+
+    /// Hand `message` to one plugin's [`Protocol::handle_message`], after
+    /// the current call returns. The value moves, no broadcast, no claim.
+    pub fn send_message<T: Any + Send>(&mut self, to: PluginId, message: T) {
+        self.core.send_message(to, Box::new(message))
     }
 
     /// Emit an event to every other plugin and to application subscribers.

@@ -151,7 +151,7 @@ impl Runtime {
         let mut send_buf = Vec::with_capacity(RECV_BUFFER);
         let mut shutdown_deadline: Option<Instant> = None;
         // Plugins' on_start runs before the first event.
-        self.swarm.handle_wakeup(Instant::now());
+        self.swarm.feed_wakeup(Instant::now());
         loop {
             self.register_new_sockets()?;
             self.flush(&mut send_buf)?;
@@ -201,10 +201,10 @@ impl Runtime {
             let now = Instant::now();
             self.receive(now, &mut recv_bufs)?;
             if woke {
-                self.swarm.handle_wakeup(now);
+                self.swarm.feed_wakeup(now);
             }
             if self.swarm.poll_timeout().is_some_and(|at| at <= now) {
-                self.swarm.handle_timeout(now);
+                self.swarm.feed_timeout(now);
             }
         }
     }
@@ -297,7 +297,7 @@ impl Runtime {
                     })
                 });
                 let counted = batch.inspect(|_| received += 1);
-                self.swarm.handle_datagrams(now, index, counted);
+                self.swarm.feed_datagrams(now, index, counted);
             }
         }
         Ok(())

@@ -2,17 +2,20 @@
 //!
 //! A stream starts in multistream-select negotiation, then belongs to one
 //! plugin (which gets its data as callbacks) or to a thread (which reads and
-//! writes through a [`StreamHandle`](crate::StreamHandle)).
+//! writes through a [`DetachedStream`](crate::DetachedStream)).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::error::OpenStreamError;
 use crate::ids::PluginId;
 use crate::multistream::Negotiation;
-use crate::threaded::{Shared, StreamHandle};
+use crate::threaded::{DetachedStream, Shared};
 
 /// Where a handle's `open_stream` result goes.
-pub(crate) type HandleWaiter = std::sync::mpsc::Sender<Result<StreamHandle, OpenStreamError>>;
+pub(crate) type HandleWaiter = std::sync::mpsc::Sender<Result<DetachedStream, OpenStreamError>>;
 
 /// Who receives a stream's data.
 pub(crate) enum Owner {
@@ -27,7 +30,7 @@ pub(crate) enum Owner {
     },
     /// Negotiated; data goes to the plugin's callbacks.
     Plugin(PluginId),
-    /// Handed to a thread through a `StreamHandle`.
+    /// Handed to a thread through a `DetachedStream`.
     Thread(Arc<Shared>),
 }
 
@@ -53,12 +56,16 @@ pub(crate) struct Stream {
     pub(crate) packet_flow: bool,
     /// The flow was handed to a thread.
     pub(crate) packet_thread: Option<Arc<crate::packet_handle::FlowShared>>,
-    /// multistream-select bytes that did not fit the send window yet: they
-    /// go out before anything the owner writes.
-    pub(crate) unsent_negotiation: Option<bytes::Bytes>,
-    /// The owner finished while `unsent_negotiation` was waiting: send the
-    /// FIN once it is out.
-    pub(crate) finish_after_negotiation: bool,
+    /// Bytes waiting for the send window, in order: multistream-select
+    /// messages first, then what the owner queued with `Context::send`.
+    pub(crate) unsent: VecDeque<Bytes>,
+    /// Total length of `unsent`.
+    pub(crate) unsent_len: usize,
+    /// Reading is paused because `unsent` is above the high-water mark.
+    pub(crate) queue_paused: bool,
+    /// The owner finished while `unsent` was waiting: send the FIN once it
+    /// is out.
+    pub(crate) finish_when_drained: bool,
 }
 
 impl Stream {
@@ -74,8 +81,10 @@ impl Stream {
             keeps_alive: true,
             packet_flow: false,
             packet_thread: None,
-            unsent_negotiation: None,
-            finish_after_negotiation: false,
+            unsent: VecDeque::new(),
+            unsent_len: 0,
+            queue_paused: false,
+            finish_when_drained: false,
         }
     }
 
@@ -98,6 +107,20 @@ impl Stream {
             Owner::Negotiating { deadline, .. } => Some(deadline),
             _ => None,
         }
+    }
+
+    /// Queue bytes behind whatever is already waiting.
+    pub(crate) fn queue(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.unsent_len += data.len();
+            self.unsent.push_back(data);
+        }
+    }
+
+    /// Drop everything queued (the send side is over).
+    pub(crate) fn clear_queue(&mut self) {
+        self.unsent.clear();
+        self.unsent_len = 0;
     }
 
     /// Both directions are over; the entry can go.

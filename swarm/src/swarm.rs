@@ -6,13 +6,13 @@
 //! A driver (the mio [`Runtime`](crate::Runtime), or a test with a virtual
 //! clock) owns the UDP sockets and the clock, and runs turns:
 //!
-//! 1. **Feed datagrams**: [`Swarm::handle_datagram`] for each received
+//! 1. **Feed datagrams**: [`Swarm::feed_datagram`] for each received
 //!    datagram. A driver should cap a turn at [`MAX_DATAGRAMS_PER_TURN`] per
 //!    socket so one busy peer cannot starve timers and other sockets.
-//! 2. **Feed wake-ups**: [`Swarm::handle_wakeup`] after the [`Wake`](crate::Wake)
+//! 2. **Feed wake-ups**: [`Swarm::feed_wakeup`] after the [`Wake`](crate::Wake)
 //!    fired: commands from [`SwarmHandle`](crate::SwarmHandle)s and streams
 //!    touched by other threads.
-//! 3. **Feed time**: [`Swarm::handle_timeout`] once `now` has reached
+//! 3. **Feed time**: [`Swarm::feed_timeout`] once `now` has reached
 //!    [`Swarm::poll_timeout`].
 //! 4. **Drain datagrams**: [`Swarm::poll_transmit`] until it returns `None`,
 //!    sending each on the socket it names. If a socket would block, keep the
@@ -37,9 +37,8 @@ use bytes::{Bytes, BytesMut};
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use quinn_proto::{
-    ConnectionError, ConnectionHandle, DatagramEvent, Dir, EcnCodepoint, Endpoint, EndpointConfig,
-    Event, ReadError, ReadableError, ServerConfig, StreamEvent, StreamId, Transmit, VarInt,
-    WriteError,
+    ConnectionHandle, DatagramEvent, Dir, EcnCodepoint, Endpoint, EndpointConfig, Event, ReadError,
+    ReadableError, ServerConfig, StreamEvent, StreamId, Transmit, VarInt, WriteError,
 };
 use rustc_hash::FxHashMap;
 use slab::Slab;
@@ -48,16 +47,18 @@ use tracing::{debug, info, trace, warn};
 use crate::address::{canonical, parse_quic_addr, quic_multiaddr};
 use crate::config::SwarmConfig;
 use crate::connection::{Connection, Origin, Requester, SocketIndex};
-use crate::error::{DialError, ListenError, OpenStreamError, PacketError, StreamError};
+use crate::error::{
+    ConnectionError, DialError, ListenError, OpenStreamError, PacketError, StreamError, cause,
+};
 use crate::handle::{Command, SwarmHandle};
 use crate::ids::{ConnId, PluginId, StreamRef, TimerId};
 use crate::limits::ConnectionLimit;
 use crate::multistream::{Negotiation, Progress};
-use crate::packet_handle::{FlowShared, PacketHandle};
+use crate::packet_handle::{DetachedPacketFlow, FlowShared};
 use crate::peer_store::PeerStore;
-use crate::protocol::{Context, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
+use crate::protocol::{Context, Message, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
 use crate::stream::{HandleWaiter, Owner, Stream};
-use crate::threaded::{Shared, StreamHandle};
+use crate::threaded::{DetachedStream, Shared};
 use crate::tls::TlsIdentity;
 use crate::transport;
 use crate::wake::{Notifier, Wake};
@@ -149,9 +150,11 @@ enum Callback {
     Writable(PluginId, StreamRef),
     Finished(PluginId, StreamRef),
     Closed(PluginId, StreamRef, StreamError),
+    Stopped(PluginId, StreamRef, u64),
     Timer(PluginId, u64),
     Event(Option<PluginId>, ProtocolEvent),
-    Packet(PluginId, PacketFlow, String),
+    Message(PluginId, Message),
+    InboundFlow(PluginId, PacketFlow, String),
     FlowReady(PluginId, PacketFlow, String),
     PacketData(PluginId, PacketFlow, Bytes),
     FlowClosed(PluginId, ConnId, Option<PacketFlow>, PacketError),
@@ -403,7 +406,7 @@ impl Swarm {
     }
 
     /// Feed one received UDP datagram (see the driving contract).
-    pub fn handle_datagram(
+    pub fn feed_datagram(
         &mut self,
         now: Instant,
         socket: usize,
@@ -418,7 +421,7 @@ impl Swarm {
             ecn,
             data,
         };
-        self.handle_datagrams(now, socket, [datagram]);
+        self.feed_datagrams(now, socket, [datagram]);
     }
 
     /// Feed datagrams received together on one socket (a `recvmmsg` batch,
@@ -426,7 +429,7 @@ impl Swarm {
     /// sees every packet of the batch before the swarm reads its streams,
     /// so a burst costs one pass over the touched connections, not one per
     /// datagram.
-    pub fn handle_datagrams(
+    pub fn feed_datagrams(
         &mut self,
         now: Instant,
         socket: usize,
@@ -442,7 +445,7 @@ impl Swarm {
     }
 
     /// Process commands from handles and streams touched by other threads.
-    pub fn handle_wakeup(&mut self, now: Instant) {
+    pub fn feed_wakeup(&mut self, now: Instant) {
         self.core.now = now;
         self.start();
         while let Ok(cmd) = self.core.commands.try_recv() {
@@ -455,14 +458,14 @@ impl Swarm {
     }
 
     /// Fire everything due at or before `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn feed_timeout(&mut self, now: Instant) {
         self.core.now = now;
         self.start();
         self.core.fire_deadlines();
         self.dispatch();
     }
 
-    /// When the driver must call [`Swarm::handle_timeout`] next.
+    /// When the driver must call [`Swarm::feed_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core.deadlines.peek().map(|Reverse((at, _))| *at)
     }
@@ -524,6 +527,7 @@ impl Swarm {
                 reply,
             } => self.core.open_stream_for_handle(target, &protocol, reply),
             Command::Event(event) => self.core.emit(None, event),
+            Command::Message { to, message } => self.core.send_message(to, message),
             Command::Subscribe(sender) => self.core.subscribers.push(sender),
             Command::Shutdown { code } => self.core.shutdown(code),
             Command::Call(f) => f(self),
@@ -574,9 +578,15 @@ impl Swarm {
                 Callback::Closed(id, s, e) => {
                     self.call(id, |p, ctx| p.handle_stream_closed(ctx, s, &e))
                 }
+                Callback::Stopped(id, s, code) => {
+                    self.call(id, |p, ctx| p.handle_stream_stopped(ctx, s, code))
+                }
+                Callback::Message(id, message) => {
+                    self.call(id, |p, ctx| p.handle_message(ctx, message))
+                }
                 Callback::Timer(id, token) => self.call(id, |p, ctx| p.handle_timer(ctx, token)),
-                Callback::Packet(id, flow, proto) => {
-                    self.call(id, |p, ctx| p.handle_packet(ctx, flow, &proto))
+                Callback::InboundFlow(id, flow, proto) => {
+                    self.call(id, |p, ctx| p.accept_inbound_packet_flow(ctx, flow, &proto))
                 }
                 Callback::FlowReady(id, flow, proto) => {
                     self.call(id, |p, ctx| p.handle_packet_flow_ready(ctx, flow, &proto))
@@ -701,7 +711,7 @@ impl Core {
             Ipv6Addr::UNSPECIFIED.into()
         };
         self.bind_socket(SocketAddr::new(any, 0), false)
-            .map_err(|e| DialError::NoSocket(e.to_string()))
+            .map_err(|e| DialError::NoSocket(Arc::new(e)))
     }
 
     // ----- connection table -----
@@ -828,11 +838,11 @@ impl Core {
         let socket = self.socket_for(quic.socket)?;
         let (client_config, observed) =
             transport::client_config(&self.tls, quic.peer, self.transport.clone())
-                .map_err(|e| DialError::Connect(e.to_string()))?;
+                .map_err(|e| DialError::Connect(Arc::new(e)))?;
         let endpoint = &mut self.sockets[socket.0].endpoint;
         let (handle, conn) = endpoint
             .connect(self.now, client_config, quic.socket, "l")
-            .map_err(|e| DialError::Connect(e.to_string()))?;
+            .map_err(|e| DialError::Connect(Arc::new(e)))?;
         let id = self.insert_connection(
             socket,
             handle,
@@ -1255,7 +1265,7 @@ impl Core {
             warn!(%id, "handshake finished without a usable libp2p certificate");
             self.end_connection(
                 index,
-                EndReason::Refused(DialError::Handshake("no libp2p certificate".into())),
+                EndReason::Refused(DialError::Handshake(cause("no libp2p certificate"))),
             );
             return;
         };
@@ -1372,11 +1382,11 @@ impl Core {
         id: ConnId,
         code: u32,
         reason: &[u8],
-    ) -> Result<(), OpenStreamError> {
+    ) -> Result<(), ConnectionError> {
         let now = self.now;
         let conn = self
             .conn_mut(id)
-            .ok_or(OpenStreamError::UnknownConnection(id))?;
+            .ok_or(ConnectionError::UnknownConnection(id))?;
         conn.quic
             .close(now, VarInt::from_u32(code), Bytes::copy_from_slice(reason));
         self.end_connection(id.index as usize, EndReason::Local(code));
@@ -1408,10 +1418,10 @@ impl Core {
         id: ConnId,
         plugin: PluginId,
         keep: bool,
-    ) -> Result<(), OpenStreamError> {
+    ) -> Result<(), ConnectionError> {
         let conn = self
             .conn_mut(id)
-            .ok_or(OpenStreamError::UnknownConnection(id))?;
+            .ok_or(ConnectionError::UnknownConnection(id))?;
         conn.kept_by.retain(|p| *p != plugin);
         if keep {
             conn.kept_by.push(plugin);
@@ -1495,13 +1505,10 @@ impl Core {
             return;
         }
         // Behind whatever is still waiting, so the messages keep their order.
-        stream.unsent_negotiation = Some(match stream.unsent_negotiation.take() {
-            Some(earlier) => [earlier, out].concat().into(),
-            None => out,
-        });
+        stream.queue(out);
         // Other streams may have used up the connection's send window: what
         // does not fit waits for `Writable`, ahead of the owner's data.
-        match write_unsent_negotiation(&mut conn.quic, sid, stream) {
+        match write_unsent(&mut conn.quic, sid, stream) {
             Ok(_) => {}
             Err(WriteError::Stopped(_)) => {
                 // A write-only optimistic dialer (rust-libp2p's identify
@@ -1610,7 +1617,7 @@ impl Core {
         let Some(stream) = streams.get_mut(&sid) else {
             return;
         };
-        if stream.recv_done || stream.read_paused {
+        if stream.recv_done || stream.read_paused || stream.queue_paused {
             return;
         }
         let mut recv = quic.recv_stream(sid);
@@ -1635,7 +1642,7 @@ impl Core {
                     }
                     room
                 }
-                _ if stream.read_paused => break,
+                _ if stream.read_paused || stream.queue_paused => break,
                 _ => usize::MAX,
             };
             match chunks.next(max) {
@@ -1745,7 +1752,7 @@ impl Core {
                 st.recv.push_back(remainder);
             }
             stream.owner = Owner::Thread(shared.clone());
-            if reply.send(Ok(StreamHandle::new(shared))).is_err() {
+            if reply.send(Ok(DetachedStream::new(shared))).is_err() {
                 // The requester gave up; the handle was dropped with the
                 // message, which already asked to close the stream.
             }
@@ -1774,7 +1781,7 @@ impl Core {
                     let p = self.packet_protocols[&protocol];
                     stream.packet_flow = true;
                     self.callbacks
-                        .push_back(Callback::Packet(p, flow, protocol));
+                        .push_back(Callback::InboundFlow(p, flow, protocol));
                     p
                 }
                 None => {
@@ -1810,10 +1817,13 @@ impl Core {
         let Some(stream) = conn.streams.get_mut(&sid) else {
             return;
         };
-        match write_unsent_negotiation(&mut conn.quic, sid, stream) {
+        match write_unsent(&mut conn.quic, sid, stream) {
             Ok(true) => {}
             Ok(false) => return,
-            Err(WriteError::Stopped(_)) => stream.send_done = true,
+            Err(WriteError::Stopped(_)) => {
+                stream.send_done = true;
+                stream.clear_queue();
+            }
             Err(_) => {
                 self.fail_stream(sref, StreamError::SendClosed);
                 return;
@@ -1831,6 +1841,10 @@ impl Core {
                     if let Some(p) = stream.plugin() {
                         self.callbacks.push_back(Callback::Writable(p, sref));
                     }
+                }
+                // The queue drained: read again what the owner answers.
+                if std::mem::take(&mut stream.queue_paused) {
+                    self.read_stream(index, sid);
                 }
             }
         }
@@ -1859,9 +1873,9 @@ impl Core {
                 return;
             }
             _ => {
+                stream.clear_queue();
                 if let Some(p) = stream.plugin() {
-                    self.callbacks
-                        .push_back(Callback::Closed(p, sref, StreamError::Stopped(code)));
+                    self.callbacks.push_back(Callback::Stopped(p, sref, code));
                 }
             }
         }
@@ -1892,7 +1906,7 @@ impl Core {
         };
         let shared = shared.clone();
         let mut st = shared.lock();
-        let negotiation_sent = match write_unsent_negotiation(&mut conn.quic, sref.id, stream) {
+        let negotiation_sent = match write_unsent(&mut conn.quic, sref.id, stream) {
             Ok(sent) => sent,
             Err(e) => {
                 if let WriteError::Stopped(code) = e {
@@ -1954,7 +1968,7 @@ impl Core {
         self.read_stream(index, sref.id);
     }
 
-    pub(crate) fn detach_stream(&mut self, sref: StreamRef) -> Result<StreamHandle, StreamError> {
+    pub(crate) fn detach_stream(&mut self, sref: StreamRef) -> Result<DetachedStream, StreamError> {
         let notifier = self.notifier.clone();
         let limit = self.config.limits.threaded_stream_buffer;
         let stream = self.stream_mut(sref)?;
@@ -1973,7 +1987,7 @@ impl Core {
         }
         // Data may already wait in QUIC for the new owner.
         self.notifier.notify(sref);
-        Ok(StreamHandle::new(shared))
+        Ok(DetachedStream::new(shared))
     }
 
     fn stream_mut(&mut self, sref: StreamRef) -> Result<&mut Stream, StreamError> {
@@ -2019,7 +2033,7 @@ impl Core {
 
     pub(crate) fn write(&mut self, sref: StreamRef, data: &[u8]) -> Result<usize, StreamError> {
         let (quic, stream) = self.plugin_stream(sref)?;
-        if !negotiation_sent_for_write(quic, sref.id, stream)? {
+        if !queue_sent_for_write(quic, sref.id, stream)? {
             return Ok(0);
         }
         let mut send = quic.send_stream(sref.id);
@@ -2055,7 +2069,7 @@ impl Core {
         data: &mut Bytes,
     ) -> Result<usize, StreamError> {
         let (quic, stream) = self.plugin_stream(sref)?;
-        if !negotiation_sent_for_write(quic, sref.id, stream)? {
+        if !queue_sent_for_write(quic, sref.id, stream)? {
             return Ok(0);
         }
         let mut send = quic.send_stream(sref.id);
@@ -2090,10 +2104,10 @@ impl Core {
         if stream.send_finishing || stream.send_done {
             return Err(StreamError::SendClosed);
         }
-        if stream.unsent_negotiation.is_some() {
-            // The FIN goes out after the negotiation messages.
+        if !stream.unsent.is_empty() {
+            // The FIN goes out after the queued bytes.
             stream.send_finishing = true;
-            stream.finish_after_negotiation = true;
+            stream.finish_when_drained = true;
             return Ok(());
         }
         let r = match quic.send_stream(sref.id).finish() {
@@ -2115,6 +2129,7 @@ impl Core {
         let code = VarInt::from_u64(code).unwrap_or(VarInt::MAX);
         let _ = quic.send_stream(sref.id).reset(code);
         stream.send_done = true;
+        stream.clear_queue();
         self.touch(sref.conn.index as usize);
         self.maybe_remove_stream(sref.conn.index as usize, sref.id);
         Ok(())
@@ -2134,6 +2149,61 @@ impl Core {
         self.touch(sref.conn.index as usize);
         self.maybe_remove_stream(sref.conn.index as usize, sref.id);
         Ok(())
+    }
+
+    /// Reset our side and stop the remote's, whatever is still open.
+    pub(crate) fn abort(&mut self, sref: StreamRef, code: u64) -> Result<(), StreamError> {
+        let (quic, stream) = self.plugin_stream(sref)?;
+        let code = VarInt::from_u64(code).unwrap_or(VarInt::MAX);
+        if !stream.send_done {
+            let _ = quic.send_stream(sref.id).reset(code);
+            stream.send_done = true;
+            stream.clear_queue();
+        }
+        if !stream.recv_done {
+            let _ = quic.recv_stream(sref.id).stop(code);
+            stream.recv_done = true;
+        }
+        self.touch(sref.conn.index as usize);
+        self.maybe_remove_stream(sref.conn.index as usize, sref.id);
+        Ok(())
+    }
+
+    /// Queue `data` behind what waits and write what the window takes.
+    pub(crate) fn send(&mut self, sref: StreamRef, data: Bytes) -> Result<usize, StreamError> {
+        let high_water = self.config.limits.send_queue_high_water;
+        let (quic, stream) = self.plugin_stream(sref)?;
+        if stream.send_finishing || stream.send_done {
+            return Err(StreamError::SendClosed);
+        }
+        stream.queue(data);
+        let r = match write_unsent(quic, sref.id, stream) {
+            Ok(_) => {
+                if stream.unsent_len > high_water {
+                    stream.queue_paused = true;
+                }
+                Ok(stream.unsent_len)
+            }
+            Err(e) => {
+                stream.clear_queue();
+                Err(match e {
+                    WriteError::Stopped(code) => StreamError::Stopped(code.into_inner()),
+                    _ => StreamError::SendClosed,
+                })
+            }
+        };
+        self.touch(sref.conn.index as usize);
+        r
+    }
+
+    pub(crate) fn queued(&self, sref: StreamRef) -> usize {
+        self.conn(sref.conn)
+            .and_then(|c| c.streams.get(&sref.id))
+            .map_or(0, |s| s.unsent_len)
+    }
+
+    pub(crate) fn send_message(&mut self, to: PluginId, message: Message) {
+        self.callbacks.push_back(Callback::Message(to, message));
     }
 
     pub(crate) fn set_stream_keep_alive(
@@ -2375,7 +2445,7 @@ impl Core {
     pub(crate) fn detach_packet_flow(
         &mut self,
         flow: PacketFlow,
-    ) -> Result<PacketHandle, PacketError> {
+    ) -> Result<DetachedPacketFlow, PacketError> {
         let max = self.max_packet_size(flow)?;
         let notifier = self.notifier.clone();
         let conn = self.flow_conn(flow)?;
@@ -2388,7 +2458,7 @@ impl Core {
         }
         let shared = FlowShared::new(flow, max, notifier);
         stream.packet_thread = Some(shared.clone());
-        Ok(PacketHandle::new(shared))
+        Ok(DetachedPacketFlow::new(shared))
     }
 
     /// Send what a flow's thread queued, refresh its size limit, and close
@@ -2472,7 +2542,7 @@ impl Core {
     }
 }
 
-/// One UDP datagram as the driver received it, for [`Swarm::handle_datagrams`].
+/// One UDP datagram as the driver received it, for [`Swarm::feed_datagrams`].
 #[derive(Debug)]
 pub struct ReceivedDatagram {
     /// Who sent it.
@@ -2487,7 +2557,7 @@ pub struct ReceivedDatagram {
 
 /// Why a connection ended, before it is turned into an error for someone.
 enum EndReason {
-    Quic(ConnectionError),
+    Quic(quinn_proto::ConnectionError),
     HandshakeTimeout,
     Refused(DialError),
     Local(u32),
@@ -2514,56 +2584,58 @@ impl EndReason {
             return DialError::WrongPeerId { expected, actual };
         }
         match self {
-            EndReason::Quic(ConnectionError::TimedOut) | EndReason::HandshakeTimeout => {
-                DialError::Timeout
-            }
-            EndReason::Quic(e) => DialError::Handshake(e.to_string()),
+            EndReason::Quic(quinn_proto::ConnectionError::TimedOut)
+            | EndReason::HandshakeTimeout => DialError::Timeout,
+            EndReason::Quic(e) => DialError::Handshake(Arc::new(e)),
             EndReason::Refused(e) => e,
             EndReason::Local(_) => DialError::ShuttingDown,
-            EndReason::Lost(s) => DialError::Handshake(s),
+            EndReason::Lost(s) => DialError::Handshake(cause(&s)),
         }
     }
 }
 
-/// Write what is left of a stream's multistream-select messages, then the
-/// FIN its owner asked for meanwhile. `Ok(true)` once nothing is left, so
-/// the owner's data may follow; `Ok(false)` while the send window is full
-/// (quinn then reports the stream `Writable`).
-fn write_unsent_negotiation(
+/// Write what is queued on a stream (multistream-select messages, then the
+/// owner's `send`s), then the FIN its owner asked for meanwhile. `Ok(true)`
+/// once nothing is left, so direct writes may follow; `Ok(false)` while the
+/// send window is full (quinn then reports the stream `Writable`).
+fn write_unsent(
     quic: &mut quinn_proto::Connection,
     sid: StreamId,
     stream: &mut Stream,
 ) -> Result<bool, WriteError> {
-    let Some(mut left) = stream.unsent_negotiation.take() else {
+    if stream.unsent.is_empty() && !stream.finish_when_drained {
         return Ok(true);
-    };
+    }
     let mut send = quic.send_stream(sid);
     // Until `Blocked`: only a refused write registers for `Writable`.
-    while !left.is_empty() {
-        match send.write_chunks(std::slice::from_mut(&mut left)) {
-            Ok(_) => {}
-            Err(WriteError::Blocked) => {
-                stream.unsent_negotiation = Some(left);
-                return Ok(false);
+    while let Some(front) = stream.unsent.front_mut() {
+        let before = front.len();
+        match send.write_chunks(std::slice::from_mut(front)) {
+            Ok(_) => {
+                stream.unsent_len -= before - front.len();
+                if front.is_empty() {
+                    stream.unsent.pop_front();
+                }
             }
+            Err(WriteError::Blocked) => return Ok(false),
             Err(e) => return Err(e),
         }
     }
-    if std::mem::take(&mut stream.finish_after_negotiation) && send.finish().is_err() {
+    if std::mem::take(&mut stream.finish_when_drained) && send.finish().is_err() {
         stream.send_done = true;
     }
     Ok(true)
 }
 
-/// Before a plugin's write: `Ok(false)` (nothing may be written yet, and
-/// the plugin hears `handle_stream_writable` later) while the stream's
-/// negotiation messages still wait for the send window.
-fn negotiation_sent_for_write(
+/// Before a plugin's direct write: `Ok(false)` (nothing may be written yet,
+/// and the plugin hears `handle_stream_writable` later) while queued bytes
+/// still wait for the send window.
+fn queue_sent_for_write(
     quic: &mut quinn_proto::Connection,
     sid: StreamId,
     stream: &mut Stream,
 ) -> Result<bool, StreamError> {
-    match write_unsent_negotiation(quic, sid, stream) {
+    match write_unsent(quic, sid, stream) {
         Ok(true) => Ok(true),
         Ok(false) => {
             stream.wants_writable = true;

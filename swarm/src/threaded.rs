@@ -94,13 +94,13 @@ impl Shared {
 /// the remote is still sending. Obtain one with
 /// [`Context::detach_stream`](crate::Context::detach_stream) or
 /// [`SwarmHandle::open_stream`](crate::SwarmHandle::open_stream).
-pub struct StreamHandle {
+pub struct DetachedStream {
     shared: Arc<Shared>,
     read_timeout: Option<Duration>,
     finished: bool,
 }
 
-impl StreamHandle {
+impl DetachedStream {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
@@ -168,7 +168,7 @@ impl StreamHandle {
     }
 }
 
-impl Read for StreamHandle {
+impl Read for DetachedStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -216,7 +216,7 @@ impl Read for StreamHandle {
     }
 }
 
-impl Write for StreamHandle {
+impl Write for DetachedStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -262,7 +262,7 @@ impl Write for StreamHandle {
     }
 }
 
-impl Drop for StreamHandle {
+impl Drop for DetachedStream {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.send_fin = true;
@@ -272,9 +272,9 @@ impl Drop for StreamHandle {
     }
 }
 
-impl std::fmt::Debug for StreamHandle {
+impl std::fmt::Debug for DetachedStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamHandle")
+        f.debug_struct("DetachedStream")
             .field("stream", &self.shared.stream)
             .finish()
     }

@@ -96,6 +96,11 @@ impl Protocol for Writer {
     fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
         self.push(ctx, stream);
     }
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    }
+
     fn handle_stream_closed(&mut self, _: &mut Context<'_>, stream: StreamRef, e: &StreamError) {
         self.log
             .lock()
@@ -121,8 +126,7 @@ fn a_stream_opened_while_the_send_window_is_full_waits_and_delivers() {
     );
     writer
         .handle
-        .dial(sink.p2p_addr(), false, TIMEOUT)
-        .expect("swarm answers")
+        .dial(&sink.p2p_addr(), false, TIMEOUT)
         .expect("dial succeeds");
 
     let deadline = Instant::now() + TIMEOUT;

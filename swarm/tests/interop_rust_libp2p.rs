@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 
 use common::*;
 use rust_libp2p_peer::{MultistreamVersion, PeerConfig, PeerEvent, RustPeer};
-use swarm::{DialError, PeerId, SwarmEvent};
+use swarm::{DialError, HandleError, PeerId, SwarmEvent};
 
 fn rust_peer(version: MultistreamVersion, echo: bool) -> RustPeer {
     RustPeer::spawn(PeerConfig {
@@ -58,8 +58,7 @@ fn we_dial_rust_libp2p_and_exchange_bytes_both_ways() {
     let addr = rust.dial_addr().expect("rust-libp2p listens");
     let conn = ours
         .handle
-        .dial(addr, false, TIMEOUT)
-        .expect("swarm answers")
+        .dial(&addr, false, TIMEOUT)
         .expect("we connect to rust-libp2p");
     let rust_id = rust.peer_id();
     let peer = ours
@@ -71,7 +70,6 @@ fn we_dial_rust_libp2p_and_exchange_bytes_both_ways() {
     let mut s = ours
         .handle
         .open_stream(rust.peer_id(), ECHO, TIMEOUT)
-        .expect("swarm answers")
         .expect("rust-libp2p accepts the protocol");
     s.set_timeout(Some(TIMEOUT));
     s.write_all(&data).unwrap();
@@ -100,11 +98,10 @@ fn dialing_rust_libp2p_with_wrong_peer_id_fails_in_handshake() {
         .with(swarm::multiaddr::Protocol::P2p(wrong));
     let err = ours
         .handle
-        .dial(addr, false, TIMEOUT)
-        .expect("swarm answers")
+        .dial(&addr, false, TIMEOUT)
         .expect_err("must fail");
     match err {
-        DialError::WrongPeerId { expected, actual } => {
+        HandleError::Failed(DialError::WrongPeerId { expected, actual }) => {
             assert_eq!(expected, wrong);
             assert_eq!(actual, rust.peer_id());
         }

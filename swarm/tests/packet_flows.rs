@@ -46,7 +46,7 @@ impl Protocol for FlowPlugin {
         let r = ctx.send_packet(flow, self.protocol.as_bytes());
         let _ = self.seen.send(Seen::SendResult(self.protocol, r));
     }
-    fn handle_packet(&mut self, _: &mut Context<'_>, _: PacketFlow, protocol: &str) {
+    fn accept_inbound_packet_flow(&mut self, _: &mut Context<'_>, _: PacketFlow, protocol: &str) {
         assert_eq!(protocol, self.protocol, "a flow reached the wrong plugin");
         let _ = self.seen.send(Seen::Inbound(self.protocol));
     }
@@ -92,10 +92,7 @@ fn two_plugins_exchange_datagrams_on_their_own_flows_over_one_connection() {
     let (b_tx, b_rx) = mpsc::channel();
     let a = node(config(50), flow_plugins(true, &a_tx));
     let b = node(config(51), flow_plugins(false, &b_tx));
-    a.handle
-        .dial(b.p2p_addr(), false, TIMEOUT)
-        .unwrap()
-        .unwrap();
+    a.handle.dial(&b.p2p_addr(), false, TIMEOUT).unwrap();
     // b: each plugin gets its own inbound flow and exactly its own packet.
     let mut seen_b = collect(&b_rx, 4);
     seen_b.sort_by_key(|s| format!("{s:?}"));
@@ -156,10 +153,7 @@ fn oversized_packets_are_refused_with_the_current_maximum() {
     let (b_tx, _b_rx) = mpsc::channel();
     let a = node(config(52), vec![Box::new(FlowOpener(tx))]);
     let b = node(config(53), flow_plugins(false, &b_tx));
-    a.handle
-        .dial(b.p2p_addr(), false, TIMEOUT)
-        .unwrap()
-        .unwrap();
+    a.handle.dial(&b.p2p_addr(), false, TIMEOUT).unwrap();
     let flow = rx.recv_timeout(TIMEOUT).expect("flow ready");
     let (max, too_big, fits) = with_ctx(&a, move |ctx| {
         let max = ctx.max_packet_size(flow).expect("max");
@@ -183,10 +177,7 @@ fn a_flow_closes_when_its_control_stream_closes() {
     let (b_tx, b_rx) = mpsc::channel();
     let a = node(config(54), vec![Box::new(FlowOpener(tx))]);
     let b = node(config(55), flow_plugins(false, &b_tx));
-    a.handle
-        .dial(b.p2p_addr(), false, TIMEOUT)
-        .unwrap()
-        .unwrap();
+    a.handle.dial(&b.p2p_addr(), false, TIMEOUT).unwrap();
     let flow = rx.recv_timeout(TIMEOUT).expect("flow ready");
     assert_eq!(
         b_rx.recv_timeout(TIMEOUT).unwrap(),
@@ -209,11 +200,7 @@ fn datagrams_for_unknown_flows_are_dropped_and_counted() {
     let (b_tx, b_rx) = mpsc::channel();
     let a = node(config(56), vec![Box::new(FlowOpener(tx))]);
     let b = node(config(57), flow_plugins(false, &b_tx));
-    let conn = a
-        .handle
-        .dial(b.p2p_addr(), false, TIMEOUT)
-        .unwrap()
-        .unwrap();
+    let conn = a.handle.dial(&b.p2p_addr(), false, TIMEOUT).unwrap();
     let flow = rx.recv_timeout(TIMEOUT).expect("flow ready");
     assert_eq!(
         b_rx.recv_timeout(TIMEOUT).unwrap(),
@@ -252,8 +239,7 @@ fn rust_libp2p_peer_without_datagrams_gets_a_plain_error_and_streams_still_work(
     let ours = node(config(58), vec![]);
     let conn = ours
         .handle
-        .dial(rust.dial_addr().unwrap(), false, TIMEOUT)
-        .unwrap()
+        .dial(&rust.dial_addr().unwrap(), false, TIMEOUT)
         .unwrap();
     let r = with_ctx(&ours, move |ctx| {
         ctx.open_packet_flow(conn, "/test/pos/1.0.0").map(|_| ())
@@ -270,7 +256,7 @@ fn rust_libp2p_peer_without_datagrams_gets_a_plain_error_and_streams_still_work(
 }
 
 /// Hands its flow to the test as a thread handle once ready.
-struct Detacher(mpsc::Sender<swarm::PacketHandle>);
+struct Detacher(mpsc::Sender<swarm::DetachedPacketFlow>);
 
 impl Protocol for Detacher {
     fn handle_new_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: PeerId) {
@@ -288,10 +274,7 @@ fn a_flow_handed_to_a_thread_sends_and_receives() {
     let (b_tx, _b_rx) = mpsc::channel();
     let a = node(config(59), vec![Box::new(Detacher(tx))]);
     let b = node(config(60), flow_plugins(false, &b_tx));
-    a.handle
-        .dial(b.p2p_addr(), false, TIMEOUT)
-        .unwrap()
-        .unwrap();
+    a.handle.dial(&b.p2p_addr(), false, TIMEOUT).unwrap();
     let handle = rx.recv_timeout(TIMEOUT).expect("handle");
     let worker = std::thread::spawn(move || {
         let mut echoed = Vec::new();
@@ -346,10 +329,7 @@ fn stream_calls_on_a_flows_control_stream_are_refused() {
     let (tx, rx) = mpsc::channel();
     let a = node(config(54), vec![Box::new(FlowStreamCaller(tx))]);
     let b = node(config(55), flow_plugins(false, &mpsc::channel().0));
-    a.handle
-        .dial(b.p2p_addr(), false, TIMEOUT)
-        .unwrap()
-        .unwrap();
+    a.handle.dial(&b.p2p_addr(), false, TIMEOUT).unwrap();
     for call in ["write", "finish", "detach_stream"] {
         match rx.recv_timeout(TIMEOUT).expect("call result") {
             Err(swarm::StreamError::PacketFlow(_)) => {}
@@ -368,7 +348,7 @@ impl Protocol for FlowListener {
     fn packet_protocol_ids(&self) -> Vec<String> {
         vec!["/test/pos/1.0.0".into()]
     }
-    fn handle_packet(&mut self, _: &mut Context<'_>, _: PacketFlow, protocol: &str) {
+    fn accept_inbound_packet_flow(&mut self, _: &mut Context<'_>, _: PacketFlow, protocol: &str) {
         let _ = self.0.send(format!("flow {protocol}"));
     }
     fn handle_stream_data(&mut self, _: &mut Context<'_>, _: swarm::StreamRef, data: Bytes) {

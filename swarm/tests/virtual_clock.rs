@@ -117,7 +117,7 @@ fn run(
     let mut buf = Vec::new();
     for _ in 0..2_000_000 {
         for (i, s) in swarms.iter_mut().enumerate() {
-            s.handle_wakeup(now);
+            s.feed_wakeup(now);
             while let Some((_, t)) = s.poll_transmit(now, 1, &mut buf) {
                 let to = addrs
                     .iter()
@@ -148,11 +148,11 @@ fn run(
                 break;
             }
             let (to, from, data) = entry.remove();
-            swarms[to].handle_datagram(now, 0, from, None, None, BytesMut::from(&data[..]));
+            swarms[to].feed_datagram(now, 0, from, None, None, BytesMut::from(&data[..]));
         }
         for s in swarms.iter_mut() {
             if s.poll_timeout().is_some_and(|t| t <= now) {
-                s.handle_timeout(now);
+                s.feed_timeout(now);
             }
         }
         assert!(

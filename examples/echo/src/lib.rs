@@ -62,6 +62,11 @@ impl Protocol for Echo {
         self.flush(ctx, s);
     }
 
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    }
+
     fn handle_stream_closed(&mut self, _: &mut Context<'_>, s: StreamRef, _: &StreamError) {
         self.backlog.remove(&s);
     }

@@ -22,7 +22,8 @@ use clap::{Parser, Subcommand};
 use echo::{Echo, PROTOCOL};
 use swarm::multistream::MultistreamError;
 use swarm::{
-    ConnId, DialError, Multiaddr, OpenStreamError, Runtime, SwarmConfig, SwarmHandle, identity,
+    ConnId, DialError, HandleError, Multiaddr, OpenStreamError, Runtime, SwarmConfig, SwarmHandle,
+    identity,
 };
 
 /// The command line.
@@ -155,11 +156,13 @@ fn dial(addr: &Multiaddr, text: &str, timeout: Duration) -> Result<(), Failure> 
     let conn = connect(&handle, addr, timeout)?;
     // 3. Open a stream; multistream-select settles the protocol first.
     let mut stream = match handle.open_stream(conn, PROTOCOL, timeout) {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(OpenStreamError::Negotiation(MultistreamError::Refused { .. }))) => {
+        Ok((stream)) => stream,
+        Err(HandleError::Failed(OpenStreamError::Negotiation(MultistreamError::Refused {
+            ..
+        }))) => {
             return Err(Failure::Refused);
         }
-        Ok(Err(e)) => return Err(Failure::Failed(e.to_string())),
+        Err(HandleError::Failed(e)) => return Err(Failure::Failed(e.to_string())),
         Err(e) => return Err(Failure::NoAnswer(e.to_string())),
     };
     // 4. Send the text and finish our side: the listener sees the end and
@@ -184,11 +187,15 @@ fn dial(addr: &Multiaddr, text: &str, timeout: Duration) -> Result<(), Failure> 
 fn connect(handle: &SwarmHandle, addr: &Multiaddr, timeout: Duration) -> Result<ConnId, Failure> {
     // The swarm's own handshake timeout answers first; the extra second
     // only guards against a swarm that does not answer at all.
-    match handle.dial(addr.clone(), false, timeout + Duration::from_secs(1)) {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e @ DialError::WrongPeerId { .. })) => Err(Failure::WrongPeer(e)),
-        Ok(Err(e @ DialError::UnsupportedAddress(_))) => Err(Failure::Usage(e.to_string())),
-        Ok(Err(e)) => Err(Failure::NoAnswer(format!("cannot connect to {addr}: {e}"))),
+    match handle.dial(addr, false, timeout + Duration::from_secs(1)) {
+        Ok((conn)) => Ok(conn),
+        Err(HandleError::Failed(e @ DialError::WrongPeerId { .. })) => Err(Failure::WrongPeer(e)),
+        Err(HandleError::Failed(e @ DialError::UnsupportedAddress(_))) => {
+            Err(Failure::Usage(e.to_string()))
+        }
+        Err(HandleError::Failed(e)) => {
+            Err(Failure::NoAnswer(format!("cannot connect to {addr}: {e}")))
+        }
         Err(e) => Err(Failure::NoAnswer(format!("cannot connect to {addr}: {e}"))),
     }
 }

@@ -22,11 +22,8 @@ fn echoes_32_mib_byte_for_byte_under_back_pressure() {
     // The dialer, with the stream on this thread.
     let dialer = Runtime::new(SwarmConfig::new(identity::generate_keypair())).unwrap();
     let (dialer, dialer_thread) = dialer.spawn().unwrap();
-    let conn = dialer.dial(addr, false, TIMEOUT).unwrap().unwrap();
-    let mut stream = dialer
-        .open_stream(conn, PROTOCOL, TIMEOUT)
-        .unwrap()
-        .unwrap();
+    let conn = dialer.dial(&addr, false, TIMEOUT).unwrap();
+    let mut stream = dialer.open_stream(conn, PROTOCOL, TIMEOUT).unwrap();
     // Write and read in turns, never waiting long for either, so this side
     // always takes what comes back: more is in flight than the windows
     // hold, and only the plugin's back-pressure keeps the flow going.

@@ -6,7 +6,7 @@
 //! The plugin, [`FileServer`], runs on the swarm thread and never touches
 //! the disk. For each inbound stream it calls
 //! [`Context::detach_stream`](swarm::Context::detach_stream) and starts a
-//! thread with the returned [`StreamHandle`] (blocking `Read + Write`). That
+//! thread with the returned [`DetachedStream`] (blocking `Read + Write`). That
 //! thread reads the name, opens the file and copies it into the stream with
 //! [`std::io::copy`]. The handle's buffer is bounded
 //! ([`Limits::threaded_stream_buffer`](swarm::Limits)): when the reader is
@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use swarm::{Context, Protocol, StreamHandle, StreamRef};
+use swarm::{Context, DetachedStream, Protocol, StreamRef};
 use tracing::{debug, info, warn};
 
 /// The protocol id.
@@ -154,7 +154,7 @@ impl Protocol for FileServer {
 
 /// One transfer, on its own thread: read the name, answer with the file.
 /// Returns the bytes of file sent.
-fn serve(dir: &Path, mut stream: StreamHandle) -> io::Result<u64> {
+fn serve(dir: &Path, mut stream: DetachedStream) -> io::Result<u64> {
     // Every wait for the remote is bounded, so a vanished client frees the
     // thread.
     stream.set_timeout(Some(IO_TIMEOUT));
@@ -238,7 +238,7 @@ pub enum FetchError {
 /// a `BufWriter` for large files: the copy then reads the stream straight
 /// into its buffer.
 pub fn fetch(
-    mut stream: StreamHandle,
+    mut stream: DetachedStream,
     name: &str,
     out: &mut impl Write,
 ) -> Result<u64, FetchError> {

@@ -24,7 +24,8 @@ use clap::{Parser, Subcommand};
 use file_transfer::{FetchError, FileServer, PROTOCOL, check_name, fetch};
 use swarm::multistream::MultistreamError;
 use swarm::{
-    ConnId, DialError, Multiaddr, OpenStreamError, Runtime, SwarmConfig, SwarmHandle, identity,
+    ConnId, DialError, HandleError, Multiaddr, OpenStreamError, Runtime, SwarmConfig, SwarmHandle,
+    identity,
 };
 
 /// The command line.
@@ -183,11 +184,13 @@ fn get(
     // 3. Connect and open the stream.
     let conn = connect(&handle, addr, timeout)?;
     let mut stream = match handle.open_stream(conn, PROTOCOL, timeout) {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(OpenStreamError::Negotiation(MultistreamError::Refused { .. }))) => {
+        Ok((stream)) => stream,
+        Err(HandleError::Failed(OpenStreamError::Negotiation(MultistreamError::Refused {
+            ..
+        }))) => {
             return Err(Failure::Refused);
         }
-        Ok(Err(e)) => return Err(Failure::Failed(e.to_string())),
+        Err(HandleError::Failed(e)) => return Err(Failure::Failed(e.to_string())),
         Err(e) => return Err(Failure::NoAnswer(e.to_string())),
     };
     stream.set_timeout(Some(timeout));
@@ -228,11 +231,15 @@ fn report(name: &str, len: u64, took: Duration) {
 fn connect(handle: &SwarmHandle, addr: &Multiaddr, timeout: Duration) -> Result<ConnId, Failure> {
     // The swarm's own handshake timeout answers first; the extra second
     // only guards against a swarm that does not answer at all.
-    match handle.dial(addr.clone(), false, timeout + Duration::from_secs(1)) {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e @ DialError::WrongPeerId { .. })) => Err(Failure::WrongPeer(e)),
-        Ok(Err(e @ DialError::UnsupportedAddress(_))) => Err(Failure::Usage(e.to_string())),
-        Ok(Err(e)) => Err(Failure::NoAnswer(format!("cannot connect to {addr}: {e}"))),
+    match handle.dial(addr, false, timeout + Duration::from_secs(1)) {
+        Ok((conn)) => Ok(conn),
+        Err(HandleError::Failed(e @ DialError::WrongPeerId { .. })) => Err(Failure::WrongPeer(e)),
+        Err(HandleError::Failed(e @ DialError::UnsupportedAddress(_))) => {
+            Err(Failure::Usage(e.to_string()))
+        }
+        Err(HandleError::Failed(e)) => {
+            Err(Failure::NoAnswer(format!("cannot connect to {addr}: {e}")))
+        }
         Err(e) => Err(Failure::NoAnswer(format!("cannot connect to {addr}: {e}"))),
     }
 }

@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use protocols::request_response::{self, RequestError, RequestResponse, RequestResponseConfig};
-use swarm::{Bytes, ConnId, DialError, Multiaddr, Runtime, SwarmConfig, SwarmHandle, identity};
+use swarm::{
+    Bytes, ConnId, DialError, HandleError, Multiaddr, Runtime, SwarmConfig, SwarmHandle, identity,
+};
 
 /// The protocol id.
 const PROTOCOL: &str = "/kv/1.0.0";
@@ -280,11 +282,15 @@ fn ask(addr: &Multiaddr, request: &Request, timeout: Duration) -> Result<Bytes, 
 fn connect(handle: &SwarmHandle, addr: &Multiaddr, timeout: Duration) -> Result<ConnId, Failure> {
     // The swarm's own handshake timeout answers first; the extra second
     // only guards against a swarm that does not answer at all.
-    match handle.dial(addr.clone(), false, timeout + Duration::from_secs(1)) {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e @ DialError::WrongPeerId { .. })) => Err(Failure::WrongPeer(e)),
-        Ok(Err(e @ DialError::UnsupportedAddress(_))) => Err(Failure::Usage(e.to_string())),
-        Ok(Err(e)) => Err(Failure::NoAnswer(format!("cannot connect to {addr}: {e}"))),
+    match handle.dial(addr, false, timeout + Duration::from_secs(1)) {
+        Ok((conn)) => Ok(conn),
+        Err(HandleError::Failed(e @ DialError::WrongPeerId { .. })) => Err(Failure::WrongPeer(e)),
+        Err(HandleError::Failed(e @ DialError::UnsupportedAddress(_))) => {
+            Err(Failure::Usage(e.to_string()))
+        }
+        Err(HandleError::Failed(e)) => {
+            Err(Failure::NoAnswer(format!("cannot connect to {addr}: {e}")))
+        }
         Err(e) => Err(Failure::NoAnswer(format!("cannot connect to {addr}: {e}"))),
     }
 }

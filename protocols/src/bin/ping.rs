@@ -126,8 +126,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let node = start_node(args)?;
     let conn = node
         .handle
-        .dial(addr.clone(), false, args.timeout + Duration::from_secs(2))
-        .map_err(|e| anyhow!("cannot connect to {addr}: {e}"))?
+        .dial(addr, false, args.timeout + Duration::from_secs(2))
         .map_err(|e| anyhow!("cannot connect to {addr}: {e}"))?;
     println!("connected to {peer} via {addr}");
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarm::{
-    Bytes, Context, Protocol, ProtocolEvent, StreamError, StreamHandle, StreamRef, StreamTarget,
+    Bytes, Context, DetachedStream, Protocol, ProtocolEvent, StreamError, StreamRef, StreamTarget,
     SwarmHandle,
 };
 use tracing::{debug, warn};
@@ -228,6 +228,11 @@ impl Protocol for PerfClient {
         self.end(ctx, stream, result);
     }
 
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    }
+
     fn handle_stream_closed(
         &mut self,
         ctx: &mut Context<'_>,
@@ -272,7 +277,7 @@ pub fn run_blocking(
     timeout: Duration,
 ) -> RunResult {
     let start = Instant::now();
-    let mut stream = handle.open_stream(target, PROTOCOL_ID, timeout)??;
+    let mut stream = handle.open_stream(target, PROTOCOL_ID, timeout)?;
     stream.set_timeout(Some(timeout));
     let io = |e: std::io::Error| PerfError::Io(e.to_string());
     stream.write_all(&download.to_be_bytes()).map_err(io)?;
@@ -296,7 +301,7 @@ pub fn run_blocking(
     })
 }
 
-fn upload_blocking(stream: &mut StreamHandle, mut left: u64) -> std::io::Result<()> {
+fn upload_blocking(stream: &mut DetachedStream, mut left: u64) -> std::io::Result<()> {
     let zeros = chunk(BLOCKING_BUFFER);
     while left > 0 {
         let n = usize::try_from(left).unwrap_or(usize::MAX).min(zeros.len());
@@ -306,7 +311,7 @@ fn upload_blocking(stream: &mut StreamHandle, mut left: u64) -> std::io::Result<
     Ok(())
 }
 
-fn drain_blocking(stream: &mut StreamHandle) -> std::io::Result<u64> {
+fn drain_blocking(stream: &mut DetachedStream) -> std::io::Result<u64> {
     let mut buf = vec![0u8; BLOCKING_BUFFER];
     let mut total = 0u64;
     loop {

@@ -110,12 +110,19 @@ impl From<OpenStreamError> for PerfError {
     }
 }
 
-impl From<HandleError> for PerfError {
-    fn from(e: HandleError) -> Self {
+impl<E: std::error::Error + Into<PerfError> + 'static> From<HandleError<E>> for PerfError {
+    fn from(e: HandleError<E>) -> Self {
         match e {
             HandleError::Stopped => PerfError::SwarmStopped,
             HandleError::Timeout(t) => PerfError::Timeout(t),
+            HandleError::Failed(e) => e.into(),
         }
+    }
+}
+
+impl From<std::convert::Infallible> for PerfError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
 }
 

@@ -89,8 +89,7 @@ impl Node {
     /// Dial `addr` and wait for the connection.
     pub fn dial(&self, addr: Multiaddr) -> ConnId {
         self.handle
-            .dial(addr, false, TIMEOUT)
-            .expect("swarm answers")
+            .dial(&addr, false, TIMEOUT)
             .expect("dial succeeds")
     }
 

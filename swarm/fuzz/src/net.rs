@@ -138,7 +138,7 @@ impl Net {
         let now = self.now;
         let mut out = Vec::new();
         for (addr, swarm) in &mut self.nodes {
-            swarm.handle_wakeup(now);
+            swarm.feed_wakeup(now);
             while let Some((_, t)) = swarm.poll_transmit(now, 1, &mut self.buf) {
                 out.push((*addr, t.destination, self.buf[..t.size].to_vec()));
             }
@@ -189,11 +189,11 @@ impl Net {
                 let (to, from, data) = entry.remove();
                 self.delivered += 1;
                 let swarm = &mut self.nodes[to].1;
-                swarm.handle_datagram(now, 0, from, None, None, BytesMut::from(&data[..]));
+                swarm.feed_datagram(now, 0, from, None, None, BytesMut::from(&data[..]));
             }
             for (_, swarm) in &mut self.nodes {
                 if swarm.poll_timeout().is_some_and(|t| t <= now) {
-                    swarm.handle_timeout(now);
+                    swarm.feed_timeout(now);
                 }
             }
         }

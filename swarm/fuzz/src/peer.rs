@@ -248,6 +248,11 @@ impl Protocol for Peer {
         self.log.lock().stream(s).finished = true;
     }
 
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    }
+
     fn handle_stream_closed(&mut self, _: &mut Context<'_>, s: StreamRef, reason: &StreamError) {
         self.log.lock().stream(s).closed = Some(reason.clone());
     }

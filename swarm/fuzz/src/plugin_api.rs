@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use swarm::{
-    Bytes, ConnId, Context, DialError, PacketError, PacketFlow, PacketHandle, PeerId, PluginId,
-    Protocol, ProtocolEvent, StreamError, StreamHandle, StreamRef, StreamTarget, SwarmConfig,
+    Bytes, ConnId, Context, DetachedPacketFlow, DetachedStream, DialError, PacketError, PacketFlow,
+    PeerId, PluginId, Protocol, ProtocolEvent, StreamError, StreamRef, StreamTarget, SwarmConfig,
     TimerId,
 };
 
@@ -51,7 +51,7 @@ pub const SEND_CLOSED_IS_A_BUG: bool = true;
 pub const FLOW_REMAINDER_IS_A_BUG: bool = true;
 
 /// A detached packet flow closed with `close_packet_flow` could leave its
-/// `PacketHandle` open forever: when the peer answered the FIN without a
+/// `DetachedPacketFlow` open forever: when the peer answered the FIN without a
 /// STOP_SENDING, `maybe_remove_stream` dropped the control stream without
 /// closing the handle's shared state (quinn's event order decides, so it
 /// showed in a few runs in a hundred). Fixed in cb00ca8; reproducer
@@ -143,8 +143,8 @@ struct State {
     flow_requests: Vec<ConnId>,
     /// Flows the plugin closed with `close_packet_flow`.
     closed_flows: Vec<PacketFlow>,
-    handles: Vec<StreamHandle>,
-    packet_handles: Vec<PacketHandle>,
+    handles: Vec<DetachedStream>,
+    packet_handles: Vec<DetachedPacketFlow>,
 }
 
 impl State {
@@ -294,6 +294,11 @@ impl Protocol for Api {
         t.finished = true;
     }
 
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    }
+
     fn handle_stream_closed(&mut self, _: &mut Context<'_>, s: StreamRef, reason: &StreamError) {
         observe::note(|| format!("stream closed: {}", observe::shape(reason)));
         let mut st = self.state.lock();
@@ -310,7 +315,12 @@ impl Protocol for Api {
         }
     }
 
-    fn handle_packet(&mut self, _: &mut Context<'_>, flow: PacketFlow, protocol: &str) {
+    fn accept_inbound_packet_flow(
+        &mut self,
+        _: &mut Context<'_>,
+        flow: PacketFlow,
+        protocol: &str,
+    ) {
         observe::note(|| "handle_packet".into());
         let mut st = self.state.lock();
         assert_eq!(protocol, PACKET_PROTOCOL);
@@ -943,7 +953,7 @@ fn finish(net: &mut Net, states: &[Shared; 2], plugins: &[PluginId; 2]) {
 
 /// A thread blocked on a detached stream must wake up once its connection
 /// is gone: reading must end (EOF or error), never wait.
-fn wake_check(h: &mut StreamHandle) {
+fn wake_check(h: &mut DetachedStream) {
     let mut buf = vec![0; 64 * 1024];
     for _ in 0..10_000 {
         match h.read(&mut buf) {

@@ -110,10 +110,7 @@ impl Protocol for EchoPlugin {
 /// Open an echo stream from `from` to `to`, send `data`, finish, and read
 /// everything back. Sequential, so keep `data` under the stream window.
 pub fn echo_roundtrip(from: &SwarmHandle, to: PeerId, data: &[u8]) -> Vec<u8> {
-    let mut s = from
-        .open_stream(to, ECHO, TIMEOUT)
-        .expect("swarm answers")
-        .expect("stream opens");
+    let mut s = from.open_stream(to, ECHO, TIMEOUT).expect("stream opens");
     s.set_timeout(Some(TIMEOUT));
     s.write_all(data).expect("write");
     s.finish().expect("finish");

@@ -133,6 +133,11 @@ impl Protocol for Sender {
     fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, _: StreamRef) {
         self.pump(ctx);
     }
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    }
+
     fn handle_stream_closed(&mut self, _: &mut Context<'_>, s: StreamRef, e: &StreamError) {
         if Some(s) == self.stream {
             self.stream = None;
@@ -200,6 +205,11 @@ impl Protocol for Receiver {
         self.state.lock().unwrap().finished_at = Some(ctx.now());
         let _ = ctx.finish(s);
     }
+    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    }
+
     fn handle_stream_closed(&mut self, _: &mut Context<'_>, _: StreamRef, e: &StreamError) {
         self.state
             .lock()

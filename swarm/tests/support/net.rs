@@ -239,7 +239,7 @@ impl Net {
     pub fn inject(&mut self, node: usize, from: SocketAddr, data: &[u8]) {
         let now = self.now;
         in_node(node, || match &mut self.nodes[node].1 {
-            Node::Swarm(s) => s.handle_datagram(now, 0, from, None, None, BytesMut::from(data)),
+            Node::Swarm(s) => s.feed_datagram(now, 0, from, None, None, BytesMut::from(data)),
             Node::Raw(r) => r.handle_datagram(now, from, data),
         })
     }
@@ -331,7 +331,7 @@ impl Net {
             let buf = &mut self.buf;
             in_node(i, || match node {
                 Node::Swarm(s) => {
-                    s.handle_wakeup(now);
+                    s.feed_wakeup(now);
                     while let Some((_, t)) = s.poll_transmit(now, 1, buf) {
                         out.push((*addr, t.destination, buf[..t.size].to_vec()));
                     }
@@ -396,7 +396,7 @@ impl Net {
                 self.stats.bytes_delivered += data.len() as u64;
                 in_node(to, || match &mut self.nodes[to].1 {
                     Node::Swarm(s) => {
-                        s.handle_datagram(now, 0, from, None, None, BytesMut::from(&data[..]))
+                        s.feed_datagram(now, 0, from, None, None, BytesMut::from(&data[..]))
                     }
                     Node::Raw(r) => r.handle_datagram(now, from, &data),
                 });
@@ -405,7 +405,7 @@ impl Net {
                 in_node(i, || match node {
                     Node::Swarm(s) => {
                         if s.poll_timeout().is_some_and(|t| t <= now) {
-                            s.handle_timeout(now);
+                            s.feed_timeout(now);
                         }
                     }
                     Node::Raw(r) => {
