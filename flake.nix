@@ -3,8 +3,8 @@
 
   # Pinned by flake.lock: nixpkgs nixos-unstable 64c08a7ca051 (2026-05-23),
   # which carries rustc/cargo/clippy/rustfmt 1.95.0, the same compiler as
-  # rust-toolchain.toml and CI (the workspace needs rust-version 1.88,
-  # edition 2024). `nix flake update` moves the pins; keep the three in step.
+  # CI and the README's statement (the workspace needs rust-version 1.88,
+  # edition 2024). `nix flake update` moves the pins; keep them in step.
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
     flake-utils.url = "github:numtide/flake-utils";
