@@ -3,54 +3,19 @@
 //! Commands go through a channel and a wake-up; the swarm thread runs them
 //! on its next turn. Every method that waits for an answer takes a timeout.
 
-use std::sync::mpsc::{self, Sender, SyncSender};
+use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 
+use crate::detached_stream::DetachedStream;
 use crate::error::{DialError, ListenError, OpenStreamError};
+use crate::events::SwarmEvent;
+use crate::events::{ProtocolEvent, StreamTarget};
 use crate::ids::{ConnId, PluginId};
-use crate::protocol::{Message, ProtocolEvent, StreamTarget};
-use crate::swarm::{Swarm, SwarmEvent};
-use crate::threaded::DetachedStream;
+use crate::swarm::{Command, Swarm};
 use crate::wake::Notifier;
-
-/// A closure run on the swarm thread with the whole swarm.
-pub(crate) type SwarmCall = Box<dyn FnOnce(&mut Swarm) + Send>;
-
-/// Work for the swarm thread.
-pub(crate) enum Command {
-    Dial {
-        addr: Multiaddr,
-        force_new: bool,
-        reply: Sender<Result<ConnId, DialError>>,
-    },
-    DialWithId {
-        peer: PeerId,
-        force_new: bool,
-        reply: Sender<Result<ConnId, DialError>>,
-    },
-    Listen {
-        addr: Multiaddr,
-        reply: Sender<Result<Multiaddr, ListenError>>,
-    },
-    OpenStream {
-        target: StreamTarget,
-        protocol: String,
-        reply: Sender<Result<DetachedStream, OpenStreamError>>,
-    },
-    Event(ProtocolEvent),
-    Message {
-        to: PluginId,
-        message: Message,
-    },
-    Subscribe(SyncSender<SwarmEvent>),
-    Shutdown {
-        code: u32,
-    },
-    Call(SwarmCall),
-}
 
 /// Why a [`SwarmHandle`] call failed: the swarm could not be reached
 /// (`Stopped`, `Timeout`), or it answered that the operation failed
@@ -97,11 +62,15 @@ pub struct SwarmHandle {
     notifier: Notifier,
 }
 
-impl SwarmHandle {
-    pub(crate) fn new(commands: Sender<Command>, notifier: Notifier) -> Self {
-        Self { commands, notifier }
+impl Swarm {
+    /// A handle other threads can use to command this swarm.
+    pub fn handle(&self) -> SwarmHandle {
+        let (commands, notifier) = self.command_sender();
+        SwarmHandle { commands, notifier }
     }
+}
 
+impl SwarmHandle {
     fn send(&self, cmd: Command) -> Result<(), HandleError> {
         self.commands.send(cmd).map_err(|_| HandleError::Stopped)?;
         self.notifier.wake();

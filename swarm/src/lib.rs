@@ -51,43 +51,57 @@
 //! [`SwarmConfig::keep_alive_interval`] keep NATs and the peer's idle timer
 //! from closing it.
 
+// Layers, each using only those above it in this list (no import circle):
+// 1. value types: ids, errors, events, limits, config, addresses, keys,
+//    multistream-select, TLS, the peer store;
 pub mod address;
+mod codes;
 mod config;
-mod connection;
 mod error;
-mod handle;
+mod events;
 pub mod identity;
 mod ids;
 mod limits;
 pub mod multistream;
-mod packet_handle;
 pub mod peer_store;
-mod protocol;
-mod runtime;
-mod stream;
-mod swarm;
-mod threaded;
+mod quic_varint;
 pub mod tls;
-mod transport;
 mod verified_certificates;
+// 2. cross-thread buffers: waking the swarm, streams and flows on threads;
+mod detached_packet_flow;
+mod detached_stream;
 mod wake;
+// 3. connection and stream state, and the transport seam;
+mod connection;
+mod stream;
+mod transport;
+// 4. the engine (sans-I/O: sockets, connections, streams, deadlines);
+mod engine;
+// 5. the plugin API (`Protocol`, `Context`);
+mod protocol;
+// 6. the facade (`Swarm`: feed calls, commands, plugin dispatch);
+mod swarm;
+// 7. outside callers: `SwarmHandle` from other threads, the mio `Runtime`.
+mod handle;
+mod runtime;
 
 pub use bytes::Bytes;
+pub use codes::{CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, RESET_CODE_NEGOTIATION};
 pub use config::SwarmConfig;
+pub use detached_packet_flow::DetachedPacketFlow;
+pub use detached_stream::DetachedStream;
+pub use engine::ReceivedDatagram;
 pub use error::{
     Cause, ConnectionError, DialError, ListenError, OpenStreamError, PacketError, StreamError,
 };
+pub use events::{Message, PacketFlow, ProtocolEvent, StreamTarget, SwarmEvent};
 pub use handle::{HandleError, SwarmHandle};
 pub use ids::{ConnId, PluginId, StreamRef, TimerId};
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 pub use limits::{ConnectionLimit, Limits};
 pub use multiaddr::{self, Multiaddr};
-pub use packet_handle::DetachedPacketFlow;
-pub use protocol::{Context, Message, PacketFlow, Protocol, ProtocolEvent, StreamTarget};
+pub use protocol::{Context, Protocol};
 pub use runtime::{Runtime, RuntimeError};
-pub use swarm::{
-    CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, MAX_DATAGRAMS_PER_TURN, RESET_CODE_NEGOTIATION,
-    ReceivedDatagram, SocketBinder, Swarm, SwarmEvent,
-};
-pub use threaded::DetachedStream;
+pub use swarm::{MAX_DATAGRAMS_PER_TURN, Swarm};
+pub use transport::quic::SocketBinder;
 pub use wake::{NoWake, Wake};

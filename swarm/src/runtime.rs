@@ -21,11 +21,13 @@ use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use tracing::{debug, trace, warn};
 
 use crate::config::SwarmConfig;
+use crate::engine::ReceivedDatagram;
 use crate::error::ListenError;
 use crate::handle::SwarmHandle;
 use crate::ids::PluginId;
 use crate::protocol::Protocol;
-use crate::swarm::{MAX_DATAGRAMS_PER_TURN, ReceivedDatagram, SocketBinder, Swarm};
+use crate::swarm::{MAX_DATAGRAMS_PER_TURN, Swarm};
+use crate::transport::quic::SocketBinder;
 
 const WAKER: Token = Token(usize::MAX);
 /// Socket buffer size asked of the kernel: room for bursts at loopback speed.

@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::error::OpenStreamError;
+use quinn_proto::{StreamId, WriteError};
+
+use crate::detached_stream::{DetachedStream, Shared};
+use crate::error::{OpenStreamError, StreamError};
 use crate::ids::PluginId;
 use crate::multistream::Negotiation;
-use crate::threaded::{DetachedStream, Shared};
 
 /// Where a handle's `open_stream` result goes.
 pub(crate) type HandleWaiter = std::sync::mpsc::Sender<Result<DetachedStream, OpenStreamError>>;
@@ -55,7 +57,7 @@ pub(crate) struct Stream {
     /// This is a packet flow's control stream.
     pub(crate) packet_flow: bool,
     /// The flow was handed to a thread.
-    pub(crate) packet_thread: Option<Arc<crate::packet_handle::FlowShared>>,
+    pub(crate) packet_thread: Option<Arc<crate::detached_packet_flow::FlowShared>>,
     /// Bytes waiting for the send window, in order: multistream-select
     /// messages first, then what the owner queued with `Context::send`.
     pub(crate) unsent: VecDeque<Bytes>,
@@ -126,5 +128,57 @@ impl Stream {
     /// Both directions are over; the entry can go.
     pub(crate) fn is_done(&self) -> bool {
         self.recv_done && self.send_done
+    }
+}
+
+/// Write what is queued on a stream (multistream-select messages, then the
+/// owner's `send`s), then the FIN its owner asked for meanwhile. `Ok(true)`
+/// once nothing is left, so direct writes may follow; `Ok(false)` while the
+/// send window is full (quinn then reports the stream `Writable`).
+pub(crate) fn write_unsent(
+    quic: &mut quinn_proto::Connection,
+    sid: StreamId,
+    stream: &mut Stream,
+) -> Result<bool, WriteError> {
+    if stream.unsent.is_empty() && !stream.finish_when_drained {
+        return Ok(true);
+    }
+    let mut send = quic.send_stream(sid);
+    // Until `Blocked`: only a refused write registers for `Writable`.
+    while let Some(front) = stream.unsent.front_mut() {
+        let before = front.len();
+        match send.write_chunks(std::slice::from_mut(front)) {
+            Ok(_) => {
+                stream.unsent_len -= before - front.len();
+                if front.is_empty() {
+                    stream.unsent.pop_front();
+                }
+            }
+            Err(WriteError::Blocked) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    if std::mem::take(&mut stream.finish_when_drained) && send.finish().is_err() {
+        stream.send_done = true;
+    }
+    Ok(true)
+}
+
+/// Before a plugin's direct write: `Ok(false)` (nothing may be written yet,
+/// and the plugin hears `handle_stream_writable` later) while queued bytes
+/// still wait for the send window.
+pub(crate) fn queue_sent_for_write(
+    quic: &mut quinn_proto::Connection,
+    sid: StreamId,
+    stream: &mut Stream,
+) -> Result<bool, StreamError> {
+    match write_unsent(quic, sid, stream) {
+        Ok(true) => Ok(true),
+        Ok(false) => {
+            stream.wants_writable = true;
+            Ok(false)
+        }
+        Err(WriteError::Stopped(code)) => Err(StreamError::Stopped(code.into_inner())),
+        Err(_) => Err(StreamError::SendClosed),
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::error::PacketError;
-use crate::protocol::PacketFlow;
+use crate::events::PacketFlow;
 use crate::wake::Notifier;
 
 /// Packets queued per direction before the oldest is dropped.

@@ -1,11 +1,14 @@
-//! QUIC configuration for libp2p: transport parameters, and the TLS configs
-//! from [`crate::tls`] wrapped for quinn-proto.
+//! QUIC v1 for libp2p: a UDP socket with its quinn-proto endpoint, the
+//! transport parameters, and the TLS configs from [`crate::tls`] wrapped
+//! for quinn-proto.
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use libp2p_identity::PeerId;
 use quinn_proto::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn_proto::{ClientConfig, IdleTimeout, ServerConfig, TransportConfig, VarInt};
+use quinn_proto::{ClientConfig, Endpoint, IdleTimeout, ServerConfig, TransportConfig, VarInt};
 
 use crate::config::SwarmConfig;
 use crate::tls::{ObservedPeer, TlsError, TlsIdentity};
@@ -58,4 +61,20 @@ pub(crate) fn client_config(
     let mut client = ClientConfig::new(Arc::new(crypto));
     client.transport_config(transport);
     Ok((client, observed))
+}
+
+/// Binds UDP sockets for the swarm. The mio runtime binds real sockets; a
+/// test driver may hand out virtual addresses.
+pub trait SocketBinder: Send {
+    /// Bind a UDP socket to `addr` and return the bound address (the real
+    /// port when `addr`'s port is 0). Sockets are numbered in bind order
+    /// from 0; [`Swarm::poll_transmit`](crate::Swarm::poll_transmit) names them by that number.
+    fn bind(&mut self, addr: SocketAddr) -> io::Result<SocketAddr>;
+}
+
+/// One UDP socket and its QUIC endpoint.
+pub(crate) struct Socket {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) local: SocketAddr,
+    pub(crate) listening: bool,
 }

@@ -1,0 +1,149 @@
+//! The connection table: lookups by [`ConnId`] (stale ids resolve to
+//! nothing), insertion, the "touched" list of connections whose QUIC state
+//! changed, and the connection limits.
+
+use std::net::IpAddr;
+
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+use quinn_proto::ConnectionHandle;
+use rustc_hash::FxHashMap;
+
+use crate::address::{canonical, quic_multiaddr};
+use crate::connection::{Connection, Origin, SocketIndex};
+use crate::ids::ConnId;
+use crate::limits::ConnectionLimit;
+
+use super::core::Core;
+use super::queues::Deadline;
+
+impl Core {
+    pub(crate) fn conn(&self, id: ConnId) -> Option<&Connection> {
+        self.connections
+            .get(id.index as usize)
+            .filter(|c| c.generation == id.generation && !c.closing)
+    }
+
+    pub(crate) fn conn_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.connections
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation && !c.closing)
+    }
+
+    pub(crate) fn conn_id(&self, index: usize) -> ConnId {
+        ConnId {
+            index: index as u32,
+            generation: self.connections[index].generation,
+        }
+    }
+
+    pub(crate) fn connection_peer(&self, conn: ConnId) -> Option<PeerId> {
+        self.conn(conn)
+            .filter(|c| c.established)
+            .and_then(|c| c.peer)
+    }
+
+    pub(crate) fn connection_remote_addr(&self, conn: ConnId) -> Option<Multiaddr> {
+        self.conn(conn).map(|c| c.remote_addr.clone())
+    }
+
+    pub(crate) fn connections_to(&self, peer: &PeerId) -> Vec<ConnId> {
+        self.connections
+            .iter()
+            .filter(|(_, c)| c.established && !c.closing && c.peer.as_ref() == Some(peer))
+            .map(|(i, c)| ConnId {
+                index: i as u32,
+                generation: c.generation,
+            })
+            .collect()
+    }
+
+    pub(crate) fn insert_connection(
+        &mut self,
+        socket: SocketIndex,
+        handle: ConnectionHandle,
+        quic: quinn_proto::Connection,
+        origin: Origin,
+    ) -> ConnId {
+        let remote = canonical(quic.remote_address());
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let index = self.connections.insert(Connection {
+            generation,
+            quic,
+            handle,
+            socket,
+            origin,
+            peer: None,
+            remote,
+            remote_addr: quic_multiaddr(remote),
+            established: false,
+            streams: FxHashMap::default(),
+            kept_by: Vec::new(),
+            idle_since: None,
+            closing: false,
+            quic_deadline: None,
+            queued_for_transmit: false,
+            pending_flows: Vec::new(),
+            idle_deadline_queued: false,
+            negotiation_deadline_queued: None,
+        });
+        self.by_quic_handle.insert((socket, handle), index);
+        let id = self.conn_id(index);
+        self.push_deadline(
+            self.now + self.config.limits.handshake_timeout,
+            Deadline::Handshake(id),
+        );
+        self.touch(index);
+        id
+    }
+
+    /// Note that a connection's quinn-proto state changed: drain its events
+    /// and transmits soon.
+    pub(crate) fn touch(&mut self, index: usize) {
+        self.touched.push(index);
+        if let Some(c) = self.connections.get_mut(index)
+            && !c.queued_for_transmit
+        {
+            c.queued_for_transmit = true;
+            self.transmit_queue.push_back(index);
+        }
+    }
+
+    pub(crate) fn check_connection_limits(
+        &self,
+        peer: Option<PeerId>,
+        ip: Option<IpAddr>,
+    ) -> Result<(), ConnectionLimit> {
+        let limits = &self.config.limits;
+        // Connections draining after a close no longer count: a client that
+        // reconnects quickly must not be refused for its own old ones.
+        let live = self.connections.iter().filter(|(_, c)| !c.closing);
+        if live.clone().count() >= limits.max_connections {
+            return Err(ConnectionLimit::Total(limits.max_connections));
+        }
+        if let Some(peer) = peer
+            && self.connections_to(&peer).len() >= limits.max_connections_per_peer
+        {
+            return Err(ConnectionLimit::PerPeer(limits.max_connections_per_peer));
+        }
+        if let Some(ip) = ip {
+            let from_ip = live
+                .clone()
+                .filter(|(_, c)| matches!(c.origin, Origin::Accepted) && c.remote.ip() == ip)
+                .count();
+            if from_ip >= limits.max_connections_per_ip {
+                return Err(ConnectionLimit::PerIp(limits.max_connections_per_ip));
+            }
+            let pending = live
+                .filter(|(_, c)| matches!(c.origin, Origin::Accepted) && !c.established)
+                .count();
+            if pending >= limits.max_pending_handshakes {
+                return Err(ConnectionLimit::PendingHandshakes(
+                    limits.max_pending_handshakes,
+                ));
+            }
+        }
+        Ok(())
+    }
+}

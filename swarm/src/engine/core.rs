@@ -1,0 +1,136 @@
+//! The engine's state: [`Core`], its constructor and plain accessors.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Instant;
+
+use libp2p_identity::PeerId;
+use quinn_proto::{ConnectionHandle, EndpointConfig, ServerConfig, Transmit};
+use rustc_hash::FxHashMap;
+use slab::Slab;
+
+use crate::config::SwarmConfig;
+use crate::connection::{Connection, SocketIndex};
+use crate::events::SwarmEvent;
+use crate::ids::PluginId;
+use crate::peer_store::PeerStore;
+use crate::tls::{TlsError, TlsIdentity};
+use crate::transport;
+use crate::wake::{Notifier, Wake};
+
+use super::queues::{Callback, Deadline};
+use crate::transport::quic::{Socket, SocketBinder};
+
+/// Everything but the plugins: sockets, endpoints, connections, streams,
+/// the peer store, deadlines and the queue of plugin calls. A plugin's
+/// [`Context`](crate::Context) borrows it; the facade drives it.
+pub(crate) struct Core {
+    pub(crate) config: SwarmConfig,
+    pub(crate) local_peer: PeerId,
+    pub(crate) tls: TlsIdentity,
+    pub(crate) endpoint_config: Arc<EndpointConfig>,
+    pub(crate) server_config: Arc<ServerConfig>,
+    pub(crate) transport: Arc<quinn_proto::TransportConfig>,
+    pub(crate) binder: Box<dyn SocketBinder>,
+    pub(crate) sockets: Vec<Socket>,
+    pub(crate) connections: Slab<Connection>,
+    pub(crate) next_generation: u32,
+    pub(crate) by_quic_handle: FxHashMap<(SocketIndex, ConnectionHandle), usize>,
+    pub(crate) protocols: HashMap<String, PluginId>,
+    pub(crate) packet_protocols: HashMap<String, PluginId>,
+    /// Datagrams for no open flow (unknown id, closed flow, malformed).
+    pub(crate) dropped_datagrams: u64,
+    pub(crate) plugin_names: Vec<&'static str>,
+    pub(crate) peer_store: PeerStore,
+    pub(crate) deadlines: BinaryHeap<Reverse<(Instant, Deadline)>>,
+    pub(crate) timers: HashMap<u64, (PluginId, u64)>,
+    pub(crate) next_timer: u64,
+    pub(crate) callbacks: VecDeque<Callback>,
+    /// Connections whose quinn-proto events must be drained.
+    pub(crate) touched: Vec<usize>,
+    /// Connections to ask for datagrams in `poll_transmit`.
+    pub(crate) transmit_queue: VecDeque<usize>,
+    /// Datagrams an endpoint produced itself (refusals, stateless resets).
+    pub(crate) endpoint_transmits: VecDeque<(SocketIndex, Transmit, Vec<u8>)>,
+    pub(crate) notifier: Notifier,
+    pub(crate) subscribers: Vec<SyncSender<SwarmEvent>>,
+    pub(crate) dropped_events: u64,
+    pub(crate) now: Instant,
+    pub(crate) shutting_down: bool,
+    pub(crate) scratch: Vec<u8>,
+}
+
+impl Core {
+    /// An engine with no socket yet; `waker` wakes the driver when another
+    /// thread needs the swarm.
+    pub(crate) fn new(
+        config: SwarmConfig,
+        binder: Box<dyn SocketBinder>,
+        waker: Arc<dyn Wake>,
+        now: Instant,
+    ) -> Result<Self, TlsError> {
+        let local_peer = config.keypair.public().to_peer_id();
+        let tls = TlsIdentity::new(&config.keypair)?;
+        let transport = Arc::new(transport::quic::transport_config(&config));
+        let server_config = Arc::new(transport::quic::server_config(&tls, transport.clone())?);
+        Ok(Self {
+            config,
+            local_peer,
+            tls,
+            endpoint_config: Arc::new(EndpointConfig::default()),
+            server_config,
+            transport,
+            binder,
+            sockets: Vec::new(),
+            connections: Slab::new(),
+            next_generation: 0,
+            by_quic_handle: FxHashMap::default(),
+            protocols: HashMap::new(),
+            packet_protocols: HashMap::new(),
+            dropped_datagrams: 0,
+            plugin_names: Vec::new(),
+            peer_store: PeerStore::new(),
+            deadlines: BinaryHeap::new(),
+            timers: HashMap::new(),
+            next_timer: 0,
+            callbacks: VecDeque::new(),
+            touched: Vec::new(),
+            transmit_queue: VecDeque::new(),
+            endpoint_transmits: VecDeque::new(),
+            notifier: Notifier::new(waker),
+            subscribers: Vec::new(),
+            dropped_events: 0,
+            now,
+            shutting_down: false,
+            scratch: Vec::new(),
+        })
+    }
+
+    pub(crate) fn local_peer_id(&self) -> PeerId {
+        self.local_peer
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
+    pub(crate) fn peer_store(&self) -> &PeerStore {
+        &self.peer_store
+    }
+
+    pub(crate) fn peer_store_mut(&mut self) -> &mut PeerStore {
+        &mut self.peer_store
+    }
+
+    pub(crate) fn supported_protocols(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.protocols.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    pub(crate) fn local_public_key(&self) -> libp2p_identity::PublicKey {
+        self.config.keypair.public()
+    }
+}

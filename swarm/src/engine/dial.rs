@@ -1,0 +1,83 @@
+//! Dialing: by address (`/p2p/` checked inside the TLS handshake) or by
+//! PeerId through the peer store.
+
+use std::sync::Arc;
+
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+use tracing::debug;
+
+use crate::address::parse_quic_addr;
+use crate::connection::{Origin, Requester};
+use crate::error::DialError;
+use crate::ids::ConnId;
+use crate::transport;
+
+use super::core::Core;
+
+impl Core {
+    pub(crate) fn dial(
+        &mut self,
+        addr: &Multiaddr,
+        force_new: bool,
+        requester: Requester,
+    ) -> Result<ConnId, DialError> {
+        if self.shutting_down {
+            return Err(DialError::ShuttingDown);
+        }
+        let quic =
+            parse_quic_addr(addr).ok_or_else(|| DialError::UnsupportedAddress(addr.clone()))?;
+        if let Some(peer) = quic.peer
+            && !force_new
+            && let Some(existing) = self.connections_to(&peer).first().copied()
+        {
+            if let Requester::Handle(reply) = &requester {
+                let _ = reply.send(Ok(existing));
+            }
+            return Ok(existing);
+        }
+        self.check_connection_limits(quic.peer, None)?;
+        let socket = self.socket_for(quic.socket)?;
+        let (client_config, observed) =
+            transport::quic::client_config(&self.tls, quic.peer, self.transport.clone())
+                .map_err(|e| DialError::Connect(Arc::new(e)))?;
+        let endpoint = &mut self.sockets[socket.0].endpoint;
+        let (handle, conn) = endpoint
+            .connect(self.now, client_config, quic.socket, "l")
+            .map_err(|e| DialError::Connect(Arc::new(e)))?;
+        let id = self.insert_connection(
+            socket,
+            handle,
+            conn,
+            Origin::Dialed {
+                expected: quic.peer,
+                observed,
+                requester,
+            },
+        );
+        debug!(%id, %addr, "dialing");
+        Ok(id)
+    }
+
+    pub(crate) fn dial_with_id(
+        &mut self,
+        peer: PeerId,
+        force_new: bool,
+        requester: Requester,
+    ) -> Result<ConnId, DialError> {
+        if !force_new && let Some(existing) = self.connections_to(&peer).first().copied() {
+            if let Requester::Handle(reply) = &requester {
+                let _ = reply.send(Ok(existing));
+            }
+            return Ok(existing);
+        }
+        let addr = self
+            .peer_store
+            .addresses(&peer, self.now)
+            .into_iter()
+            .find(|a| parse_quic_addr(a).is_some())
+            .ok_or(DialError::NoAddresses(peer))?;
+        let addr = addr.with(multiaddr::Protocol::P2p(peer));
+        self.dial(&addr, force_new, requester)
+    }
+}

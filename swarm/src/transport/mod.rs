@@ -1,0 +1,2 @@
+//! Transports under the swarm. Today one: QUIC v1 ([`quic`]).
+pub(crate) mod quic;
