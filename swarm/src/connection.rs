@@ -1,4 +1,4 @@
-//! The connection table's entries: a quinn-proto connection plus what the
+//! The connection table's entries: a connection's transport plus what the
 //! swarm knows about it (its peer, its streams, who keeps it alive).
 
 use rustc_hash::FxHashMap;
@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
-use quinn_proto::{ConnectionHandle, StreamId};
+use quinn_proto::ConnectionHandle;
 
-use crate::ids::PluginId;
+use crate::ids::{PluginId, StreamId};
 use crate::stream::Stream;
 use crate::tls::ObservedPeer;
+use crate::transport::Transport;
 
 /// Index of a socket/endpoint pair in the swarm's socket list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,12 +41,14 @@ pub(crate) enum Requester {
     Internal,
 }
 
-/// One QUIC connection owned by the swarm.
+/// One connection owned by the swarm.
 pub(crate) struct Connection {
     /// Distinguishes this connection from earlier ones in the same slab slot.
     pub(crate) generation: u32,
-    pub(crate) quic: quinn_proto::Connection,
-    pub(crate) handle: ConnectionHandle,
+    /// What carries the streams (QUIC today).
+    pub(crate) transport: Transport,
+    /// quinn-proto's handle for the connection within its endpoint.
+    pub(crate) quic_handle: ConnectionHandle,
     pub(crate) socket: SocketIndex,
     pub(crate) origin: Origin,
     /// Known once the handshake completes.

@@ -25,25 +25,32 @@ impl fmt::Display for ConnId {
     }
 }
 
-/// A stream on a connection. QUIC never reuses a stream id within a
-/// connection, so the pair is unique for the life of the swarm.
+/// A stream on a connection. A transport never reuses a stream id within
+/// a connection (QUIC and Yamux both count up), so the pair is unique for
+/// the life of the swarm.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamRef {
     /// The connection the stream belongs to.
     pub conn: ConnId,
-    pub(crate) id: quinn_proto::StreamId,
+    pub(crate) id: StreamId,
 }
 
 impl StreamRef {
-    /// The QUIC stream id as a number (for logs and wire formats).
+    /// The transport's stream id as a number (for logs and wire formats;
+    /// on QUIC, the QUIC stream id).
     pub fn quic_id(&self) -> u64 {
-        self.id.into()
+        self.id.0
     }
 }
 
+/// A stream's id within its connection, whatever the transport: the QUIC
+/// stream id, or (later) a Yamux stream id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct StreamId(pub(crate) u64);
+
 impl fmt::Debug for StreamRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/s{}", self.conn, u64::from(self.id))
+        write!(f, "{}/s{}", self.conn, self.id.0)
     }
 }
 

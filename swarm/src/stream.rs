@@ -1,101 +1,187 @@
-//! The stream table's entries: one per live QUIC bidirectional stream.
+//! The stream table's entries: one per live bidirectional stream.
 //!
-//! A stream starts in multistream-select negotiation, then belongs to one
-//! plugin (which gets its data as callbacks) or to a thread (which reads and
-//! writes through a [`DetachedStream`](crate::DetachedStream)).
+//! A stream's state is three small machines instead of a heap of flags:
+//!
+//! - [`Owner`]: who gets its data. It starts [`Owner::Negotiating`]
+//!   (multistream-select, remembering who opened it), then belongs to a
+//!   plugin ([`Owner::Plugin`]), to a thread through a
+//!   [`DetachedStream`] ([`Owner::Thread`]), or is a packet flow's control
+//!   stream ([`Owner::FlowControl`]), which carries no data.
+//! - [`SendState`]: open, finish waiting for the queue, finishing, closed.
+//! - [`RecvState`]: open or closed.
+//!
+//! Which calls a stream accepts follows from its owner alone; see
+//! [`Access`] and `engine/stream_access.rs`, the one accessor every plugin
+//! stream call goes through.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use quinn_proto::{StreamId, WriteError};
-
+use crate::detached_packet_flow::FlowShared;
 use crate::detached_stream::{DetachedStream, Shared};
 use crate::error::{OpenStreamError, StreamError};
-use crate::ids::PluginId;
+use crate::ids::{PluginId, StreamId, StreamRef};
 use crate::multistream::Negotiation;
+use crate::transport::{SendError, Transport};
 
 /// Where a handle's `open_stream` result goes.
 pub(crate) type HandleWaiter = std::sync::mpsc::Sender<Result<DetachedStream, OpenStreamError>>;
 
+/// Who opened a stream that is still negotiating, so that the negotiated
+/// stream goes to the right owner.
+pub(crate) enum Opener {
+    /// The remote: the negotiated protocol picks the plugin.
+    Remote,
+    /// A plugin, for a stream of its own.
+    Plugin(PluginId),
+    /// A plugin, as a packet flow's control stream.
+    Flow(PluginId),
+    /// A [`SwarmHandle`](crate::SwarmHandle): a thread waits for a
+    /// [`DetachedStream`].
+    Handle(HandleWaiter),
+}
+
 /// Who receives a stream's data.
 pub(crate) enum Owner {
-    /// Still negotiating. `plugin` is set for streams we opened.
+    /// multistream-select is under way.
     Negotiating {
         negotiation: Box<Negotiation>,
-        plugin: Option<PluginId>,
-        /// A `SwarmHandle::open_stream` caller waiting for a thread handle.
-        waiter: Option<HandleWaiter>,
+        opener: Opener,
         /// When negotiation must be over.
-        deadline: std::time::Instant,
+        deadline: Instant,
     },
     /// Negotiated; data goes to the plugin's callbacks.
     Plugin(PluginId),
-    /// Handed to a thread through a `DetachedStream`.
+    /// Handed to a thread through a [`DetachedStream`].
     Thread(Arc<Shared>),
+    /// A packet flow's control stream: no data after negotiation; the
+    /// flow's packets go to `plugin`, or to a thread once detached.
+    FlowControl {
+        plugin: PluginId,
+        thread: Option<Arc<FlowShared>>,
+    },
+}
+
+/// Our send side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendState {
+    /// Writes are taken.
+    Open,
+    /// The owner finished while bytes were queued: the FIN follows them.
+    FinishQueued,
+    /// The FIN went to the transport; waiting for the acknowledgement.
+    Finishing,
+    /// Over: finished and acknowledged, reset, or stopped by the remote.
+    Closed,
+}
+
+/// Our receive side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecvState {
+    /// Data may still arrive.
+    Open,
+    /// Over: FIN read, reset by the remote, or stopped by us.
+    Closed,
+}
+
+/// Which kind of caller an operation on a stream comes from; the owner
+/// decides whether it may (see `Core::stream_for`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A plugin's stream call (write, send, finish, reset, …): refused on a
+    /// thread's stream, on a packet flow's control stream, and on a stream
+    /// a handle opened.
+    PluginStream,
+    /// A packet-flow call on the flow's control stream.
+    FlowControl,
+    /// Bookkeeping that applies to any stream (keep-alive).
+    Any,
 }
 
 /// One stream's state on the swarm thread.
 pub(crate) struct Stream {
     pub(crate) owner: Owner,
+    pub(crate) send: SendState,
+    pub(crate) recv: RecvState,
     /// The protocol id once negotiated.
     pub(crate) protocol: Option<String>,
     /// The owner asked us not to read for now (plugin back-pressure).
     pub(crate) read_paused: bool,
-    /// The receive side is over: FIN read, reset, or stopped by us.
-    pub(crate) recv_done: bool,
-    /// The send side is over: finished and acknowledged, reset, or stopped.
-    pub(crate) send_done: bool,
-    /// We called `finish` (waiting for the acknowledgement).
-    pub(crate) send_finishing: bool,
+    /// Reading is paused because `unsent` is above the high-water mark.
+    pub(crate) queue_paused: bool,
     /// A plugin write was refused for lack of window: tell it when writable.
     pub(crate) wants_writable: bool,
     /// Whether this stream keeps its connection from idling out (a ping
     /// stream does not, as in rust-libp2p).
     pub(crate) keeps_alive: bool,
-    /// This is a packet flow's control stream.
-    pub(crate) packet_flow: bool,
-    /// The flow was handed to a thread.
-    pub(crate) packet_thread: Option<Arc<crate::detached_packet_flow::FlowShared>>,
     /// Bytes waiting for the send window, in order: multistream-select
     /// messages first, then what the owner queued with `Context::send`.
     pub(crate) unsent: VecDeque<Bytes>,
     /// Total length of `unsent`.
     pub(crate) unsent_len: usize,
-    /// Reading is paused because `unsent` is above the high-water mark.
-    pub(crate) queue_paused: bool,
-    /// The owner finished while `unsent` was waiting: send the FIN once it
-    /// is out.
-    pub(crate) finish_when_drained: bool,
 }
 
 impl Stream {
     pub(crate) fn new(owner: Owner) -> Self {
         Self {
             owner,
+            send: SendState::Open,
+            recv: RecvState::Open,
             protocol: None,
             read_paused: false,
-            recv_done: false,
-            send_done: false,
-            send_finishing: false,
+            queue_paused: false,
             wants_writable: false,
             keeps_alive: true,
-            packet_flow: false,
-            packet_thread: None,
             unsent: VecDeque::new(),
             unsent_len: 0,
-            queue_paused: false,
-            finish_when_drained: false,
         }
     }
 
     /// The plugin that owns or will own the stream, if any.
     pub(crate) fn plugin(&self) -> Option<PluginId> {
         match &self.owner {
-            Owner::Negotiating { plugin, .. } => *plugin,
-            Owner::Plugin(p) => Some(*p),
-            Owner::Thread(_) => None,
+            Owner::Negotiating {
+                opener: Opener::Plugin(p) | Opener::Flow(p),
+                ..
+            } => Some(*p),
+            Owner::Plugin(p) | Owner::FlowControl { plugin: p, .. } => Some(*p),
+            Owner::Negotiating { .. } | Owner::Thread(_) => None,
+        }
+    }
+
+    /// Whether the stream is, or is being opened as, a packet flow's control stream.
+    pub(crate) fn is_flow_control(&self) -> bool {
+        matches!(
+            self.owner,
+            Owner::FlowControl { .. }
+                | Owner::Negotiating {
+                    opener: Opener::Flow(_),
+                    ..
+                }
+        )
+    }
+
+    /// Whether `access` may act on this stream; the error says why not.
+    pub(crate) fn check(&self, sref: StreamRef, access: Access) -> Result<(), StreamError> {
+        match (access, &self.owner) {
+            (Access::Any, _) => Ok(()),
+            (_, Owner::Thread(_))
+            | (
+                _,
+                Owner::Negotiating {
+                    opener: Opener::Handle(_),
+                    ..
+                },
+            ) => Err(StreamError::Detached(sref)),
+            (Access::PluginStream, _) if self.is_flow_control() => {
+                Err(StreamError::PacketFlow(sref))
+            }
+            (Access::PluginStream, _) => Ok(()),
+            (Access::FlowControl, Owner::FlowControl { .. }) => Ok(()),
+            (Access::FlowControl, _) => Err(StreamError::UnknownStream(sref)),
         }
     }
 
@@ -104,11 +190,26 @@ impl Stream {
     }
 
     /// When negotiation must be over, while it is under way.
-    pub(crate) fn negotiation_deadline(&self) -> Option<std::time::Instant> {
+    pub(crate) fn negotiation_deadline(&self) -> Option<Instant> {
         match self.owner {
             Owner::Negotiating { deadline, .. } => Some(deadline),
             _ => None,
         }
+    }
+
+    /// Whether our send side still takes writes and a finish.
+    pub(crate) fn send_open(&self) -> bool {
+        self.send == SendState::Open
+    }
+
+    /// Whether our send side is not over yet (open or finishing).
+    pub(crate) fn send_live(&self) -> bool {
+        self.send != SendState::Closed
+    }
+
+    /// Whether the receive side is still open.
+    pub(crate) fn recv_open(&self) -> bool {
+        self.recv == RecvState::Open
     }
 
     /// Queue bytes behind whatever is already waiting.
@@ -119,66 +220,63 @@ impl Stream {
         }
     }
 
-    /// Drop everything queued (the send side is over).
-    pub(crate) fn clear_queue(&mut self) {
+    /// Our send side is over: drop everything queued.
+    pub(crate) fn close_send(&mut self) {
+        self.send = SendState::Closed;
         self.unsent.clear();
         self.unsent_len = 0;
     }
 
     /// Both directions are over; the entry can go.
     pub(crate) fn is_done(&self) -> bool {
-        self.recv_done && self.send_done
+        self.recv == RecvState::Closed && self.send == SendState::Closed
     }
-}
 
-/// Write what is queued on a stream (multistream-select messages, then the
-/// owner's `send`s), then the FIN its owner asked for meanwhile. `Ok(true)`
-/// once nothing is left, so direct writes may follow; `Ok(false)` while the
-/// send window is full (quinn then reports the stream `Writable`).
-pub(crate) fn write_unsent(
-    quic: &mut quinn_proto::Connection,
-    sid: StreamId,
-    stream: &mut Stream,
-) -> Result<bool, WriteError> {
-    if stream.unsent.is_empty() && !stream.finish_when_drained {
-        return Ok(true);
-    }
-    let mut send = quic.send_stream(sid);
-    // Until `Blocked`: only a refused write registers for `Writable`.
-    while let Some(front) = stream.unsent.front_mut() {
-        let before = front.len();
-        match send.write_chunks(std::slice::from_mut(front)) {
-            Ok(_) => {
-                stream.unsent_len -= before - front.len();
-                if front.is_empty() {
-                    stream.unsent.pop_front();
-                }
+    /// Write what is queued (multistream-select messages, then the owner's
+    /// `send`s), then the FIN the owner asked for meanwhile. `Ok(true)`
+    /// once nothing is left, so direct writes may follow; `Ok(false)` while
+    /// the send window is full (the transport then reports it writable).
+    pub(crate) fn write_unsent(
+        &mut self,
+        transport: &mut Transport,
+        sid: StreamId,
+    ) -> Result<bool, SendError> {
+        while let Some(front) = self.unsent.front_mut() {
+            let before = front.len();
+            let written = transport.write_bytes(sid, front)?;
+            self.unsent_len -= written;
+            if front.is_empty() {
+                self.unsent.pop_front();
+            } else {
+                debug_assert!(written < before);
+                return Ok(false);
             }
-            Err(WriteError::Blocked) => return Ok(false),
-            Err(e) => return Err(e),
         }
+        if self.send == SendState::FinishQueued {
+            self.send = match transport.finish(sid) {
+                Ok(()) => SendState::Finishing,
+                Err(_) => SendState::Closed,
+            };
+        }
+        Ok(true)
     }
-    if std::mem::take(&mut stream.finish_when_drained) && send.finish().is_err() {
-        stream.send_done = true;
-    }
-    Ok(true)
-}
 
-/// Before a plugin's direct write: `Ok(false)` (nothing may be written yet,
-/// and the plugin hears `handle_stream_writable` later) while queued bytes
-/// still wait for the send window.
-pub(crate) fn queue_sent_for_write(
-    quic: &mut quinn_proto::Connection,
-    sid: StreamId,
-    stream: &mut Stream,
-) -> Result<bool, StreamError> {
-    match write_unsent(quic, sid, stream) {
-        Ok(true) => Ok(true),
-        Ok(false) => {
-            stream.wants_writable = true;
-            Ok(false)
+    /// Before a plugin's direct write: `Ok(false)` (nothing may be written
+    /// yet, and the plugin hears `handle_stream_writable` later) while
+    /// queued bytes still wait for the send window.
+    pub(crate) fn queue_sent_for_write(
+        &mut self,
+        transport: &mut Transport,
+        sid: StreamId,
+    ) -> Result<bool, StreamError> {
+        match self.write_unsent(transport, sid) {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.wants_writable = true;
+                Ok(false)
+            }
+            Err(SendError::Stopped(code)) => Err(StreamError::Stopped(code)),
+            Err(_) => Err(StreamError::SendClosed),
         }
-        Err(WriteError::Stopped(code)) => Err(StreamError::Stopped(code.into_inner())),
-        Err(_) => Err(StreamError::SendClosed),
     }
 }

@@ -13,6 +13,7 @@ use crate::address::{canonical, quic_multiaddr};
 use crate::connection::{Connection, Origin, SocketIndex};
 use crate::ids::ConnId;
 use crate::limits::ConnectionLimit;
+use crate::transport::Transport;
 
 use super::core::Core;
 use super::queues::Deadline;
@@ -61,7 +62,7 @@ impl Core {
     pub(crate) fn insert_connection(
         &mut self,
         socket: SocketIndex,
-        handle: ConnectionHandle,
+        quic_handle: ConnectionHandle,
         quic: quinn_proto::Connection,
         origin: Origin,
     ) -> ConnId {
@@ -70,8 +71,8 @@ impl Core {
         self.next_generation = self.next_generation.wrapping_add(1);
         let index = self.connections.insert(Connection {
             generation,
-            quic,
-            handle,
+            transport: Transport::Quic(quic),
+            quic_handle,
             socket,
             origin,
             peer: None,
@@ -88,7 +89,7 @@ impl Core {
             idle_deadline_queued: false,
             negotiation_deadline_queued: None,
         });
-        self.by_quic_handle.insert((socket, handle), index);
+        self.by_quic_handle.insert((socket, quic_handle), index);
         let id = self.conn_id(index);
         self.push_deadline(
             self.now + self.config.limits.handshake_timeout,

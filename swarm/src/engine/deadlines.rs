@@ -5,11 +5,10 @@
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
-use quinn_proto::StreamId;
 use tracing::debug;
 
 use crate::error::StreamError;
-use crate::ids::{PluginId, StreamRef, TimerId};
+use crate::ids::{PluginId, StreamId, StreamRef, TimerId};
 use crate::stream::Stream;
 
 use super::core::Core;
@@ -53,7 +52,7 @@ impl Core {
                         && c.quic_deadline == Some(at)
                     {
                         c.quic_deadline = None;
-                        c.quic.handle_timeout(now);
+                        c.transport.quic().handle_timeout(now);
                         self.touch(id.index as usize);
                     }
                 }

@@ -47,7 +47,7 @@ impl Core {
             None => {}
             Some(DatagramEvent::ConnectionEvent(handle, event)) => {
                 if let Some(&index) = self.by_quic_handle.get(&(socket, handle)) {
-                    self.connections[index].quic.handle_event(event);
+                    self.connections[index].transport.quic().handle_event(event);
                     self.touch(index);
                 }
             }

@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use quinn_proto::{StreamId, VarInt};
+use quinn_proto::VarInt;
 use tracing::{debug, info, warn};
 
 use crate::connection::{Origin, Requester};
 use crate::error::{ConnectionError, DialError, StreamError, cause};
 use crate::events::{StreamTarget, SwarmEvent};
-use crate::ids::{ConnId, PluginId, StreamRef};
+use crate::ids::{ConnId, PluginId, StreamId, StreamRef};
 use crate::limits::ConnectionLimit;
 use crate::stream::Stream;
 
@@ -28,7 +28,8 @@ impl Core {
         let id = self.conn_id(index);
         let conn = &mut self.connections[index];
         let peer = conn
-            .quic
+            .transport
+            .quic()
             .crypto_session()
             .peer_identity()
             .and_then(|any| {
@@ -94,12 +95,12 @@ impl Core {
             return;
         }
         conn.closing = true;
-        if !conn.quic.is_closed() {
+        if !conn.transport.quic_ref().is_closed() {
             let (code, why): (u32, &[u8]) = match &reason {
                 EndReason::Refused(DialError::Limit(_)) => (CLOSE_CODE_LIMIT, b"limit"),
                 _ => (0, b""),
             };
-            conn.quic.close(
+            conn.transport.quic().close(
                 self.now,
                 VarInt::from_u32(code),
                 Bytes::copy_from_slice(why),
@@ -163,7 +164,8 @@ impl Core {
         let conn = self
             .conn_mut(id)
             .ok_or(ConnectionError::UnknownConnection(id))?;
-        conn.quic
+        conn.transport
+            .quic()
             .close(now, VarInt::from_u32(code), Bytes::copy_from_slice(reason));
         self.end_connection(id.index as usize, EndReason::Local(code));
         Ok(())

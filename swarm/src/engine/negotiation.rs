@@ -4,29 +4,30 @@
 //! packet flow).
 
 use bytes::Bytes;
-use quinn_proto::{Dir, StreamId, VarInt, WriteError};
 use tracing::{debug, trace, warn};
 
 use crate::detached_stream::{DetachedStream, Shared};
 use crate::error::{OpenStreamError, StreamError};
 use crate::events::{PacketFlow, StreamTarget};
-use crate::ids::{PluginId, StreamRef};
+use crate::ids::{PluginId, StreamId, StreamRef};
 use crate::multistream::Negotiation;
-use crate::stream::{HandleWaiter, Owner, Stream};
+use crate::stream::{HandleWaiter, Opener, Owner, Stream};
+use crate::transport::SendError;
 
 use super::core::Core;
 use super::queues::Callback;
 use crate::codes::RESET_CODE_NEGOTIATION;
-use crate::stream::write_unsent;
 
 impl Core {
+    /// Take every stream the remote opened and start negotiating it, up to
+    /// the limit of streams negotiating at once.
     pub(crate) fn accept_streams(&mut self, index: usize) {
         let id = self.conn_id(index);
         let max_negotiating = self.config.limits.max_negotiating_streams;
         let deadline = self.now + self.config.limits.negotiation_timeout;
         loop {
             let conn = &mut self.connections[index];
-            let Some(sid) = conn.quic.streams().accept(Dir::Bi) else {
+            let Some(sid) = conn.transport.accept_stream() else {
                 break;
             };
             if conn.closing {
@@ -34,9 +35,9 @@ impl Core {
             }
             if conn.negotiating_streams() >= max_negotiating {
                 debug!(conn = %id, "too many negotiating streams; resetting a new one");
-                let code = VarInt::from_u32(RESET_CODE_NEGOTIATION);
-                let _ = conn.quic.recv_stream(sid).stop(code);
-                let _ = conn.quic.send_stream(sid).reset(code);
+                let code = u64::from(RESET_CODE_NEGOTIATION);
+                conn.transport.stop(sid, code);
+                conn.transport.reset(sid, code);
                 continue;
             }
             let negotiation = Negotiation::listener(self.config.multistream);
@@ -44,8 +45,7 @@ impl Core {
                 sid,
                 Stream::new(Owner::Negotiating {
                     negotiation: Box::new(negotiation),
-                    plugin: None,
-                    waiter: None,
+                    opener: Opener::Remote,
                     deadline,
                 }),
             );
@@ -73,13 +73,13 @@ impl Core {
         stream.queue(out);
         // Other streams may have used up the connection's send window: what
         // does not fit waits for `Writable`, ahead of the owner's data.
-        match write_unsent(&mut conn.quic, sid, stream) {
+        match stream.write_unsent(&mut conn.transport, sid) {
             Ok(_) => {}
-            Err(WriteError::Stopped(_)) => {
+            Err(SendError::Stopped(_)) => {
                 // A write-only optimistic dialer (rust-libp2p's identify
                 // push) sends its message, FIN and STOP_SENDING at once: our
                 // echo cannot go out, but its data must still be delivered.
-                stream.send_done = true;
+                stream.close_send();
             }
             Err(_) => {
                 let sref = StreamRef {
@@ -92,32 +92,37 @@ impl Core {
         self.touch(index);
     }
 
+    /// Open a stream for a plugin (or, with `None`, for no one: tests).
     pub(crate) fn open_stream(
         &mut self,
         target: StreamTarget,
         protocol: &str,
         plugin: Option<PluginId>,
     ) -> Result<StreamRef, OpenStreamError> {
-        self.open_stream_inner(target, protocol, plugin, None)
+        let opener = plugin.map_or(Opener::Remote, Opener::Plugin);
+        self.open_stream_inner(target, protocol, opener)
     }
 
+    /// Open a stream for a [`SwarmHandle`](crate::SwarmHandle); the result
+    /// (a [`DetachedStream`] or the error) goes to `reply`.
     pub(crate) fn open_stream_for_handle(
         &mut self,
         target: StreamTarget,
         protocol: &str,
         reply: HandleWaiter,
     ) {
-        if let Err(e) = self.open_stream_inner(target, protocol, None, Some(reply.clone())) {
+        if let Err(e) = self.open_stream_inner(target, protocol, Opener::Handle(reply.clone())) {
             let _ = reply.send(Err(e));
         }
     }
 
+    /// Open a stream and start negotiating `protocol` on it; `opener` says
+    /// who gets it once negotiated.
     pub(crate) fn open_stream_inner(
         &mut self,
         target: StreamTarget,
         protocol: &str,
-        plugin: Option<PluginId>,
-        waiter: Option<HandleWaiter>,
+        opener: Opener,
     ) -> Result<StreamRef, OpenStreamError> {
         if self.shutting_down {
             return Err(OpenStreamError::ShuttingDown);
@@ -138,16 +143,14 @@ impl Core {
             return Err(OpenStreamError::NotEstablished(conn_id));
         }
         let sid = conn
-            .quic
-            .streams()
-            .open(Dir::Bi)
+            .transport
+            .open_stream()
             .ok_or(OpenStreamError::TooManyStreams)?;
         conn.streams.insert(
             sid,
             Stream::new(Owner::Negotiating {
                 negotiation: Box::new(Negotiation::dialer(protocol, limits)),
-                plugin,
-                waiter,
+                opener,
                 deadline,
             }),
         );
@@ -162,6 +165,8 @@ impl Core {
         })
     }
 
+    /// Negotiation settled on `protocol`: hand the stream (and whatever
+    /// arrived behind the negotiation, `remainder`) to its owner.
     pub(crate) fn on_negotiated(
         &mut self,
         index: usize,
@@ -174,79 +179,76 @@ impl Core {
             id: sid,
         };
         self.flush_negotiation(index, sid);
-        let notifier = self.notifier.clone();
-        let limit = self.config.limits.threaded_stream_buffer;
         let Some(stream) = self.connections[index].streams.get_mut(&sid) else {
             return;
         };
-        let Owner::Negotiating { plugin, waiter, .. } =
-            std::mem::replace(&mut stream.owner, Owner::Plugin(PluginId(usize::MAX)))
-        else {
+        let Owner::Negotiating { opener, .. } = &mut stream.owner else {
             return;
         };
+        // The opener moves into the new owner; `Remote` is a placeholder
+        // that the match below always replaces.
+        let opener = std::mem::replace(opener, Opener::Remote);
         stream.protocol = Some(protocol.clone());
         trace!(stream = %sref, %protocol, "negotiated");
-        if let Some(reply) = waiter {
-            let shared = Shared::new(sref, limit, notifier);
-            if !remainder.is_empty() {
-                let mut st = shared.lock();
-                st.recv_len += remainder.len();
-                st.recv.push_back(remainder);
-            }
-            stream.owner = Owner::Thread(shared.clone());
-            if reply.send(Ok(DetachedStream::new(shared))).is_err() {
-                // The requester gave up; the handle was dropped with the
-                // message, which already asked to close the stream.
-            }
-            self.pump_thread_stream(sref);
-            return;
-        }
         let flow = PacketFlow(sref);
-        let owner = match plugin {
-            Some(p) if stream.packet_flow => {
-                self.callbacks
-                    .push_back(Callback::FlowReady(p, flow, protocol));
-                p
+        let (owner, callback) = match opener {
+            Opener::Handle(reply) => {
+                let limit = self.config.limits.threaded_stream_buffer;
+                let shared = Shared::new(sref, limit, self.notifier.clone());
+                if !remainder.is_empty() {
+                    let mut st = shared.lock();
+                    st.recv_len += remainder.len();
+                    st.recv.push_back(remainder);
+                }
+                stream.owner = Owner::Thread(shared.clone());
+                // If the requester gave up, the handle is dropped with the
+                // message, which already asks to close the stream.
+                let _ = reply.send(Ok(DetachedStream::new(shared)));
+                self.pump_thread_stream(sref);
+                return;
             }
-            Some(p) => {
-                self.callbacks
-                    .push_back(Callback::Negotiated(p, sref, protocol));
-                p
-            }
-            None => match self.protocols.get(&protocol) {
-                Some(&p) => {
-                    self.callbacks
-                        .push_back(Callback::Inbound(p, sref, protocol));
-                    p
-                }
-                None if self.packet_protocols.contains_key(&protocol) => {
-                    let p = self.packet_protocols[&protocol];
-                    stream.packet_flow = true;
-                    self.callbacks
-                        .push_back(Callback::InboundFlow(p, flow, protocol));
-                    p
-                }
-                None => {
-                    // multistream only accepts protocols in the table.
-                    warn!(stream = %sref, %protocol, "negotiated a protocol no plugin owns");
-                    self.fail_stream(sref, StreamError::EndedDuringNegotiation);
-                    return;
-                }
+            Opener::Flow(p) => (
+                Owner::FlowControl {
+                    plugin: p,
+                    thread: None,
+                },
+                Callback::FlowReady(p, flow, protocol),
+            ),
+            Opener::Plugin(p) => (Owner::Plugin(p), Callback::Negotiated(p, sref, protocol)),
+            Opener::Remote => match self.protocols.get(&protocol) {
+                Some(&p) => (Owner::Plugin(p), Callback::Inbound(p, sref, protocol)),
+                None => match self.packet_protocols.get(&protocol) {
+                    Some(&p) => (
+                        Owner::FlowControl {
+                            plugin: p,
+                            thread: None,
+                        },
+                        Callback::InboundFlow(p, flow, protocol),
+                    ),
+                    None => {
+                        // multistream only accepts protocols in the table.
+                        warn!(stream = %sref, %protocol, "negotiated a protocol no plugin owns");
+                        self.fail_stream(sref, StreamError::EndedDuringNegotiation);
+                        return;
+                    }
+                },
             },
         };
-        if let Some(stream) = self.connections[index].streams.get_mut(&sid) {
-            stream.owner = Owner::Plugin(owner);
+        stream.owner = owner;
+        self.callbacks.push_back(callback);
+        if remainder.is_empty() {
+            return;
         }
-        let packet_flow = self.connections[index]
-            .streams
-            .get(&sid)
-            .is_some_and(|s| s.packet_flow);
-        if packet_flow && !remainder.is_empty() {
+        match &stream.owner {
+            Owner::Plugin(p) => self
+                .callbacks
+                .push_back(Callback::Data(*p, sref, remainder)),
             // A flow's control stream carries no data (as in `read_stream`).
-            debug!(stream = %sref, bytes = remainder.len(), "dropped data on a packet flow's control stream");
-        } else if !remainder.is_empty() {
-            self.callbacks
-                .push_back(Callback::Data(owner, sref, remainder));
+            _ => debug!(
+                stream = %sref,
+                bytes = remainder.len(),
+                "dropped data on a packet flow's control stream"
+            ),
         }
     }
 }

@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use quinn_proto::{StreamId, VarInt};
 use tracing::trace;
 
 use crate::connection::Connection;
 use crate::detached_packet_flow::{DetachedPacketFlow, FlowShared};
 use crate::error::{OpenStreamError, PacketError};
 use crate::events::{PacketFlow, StreamTarget};
-use crate::ids::{ConnId, PluginId, StreamRef};
+use crate::ids::{ConnId, PluginId, StreamId, StreamRef};
 use crate::quic_varint;
 use crate::stream::Owner;
+use crate::stream::{Access, Opener};
 
 use super::core::Core;
 use super::queues::Callback;
@@ -47,39 +47,31 @@ impl Core {
         let conn = self
             .conn_mut(conn_id)
             .ok_or(OpenStreamError::UnknownConnection(conn_id))?;
-        if conn.established && conn.quic.datagrams().max_size().is_none() {
+        if conn.established && conn.transport.quic().datagrams().max_size().is_none() {
             return Err(PacketError::PeerUnsupported);
         }
-        let sref = self.open_stream(StreamTarget::Conn(conn_id), protocol, Some(plugin))?;
-        if let Some(s) = self.connections[conn_id.index as usize]
-            .streams
-            .get_mut(&sref.id)
-        {
-            s.packet_flow = true;
-        }
+        let sref =
+            self.open_stream_inner(StreamTarget::Conn(conn_id), protocol, Opener::Flow(plugin))?;
         Ok(PacketFlow(sref))
     }
 
-    /// The connection of an open flow whose control stream can still send.
+    /// The connection of an open flow that can still send (its control
+    /// stream negotiated and not finished).
     pub(crate) fn flow_conn(&mut self, flow: PacketFlow) -> Result<&mut Connection, PacketError> {
         let conn = self.conn_mut(flow.0.conn).ok_or(PacketError::FlowClosed)?;
         match conn.streams.get(&flow.0.id) {
-            Some(s)
-                if s.packet_flow
-                    && matches!(s.owner, Owner::Plugin(_))
-                    && !s.send_done
-                    && !s.send_finishing => {}
-            _ => return Err(PacketError::FlowClosed),
+            Some(s) if s.check(flow.0, Access::FlowControl).is_ok() && s.send_open() => Ok(conn),
+            _ => Err(PacketError::FlowClosed),
         }
-        Ok(conn)
     }
 
     pub(crate) fn max_packet_size(&mut self, flow: PacketFlow) -> Result<usize, PacketError> {
         let limit = self.config.max_packet_size;
         let conn = self.flow_conn(flow)?;
-        let header = quic_varint::len(u64::from(flow.0.id));
+        let header = quic_varint::len(flow.0.id.0);
         let max = conn
-            .quic
+            .transport
+            .quic()
             .datagrams()
             .max_size()
             .ok_or(PacketError::PeerUnsupported)?;
@@ -95,13 +87,13 @@ impl Core {
             });
         }
         let conn = self.flow_conn(flow)?;
-        let id = u64::from(flow.0.id);
+        let id = flow.0.id.0;
         let mut buf = BytesMut::with_capacity(quic_varint::len(id) + data.len());
         quic_varint::encode(id, &mut buf);
         buf.extend_from_slice(data);
         // `drop = true`: under pressure the oldest queued datagram goes; a
         // game tick or position update is stale by then anyway.
-        match conn.quic.datagrams().send(buf.freeze(), true) {
+        match conn.transport.quic().datagrams().send(buf.freeze(), true) {
             Ok(()) => {}
             Err(quinn_proto::SendDatagramError::TooLarge) => {
                 return Err(PacketError::TooLarge {
@@ -121,7 +113,8 @@ impl Core {
         data: Bytes,
     ) -> Result<(), PacketError> {
         let c = self.conn_mut(conn).ok_or(PacketError::FlowClosed)?;
-        c.quic
+        c.transport
+            .quic()
             .datagrams()
             .send(data, true)
             .map_err(|_| PacketError::PeerUnsupported)?;
@@ -134,9 +127,9 @@ impl Core {
         // FIN says "no more packets from us"; STOP_SENDING says "none
         // wanted": the peer's flow closes either way, and packets still in
         // flight to us are dropped and counted.
-        self.finish_owned(flow.0)
+        self.finish_as(flow.0, Access::FlowControl)
             .map_err(|_| PacketError::FlowClosed)?;
-        let _ = self.stop_sending_owned(flow.0, 0);
+        let _ = self.stop_sending_as(flow.0, 0, Access::FlowControl);
         Ok(())
     }
 
@@ -151,11 +144,14 @@ impl Core {
             .streams
             .get_mut(&flow.0.id)
             .ok_or(PacketError::FlowClosed)?;
-        if stream.packet_thread.is_some() {
+        let Owner::FlowControl { thread, .. } = &mut stream.owner else {
+            return Err(PacketError::FlowClosed);
+        };
+        if thread.is_some() {
             return Err(PacketError::FlowClosed);
         }
         let shared = FlowShared::new(flow, max, notifier);
-        stream.packet_thread = Some(shared.clone());
+        *thread = Some(shared.clone());
         Ok(DetachedPacketFlow::new(shared))
     }
 
@@ -185,13 +181,13 @@ impl Core {
     pub(crate) fn receive_datagrams(&mut self, index: usize) {
         let conn_id = self.conn_id(index);
         let conn = &mut self.connections[index];
-        while let Some(mut datagram) = conn.quic.datagrams().recv() {
+        while let Some(mut datagram) = conn.transport.quic().datagrams().recv() {
             let target = quic_varint::decode(&mut datagram).and_then(|id| {
-                let sid = StreamId::from(VarInt::from_u64(id).ok()?);
+                let sid = StreamId(id);
                 let stream = conn.streams.get(&sid)?;
-                match stream.owner {
-                    Owner::Plugin(p) if stream.packet_flow && !stream.recv_done => {
-                        Some((p, sid, stream.packet_thread.clone()))
+                match &stream.owner {
+                    Owner::FlowControl { plugin, thread } if stream.recv_open() => {
+                        Some((*plugin, sid, thread.clone()))
                     }
                     _ => None,
                 }

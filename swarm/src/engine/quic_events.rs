@@ -1,6 +1,8 @@
-//! The quinn-proto event pump: drain the events of every touched
-//! connection (endpoint bookkeeping, handshake, streams, datagrams) and
-//! re-arm its timer.
+//! The quinn-proto event pump (the QUIC side of the transport seam): drain
+//! the events of every touched connection (endpoint bookkeeping, handshake,
+//! datagrams) and re-arm its timer; stream events go to the stream layer's
+//! entry points (`accept_streams`, `read_stream`, `on_writable`,
+//! `on_finished`, `on_stopped`).
 
 use quinn_proto::{Dir, Event, StreamEvent, VarInt};
 use tracing::trace;
@@ -10,6 +12,7 @@ use crate::ids::ConnId;
 use super::core::Core;
 use super::end_reason::EndReason;
 use super::queues::Deadline;
+use crate::transport::quic::our_id;
 
 impl Core {
     /// Drain events of every touched connection, until none is left.
@@ -34,21 +37,23 @@ impl Core {
             return;
         };
         // Endpoint <-> connection bookkeeping (CIDs, drain).
-        while let Some(ev) = conn.quic.poll_endpoint_events() {
+        while let Some(ev) = conn.transport.quic().poll_endpoint_events() {
             let socket = conn.socket;
-            let handle = conn.handle;
-            if let Some(back) = self.sockets[socket.0].endpoint.handle_event(handle, ev) {
-                conn.quic.handle_event(back);
+            if let Some(back) = self.sockets[socket.0]
+                .endpoint
+                .handle_event(conn.quic_handle, ev)
+            {
+                conn.transport.quic().handle_event(back);
             }
         }
-        while let Some(ev) = self.connections[index].quic.poll() {
+        while let Some(ev) = self.connections[index].transport.quic().poll() {
             self.handle_event(index, ev);
             if !self.connections.contains(index) {
                 return;
             }
         }
         let conn = &mut self.connections[index];
-        if conn.quic.is_drained() {
+        if conn.transport.quic_ref().is_drained() {
             let id = ConnId {
                 index: index as u32,
                 generation: conn.generation,
@@ -57,11 +62,11 @@ impl Core {
                 self.end_connection(index, EndReason::Lost("drained".into()));
             }
             let conn = self.connections.remove(index);
-            self.by_quic_handle.remove(&(conn.socket, conn.handle));
+            self.by_quic_handle.remove(&(conn.socket, conn.quic_handle));
             trace!(%id, "connection drained and removed");
             return;
         }
-        let next = conn.quic.poll_timeout();
+        let next = conn.transport.quic().poll_timeout();
         let id = ConnId {
             index: index as u32,
             generation: conn.generation,
@@ -90,21 +95,18 @@ impl Core {
             Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => self.accept_streams(index),
             Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
                 // libp2p uses bidirectional streams only; refuse the rest.
-                let conn = &mut self.connections[index];
-                while let Some(id) = conn.quic.streams().accept(Dir::Uni) {
-                    let _ = conn.quic.recv_stream(id).stop(VarInt::from_u32(0));
+                let quic = self.connections[index].transport.quic();
+                while let Some(id) = quic.streams().accept(Dir::Uni) {
+                    let _ = quic.recv_stream(id).stop(VarInt::from_u32(0));
                 }
             }
-            Event::Stream(StreamEvent::Readable { id }) => self.read_stream(index, id),
-            Event::Stream(StreamEvent::Writable { id }) => self.on_writable(index, id),
-            Event::Stream(StreamEvent::Finished { id }) => {
-                if let Some(s) = self.connections[index].streams.get_mut(&id) {
-                    s.send_done = true;
-                }
-                self.maybe_remove_stream(index, id);
-            }
+            // From here on the stream layer's entry points, the same for
+            // every transport.
+            Event::Stream(StreamEvent::Readable { id }) => self.read_stream(index, our_id(id)),
+            Event::Stream(StreamEvent::Writable { id }) => self.on_writable(index, our_id(id)),
+            Event::Stream(StreamEvent::Finished { id }) => self.on_finished(index, our_id(id)),
             Event::Stream(StreamEvent::Stopped { id, error_code }) => {
-                self.on_stopped(index, id, error_code.into_inner())
+                self.on_stopped(index, our_id(id), error_code.into_inner())
             }
             Event::Stream(StreamEvent::Available { .. }) => {}
         }

@@ -1,19 +1,29 @@
 //! The send path and plugin stream operations: direct writes, the send
 //! queue (`Context::send`), finish, reset, stop, abort, pausing reads, and
-//! what happens when QUIC reports a stream writable or stopped.
+//! what happens when the transport reports a stream writable, finished
+//! (acknowledged) or stopped.
 
 use bytes::Bytes;
-use quinn_proto::{StreamId, VarInt, WriteError};
 
 use crate::error::StreamError;
-use crate::ids::StreamRef;
-use crate::stream::Owner;
+use crate::ids::{StreamId, StreamRef};
+use crate::stream::{Access, Owner, RecvState, SendState};
+use crate::transport::SendError;
 
 use super::core::Core;
 use super::queues::Callback;
-use crate::stream::{queue_sent_for_write, write_unsent};
+
+/// The plugin-facing error for a transport's refusal to send.
+fn stream_error(e: SendError) -> StreamError {
+    match e {
+        SendError::Stopped(code) => StreamError::Stopped(code),
+        SendError::Blocked | SendError::Closed => StreamError::SendClosed,
+    }
+}
 
 impl Core {
+    /// The stream has send window again: write its queue, then wake its
+    /// owner (a thread's pump, or the plugin that wrote short).
     pub(crate) fn on_writable(&mut self, index: usize, sid: StreamId) {
         let sref = StreamRef {
             conn: self.conn_id(index),
@@ -23,13 +33,10 @@ impl Core {
         let Some(stream) = conn.streams.get_mut(&sid) else {
             return;
         };
-        match write_unsent(&mut conn.quic, sid, stream) {
+        match stream.write_unsent(&mut conn.transport, sid) {
             Ok(true) => {}
             Ok(false) => return,
-            Err(WriteError::Stopped(_)) => {
-                stream.send_done = true;
-                stream.clear_queue();
-            }
+            Err(SendError::Stopped(_)) => stream.close_send(),
             Err(_) => {
                 self.fail_stream(sref, StreamError::SendClosed);
                 return;
@@ -39,23 +46,31 @@ impl Core {
         let Some(stream) = self.connections[index].streams.get_mut(&sid) else {
             return;
         };
-        match &stream.owner {
-            Owner::Thread(_) => self.pump_thread_stream(sref),
-            _ => {
-                if stream.wants_writable {
-                    stream.wants_writable = false;
-                    if let Some(p) = stream.plugin() {
-                        self.callbacks.push_back(Callback::Writable(p, sref));
-                    }
-                }
-                // The queue drained: read again what the owner answers.
-                if std::mem::take(&mut stream.queue_paused) {
-                    self.read_stream(index, sid);
-                }
-            }
+        if let Owner::Thread(_) = stream.owner {
+            self.pump_thread_stream(sref);
+            return;
+        }
+        if std::mem::take(&mut stream.wants_writable)
+            && let Some(p) = stream.plugin()
+        {
+            self.callbacks.push_back(Callback::Writable(p, sref));
+        }
+        // The queue drained: read again what the owner answers.
+        if std::mem::take(&mut stream.queue_paused) {
+            self.read_stream(index, sid);
         }
     }
 
+    /// Our FIN (or reset) was acknowledged: the send side is over.
+    pub(crate) fn on_finished(&mut self, index: usize, sid: StreamId) {
+        if let Some(s) = self.connections[index].streams.get_mut(&sid) {
+            s.send = SendState::Closed;
+        }
+        self.maybe_remove_stream(index, sid);
+    }
+
+    /// The remote sent STOP_SENDING: our send side is over; the owner hears
+    /// it (a flow's control stream dies with it).
     pub(crate) fn on_stopped(&mut self, index: usize, sid: StreamId, code: u64) {
         let sref = StreamRef {
             conn: self.conn_id(index),
@@ -64,7 +79,7 @@ impl Core {
         let Some(stream) = self.connections[index].streams.get_mut(&sid) else {
             return;
         };
-        stream.send_done = true;
+        stream.close_send();
         match &stream.owner {
             Owner::Thread(shared) => {
                 let mut st = shared.lock();
@@ -74,12 +89,11 @@ impl Core {
                 drop(st);
                 shared.notify_thread();
             }
-            _ if stream.packet_flow => {
+            _ if stream.is_flow_control() => {
                 self.fail_stream(sref, StreamError::Stopped(code));
                 return;
             }
             _ => {
-                stream.clear_queue();
                 if let Some(p) = stream.plugin() {
                     self.callbacks.push_back(Callback::Stopped(p, sref, code));
                 }
@@ -88,77 +102,48 @@ impl Core {
         self.maybe_remove_stream(index, sid);
     }
 
+    /// `Context::write`.
     pub(crate) fn write(&mut self, sref: StreamRef, data: &[u8]) -> Result<usize, StreamError> {
-        let (quic, stream) = self.plugin_stream(sref)?;
-        if !queue_sent_for_write(quic, sref.id, stream)? {
+        let (transport, stream) = self.stream_for(sref, Access::PluginStream)?;
+        if !stream.queue_sent_for_write(transport, sref.id)? {
             return Ok(0);
         }
-        let mut send = quic.send_stream(sref.id);
-        let mut written = 0;
-        // Write until everything is taken or quinn says `Blocked`: only a
-        // refused write registers the stream for a `Writable` event; a
-        // partial one does not, and the stream would never be woken.
-        let r = loop {
-            match send.write(&data[written..]) {
-                Ok(n) => {
-                    written += n;
-                    if written == data.len() {
-                        break Ok(written);
-                    }
-                }
-                Err(WriteError::Blocked) => {
-                    stream.wants_writable = true;
-                    break Ok(written);
-                }
-                Err(WriteError::Stopped(code)) => {
-                    break Err(StreamError::Stopped(code.into_inner()));
-                }
-                Err(_) => break Err(StreamError::SendClosed),
-            }
-        };
+        let r = transport.write(sref.id, data).map_err(stream_error);
+        if matches!(r, Ok(n) if n < data.len()) {
+            stream.wants_writable = true;
+        }
         self.touch(sref.conn.index as usize);
         r
     }
 
+    /// `Context::write_bytes`.
     pub(crate) fn write_bytes(
         &mut self,
         sref: StreamRef,
         data: &mut Bytes,
     ) -> Result<usize, StreamError> {
-        let (quic, stream) = self.plugin_stream(sref)?;
-        if !queue_sent_for_write(quic, sref.id, stream)? {
+        let (transport, stream) = self.stream_for(sref, Access::PluginStream)?;
+        if !stream.queue_sent_for_write(transport, sref.id)? {
             return Ok(0);
         }
-        let mut send = quic.send_stream(sref.id);
-        let before = data.len();
-        // As in `write`: keep going until `Blocked` registers the stream.
-        let r = loop {
-            match send.write_chunks(std::slice::from_mut(data)) {
-                Ok(_) if data.is_empty() => break Ok(before),
-                Ok(_) => {}
-                Err(WriteError::Blocked) => {
-                    stream.wants_writable = true;
-                    break Ok(before - data.len());
-                }
-                Err(WriteError::Stopped(code)) => {
-                    break Err(StreamError::Stopped(code.into_inner()));
-                }
-                Err(_) => break Err(StreamError::SendClosed),
-            }
-        };
+        let r = transport.write_bytes(sref.id, data).map_err(stream_error);
+        if r.is_ok() && !data.is_empty() {
+            stream.wants_writable = true;
+        }
         self.touch(sref.conn.index as usize);
         r
     }
 
-    /// Queue `data` behind what waits and write what the window takes.
+    /// `Context::send`: queue `data` behind what waits and write what the
+    /// window takes.
     pub(crate) fn send(&mut self, sref: StreamRef, data: Bytes) -> Result<usize, StreamError> {
         let high_water = self.config.limits.send_queue_high_water;
-        let (quic, stream) = self.plugin_stream(sref)?;
-        if stream.send_finishing || stream.send_done {
+        let (transport, stream) = self.stream_for(sref, Access::PluginStream)?;
+        if !stream.send_open() {
             return Err(StreamError::SendClosed);
         }
         stream.queue(data);
-        let r = match write_unsent(quic, sref.id, stream) {
+        let r = match stream.write_unsent(transport, sref.id) {
             Ok(_) => {
                 if stream.unsent_len > high_water {
                     stream.queue_paused = true;
@@ -166,109 +151,102 @@ impl Core {
                 Ok(stream.unsent_len)
             }
             Err(e) => {
-                stream.clear_queue();
-                Err(match e {
-                    WriteError::Stopped(code) => StreamError::Stopped(code.into_inner()),
-                    _ => StreamError::SendClosed,
-                })
+                stream.close_send();
+                Err(stream_error(e))
             }
         };
         self.touch(sref.conn.index as usize);
         r
     }
 
+    /// `Context::queued`.
     pub(crate) fn queued(&self, sref: StreamRef) -> usize {
         self.conn(sref.conn)
             .and_then(|c| c.streams.get(&sref.id))
             .map_or(0, |s| s.unsent_len)
     }
 
+    /// `Context::finish`.
     pub(crate) fn finish(&mut self, sref: StreamRef) -> Result<(), StreamError> {
-        self.plugin_stream(sref)?;
-        self.finish_owned(sref)
+        self.finish_as(sref, Access::PluginStream)
     }
 
-    /// `finish` for a plugin's stream or a flow's control stream.
-    pub(crate) fn finish_owned(&mut self, sref: StreamRef) -> Result<(), StreamError> {
-        let (quic, stream) = self.owned_stream(sref)?;
-        if stream.send_finishing || stream.send_done {
+    /// Finish the send side of a plugin's stream or a flow's control stream.
+    pub(crate) fn finish_as(&mut self, sref: StreamRef, access: Access) -> Result<(), StreamError> {
+        let (transport, stream) = self.stream_for(sref, access)?;
+        if !stream.send_open() {
             return Err(StreamError::SendClosed);
         }
         if !stream.unsent.is_empty() {
             // The FIN goes out after the queued bytes.
-            stream.send_finishing = true;
-            stream.finish_when_drained = true;
+            stream.send = SendState::FinishQueued;
             return Ok(());
         }
-        let r = match quic.send_stream(sref.id).finish() {
+        let r = match transport.finish(sref.id) {
             Ok(()) => {
-                stream.send_finishing = true;
+                stream.send = SendState::Finishing;
                 Ok(())
             }
-            Err(quinn_proto::FinishError::Stopped(code)) => {
-                Err(StreamError::Stopped(code.into_inner()))
-            }
-            Err(quinn_proto::FinishError::ClosedStream) => Err(StreamError::SendClosed),
+            Err(e) => Err(stream_error(e)),
         };
         self.touch(sref.conn.index as usize);
         r
     }
 
+    /// `Context::reset`.
     pub(crate) fn reset(&mut self, sref: StreamRef, code: u64) -> Result<(), StreamError> {
-        let (quic, stream) = self.plugin_stream(sref)?;
-        let code = VarInt::from_u64(code).unwrap_or(VarInt::MAX);
-        let _ = quic.send_stream(sref.id).reset(code);
-        stream.send_done = true;
-        stream.clear_queue();
+        let (transport, stream) = self.stream_for(sref, Access::PluginStream)?;
+        transport.reset(sref.id, code);
+        stream.close_send();
         self.touch(sref.conn.index as usize);
         self.maybe_remove_stream(sref.conn.index as usize, sref.id);
         Ok(())
     }
 
+    /// `Context::stop_sending`.
     pub(crate) fn stop_sending(&mut self, sref: StreamRef, code: u64) -> Result<(), StreamError> {
-        self.plugin_stream(sref)?;
-        self.stop_sending_owned(sref, code)
+        self.stop_sending_as(sref, code, Access::PluginStream)
     }
 
-    /// `stop_sending` for a plugin's stream or a flow's control stream.
-    pub(crate) fn stop_sending_owned(
+    /// Stop the receive side of a plugin's stream or a flow's control stream.
+    pub(crate) fn stop_sending_as(
         &mut self,
         sref: StreamRef,
         code: u64,
+        access: Access,
     ) -> Result<(), StreamError> {
-        let (quic, stream) = self.owned_stream(sref)?;
-        let code = VarInt::from_u64(code).unwrap_or(VarInt::MAX);
-        let _ = quic.recv_stream(sref.id).stop(code);
-        stream.recv_done = true;
+        let (transport, stream) = self.stream_for(sref, access)?;
+        transport.stop(sref.id, code);
+        stream.recv = RecvState::Closed;
         self.touch(sref.conn.index as usize);
         self.maybe_remove_stream(sref.conn.index as usize, sref.id);
         Ok(())
     }
 
-    /// Reset our side and stop the remote's, whatever is still open.
+    /// `Context::abort`: reset our side and stop the remote's, whatever is
+    /// still open.
     pub(crate) fn abort(&mut self, sref: StreamRef, code: u64) -> Result<(), StreamError> {
-        let (quic, stream) = self.plugin_stream(sref)?;
-        let code = VarInt::from_u64(code).unwrap_or(VarInt::MAX);
-        if !stream.send_done {
-            let _ = quic.send_stream(sref.id).reset(code);
-            stream.send_done = true;
-            stream.clear_queue();
+        let (transport, stream) = self.stream_for(sref, Access::PluginStream)?;
+        if stream.send_live() {
+            transport.reset(sref.id, code);
+            stream.close_send();
         }
-        if !stream.recv_done {
-            let _ = quic.recv_stream(sref.id).stop(code);
-            stream.recv_done = true;
+        if stream.recv_open() {
+            transport.stop(sref.id, code);
+            stream.recv = RecvState::Closed;
         }
         self.touch(sref.conn.index as usize);
         self.maybe_remove_stream(sref.conn.index as usize, sref.id);
         Ok(())
     }
 
+    /// `Context::set_reading`.
     pub(crate) fn set_reading(
         &mut self,
         sref: StreamRef,
         reading: bool,
     ) -> Result<(), StreamError> {
-        let (_, stream) = self.plugin_stream(sref)?;
+        let (_, stream) = self.stream_for(sref, Access::PluginStream)?;
         let resume = stream.read_paused && reading;
         stream.read_paused = !reading;
         if resume {
@@ -277,12 +255,13 @@ impl Core {
         Ok(())
     }
 
+    /// `Context::set_stream_keep_alive`.
     pub(crate) fn set_stream_keep_alive(
         &mut self,
         sref: StreamRef,
         keep: bool,
     ) -> Result<(), StreamError> {
-        self.stream_mut(sref)?.keeps_alive = keep;
+        self.stream_for(sref, Access::Any)?.1.keeps_alive = keep;
         self.update_idle(sref.conn.index as usize);
         Ok(())
     }

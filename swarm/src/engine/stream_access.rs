@@ -1,53 +1,31 @@
-//! The one way in to a stream for an operation: every plugin stream call
-//! goes through [`Core::plugin_stream`] or [`Core::owned_stream`], which
-//! refuse streams the caller does not own (a thread's, a packet flow's
-//! control stream) by their owner state.
+//! The one way in to a stream for an operation: every stream call from a
+//! plugin, a packet flow or a thread's bookkeeping goes through
+//! [`Core::stream_for`], which finds the stream (a stale handle is an
+//! error, never a panic) and lets its owner state decide whether this kind
+//! of caller may act on it ([`Stream::check`]).
 
 use crate::error::StreamError;
 use crate::ids::StreamRef;
-use crate::stream::{Owner, Stream};
+use crate::stream::{Access, Stream};
+use crate::transport::Transport;
 
 use super::core::Core;
 
 impl Core {
-    pub(crate) fn stream_mut(&mut self, sref: StreamRef) -> Result<&mut Stream, StreamError> {
-        self.conn_mut(sref.conn)
-            .and_then(|c| c.streams.get_mut(&sref.id))
-            .ok_or(StreamError::UnknownStream(sref))
-    }
-
-    /// The connection and stream for a plugin's stream call, refusing
-    /// threads' streams and packet flows' control streams (whose data the
-    /// plugin never sees, and whose `Writable` it must not be told about).
-    pub(crate) fn plugin_stream(
+    /// The transport and the stream for an operation of kind `access`.
+    pub(crate) fn stream_for(
         &mut self,
         sref: StreamRef,
-    ) -> Result<(&mut quinn_proto::Connection, &mut Stream), StreamError> {
-        let (quic, stream) = self.owned_stream(sref)?;
-        if stream.packet_flow {
-            return Err(StreamError::PacketFlow(sref));
-        }
-        Ok((quic, stream))
-    }
-
-    /// The connection and stream for an operation on the swarm thread's
-    /// side (a plugin's stream or a flow's control stream), refusing threads.
-    pub(crate) fn owned_stream(
-        &mut self,
-        sref: StreamRef,
-    ) -> Result<(&mut quinn_proto::Connection, &mut Stream), StreamError> {
+        access: Access,
+    ) -> Result<(&mut Transport, &mut Stream), StreamError> {
         let conn = self
-            .connections
-            .get_mut(sref.conn.index as usize)
-            .filter(|c| c.generation == sref.conn.generation && !c.closing)
+            .conn_mut(sref.conn)
             .ok_or(StreamError::UnknownStream(sref))?;
         let stream = conn
             .streams
             .get_mut(&sref.id)
             .ok_or(StreamError::UnknownStream(sref))?;
-        if matches!(stream.owner, Owner::Thread(_)) {
-            return Err(StreamError::Detached(sref));
-        }
-        Ok((&mut conn.quic, stream))
+        stream.check(sref, access)?;
+        Ok((&mut conn.transport, stream))
     }
 }

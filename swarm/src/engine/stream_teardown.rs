@@ -1,17 +1,16 @@
 //! Stream teardown: kill a stream both ways, tell a removed stream's owner
 //! why it died, and remove streams whose both directions are over.
 
-use quinn_proto::{StreamId, VarInt};
 use tracing::debug;
 
+use crate::codes::RESET_CODE_NEGOTIATION;
 use crate::error::{OpenStreamError, PacketError, StreamError};
 use crate::events::PacketFlow;
-use crate::ids::StreamRef;
-use crate::stream::{Owner, Stream};
+use crate::ids::{StreamId, StreamRef};
+use crate::stream::{Opener, Owner, Stream};
 
 use super::core::Core;
 use super::queues::Callback;
-use crate::codes::RESET_CODE_NEGOTIATION;
 
 impl Core {
     /// Kill a stream both ways and tell its owner why.
@@ -23,12 +22,12 @@ impl Core {
         let Some(stream) = conn.streams.remove(&sref.id) else {
             return;
         };
-        let code = VarInt::from_u32(RESET_CODE_NEGOTIATION);
-        if !stream.recv_done {
-            let _ = conn.quic.recv_stream(sref.id).stop(code);
+        let code = u64::from(RESET_CODE_NEGOTIATION);
+        if stream.recv_open() {
+            conn.transport.stop(sref.id, code);
         }
-        if !stream.send_done {
-            let _ = conn.quic.send_stream(sref.id).reset(code);
+        if stream.send_live() {
+            conn.transport.reset(sref.id, code);
         }
         debug!(stream = %sref, %error, "stream failed");
         self.stream_died(sref, stream, error);
@@ -38,53 +37,48 @@ impl Core {
 
     /// Tell a removed stream's owner that it died.
     pub(crate) fn stream_died(&mut self, sref: StreamRef, stream: Stream, error: StreamError) {
-        match stream.owner {
+        let flow_closed = |error: StreamError| match error {
+            StreamError::Negotiation(m) => PacketError::Open(OpenStreamError::Negotiation(m)),
+            _ => PacketError::FlowClosed,
+        };
+        let callback = match stream.owner {
             Owner::Thread(shared) => {
                 shared.lock().error.get_or_insert(error);
                 shared.notify_thread();
+                return;
             }
-            Owner::Negotiating {
-                waiter: Some(reply),
-                ..
-            } => {
-                let e = match error {
-                    StreamError::Negotiation(m) => OpenStreamError::Negotiation(m),
-                    other => OpenStreamError::Stream(other),
-                };
-                let _ = reply.send(Err(e));
-            }
-            Owner::Negotiating {
-                plugin: Some(p), ..
-            }
-            | Owner::Plugin(p)
-                if stream.packet_flow =>
-            {
-                if let Some(shared) = &stream.packet_thread {
+            Owner::Negotiating { opener, .. } => match opener {
+                Opener::Handle(reply) => {
+                    let e = match error {
+                        StreamError::Negotiation(m) => OpenStreamError::Negotiation(m),
+                        other => OpenStreamError::Stream(other),
+                    };
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                Opener::Remote => return,
+                Opener::Plugin(p) => Callback::Closed(p, sref, error),
+                Opener::Flow(p) => {
+                    Callback::FlowClosed(p, sref.conn, Some(PacketFlow(sref)), flow_closed(error))
+                }
+            },
+            Owner::Plugin(p) => Callback::Closed(p, sref, error),
+            Owner::FlowControl { plugin, thread } => {
+                if let Some(shared) = &thread {
                     shared.close(PacketError::FlowClosed);
                 }
-                let reason = match error {
-                    StreamError::Negotiation(m) => {
-                        PacketError::Open(OpenStreamError::Negotiation(m))
-                    }
-                    _ => PacketError::FlowClosed,
-                };
-                self.callbacks.push_back(Callback::FlowClosed(
-                    p,
+                Callback::FlowClosed(
+                    plugin,
                     sref.conn,
                     Some(PacketFlow(sref)),
-                    reason,
-                ));
+                    flow_closed(error),
+                )
             }
-            Owner::Negotiating {
-                plugin: Some(p), ..
-            }
-            | Owner::Plugin(p) => {
-                self.callbacks.push_back(Callback::Closed(p, sref, error));
-            }
-            Owner::Negotiating { .. } => {}
-        }
+        };
+        self.callbacks.push_back(callback);
     }
 
+    /// Remove a stream whose both directions are over.
     pub(crate) fn maybe_remove_stream(&mut self, index: usize, sid: StreamId) {
         let Some(conn) = self.connections.get_mut(index) else {
             return;
@@ -92,7 +86,15 @@ impl Core {
         if conn.streams.get(&sid).is_some_and(Stream::is_done) {
             let stream = conn.streams.remove(&sid);
             // A detached flow's thread must hear that the flow is over.
-            if let Some(shared) = stream.and_then(|s| s.packet_thread) {
+            if let Some(Stream {
+                owner:
+                    Owner::FlowControl {
+                        thread: Some(shared),
+                        ..
+                    },
+                ..
+            }) = stream
+            {
                 shared.close(PacketError::FlowClosed);
             }
             self.update_idle(index);

@@ -22,7 +22,11 @@ impl Core {
                 continue;
             };
             buf.clear();
-            if let Some(t) = conn.quic.poll_transmit(self.now, max_datagrams.max(1), buf) {
+            if let Some(t) =
+                conn.transport
+                    .quic()
+                    .poll_transmit(self.now, max_datagrams.max(1), buf)
+            {
                 // Sending changes quinn-proto's timers (loss detection).
                 self.touched.push(index);
                 let socket = conn.socket.0;

@@ -202,8 +202,7 @@ fn handshake_with_expected_peer_id_succeeds_and_both_sides_see_each_other() {
         let server_id = server_host.public().to_peer_id();
         let client_tls = TlsIdentity::new(client_host).unwrap();
         let server_tls = TlsIdentity::new(server_host).unwrap();
-        let (mut client, mut server, observed) =
-            connect(&client_tls, Some(server_id), &server_tls);
+        let (mut client, mut server, observed) = connect(&client_tls, Some(server_id), &server_tls);
 
         pump(&mut client, &mut server).unwrap();
 

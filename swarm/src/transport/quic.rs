@@ -6,9 +6,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use libp2p_identity::PeerId;
 use quinn_proto::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn_proto::{ClientConfig, Endpoint, IdleTimeout, ServerConfig, TransportConfig, VarInt};
+use quinn_proto::{
+    ClientConfig, Dir, Endpoint, FinishError, IdleTimeout, ReadableError, ServerConfig,
+    TransportConfig, VarInt, WriteError,
+};
+
+use super::outcomes::{ReadUnavailable, SendError, StreamReader};
+use crate::ids::StreamId;
 
 use crate::config::SwarmConfig;
 use crate::tls::{ObservedPeer, TlsError, TlsIdentity};
@@ -77,4 +84,108 @@ pub(crate) struct Socket {
     pub(crate) endpoint: Endpoint,
     pub(crate) local: SocketAddr,
     pub(crate) listening: bool,
+}
+
+// ----- the stream side of the seam (see `transport/mod.rs`) -----
+
+/// quinn-proto's id for one of our stream ids. Ids come from quinn-proto
+/// or from a QUIC varint, so they fit; an impossible one names no stream.
+fn quic_id(id: StreamId) -> quinn_proto::StreamId {
+    quinn_proto::StreamId::from(VarInt::from_u64(id.0).unwrap_or(VarInt::MAX))
+}
+
+/// Our id for a quinn-proto stream id.
+pub(crate) fn our_id(id: quinn_proto::StreamId) -> StreamId {
+    StreamId(id.into())
+}
+
+fn code(code: u64) -> VarInt {
+    VarInt::from_u64(code).unwrap_or(VarInt::MAX)
+}
+
+fn send_error(e: WriteError) -> SendError {
+    match e {
+        WriteError::Blocked => SendError::Blocked,
+        WriteError::Stopped(code) => SendError::Stopped(code.into_inner()),
+        WriteError::ClosedStream => SendError::Closed,
+    }
+}
+
+pub(crate) fn open_stream(q: &mut quinn_proto::Connection) -> Option<StreamId> {
+    q.streams().open(Dir::Bi).map(our_id)
+}
+
+pub(crate) fn accept_stream(q: &mut quinn_proto::Connection) -> Option<StreamId> {
+    q.streams().accept(Dir::Bi).map(our_id)
+}
+
+pub(crate) fn read<R>(
+    q: &mut quinn_proto::Connection,
+    id: StreamId,
+    f: impl FnOnce(&mut StreamReader<'_>) -> R,
+) -> Result<R, ReadUnavailable> {
+    let mut recv = q.recv_stream(quic_id(id));
+    let chunks = recv.read(true).map_err(|e| match e {
+        ReadableError::ClosedStream => ReadUnavailable::Closed,
+        ReadableError::IllegalOrderedRead => ReadUnavailable::NotNow,
+    })?;
+    let mut reader = StreamReader::Quic(chunks);
+    let r = f(&mut reader);
+    let StreamReader::Quic(chunks) = reader;
+    // Gives the remote flow-control credit for what was read.
+    let _ = chunks.finalize();
+    Ok(r)
+}
+
+// Writes go on until quinn says `Blocked`: only a refused write registers
+// the stream for a `Writable` event; a partial one does not, and the
+// stream would never be woken.
+
+pub(crate) fn write(
+    q: &mut quinn_proto::Connection,
+    id: StreamId,
+    data: &[u8],
+) -> Result<usize, SendError> {
+    let mut send = q.send_stream(quic_id(id));
+    let mut written = 0;
+    while written < data.len() {
+        match send.write(&data[written..]) {
+            Ok(n) => written += n,
+            Err(WriteError::Blocked) => break,
+            Err(e) => return Err(send_error(e)),
+        }
+    }
+    Ok(written)
+}
+
+pub(crate) fn write_bytes(
+    q: &mut quinn_proto::Connection,
+    id: StreamId,
+    data: &mut Bytes,
+) -> Result<usize, SendError> {
+    let mut send = q.send_stream(quic_id(id));
+    let before = data.len();
+    while !data.is_empty() {
+        match send.write_chunks(std::slice::from_mut(data)) {
+            Ok(_) => {}
+            Err(WriteError::Blocked) => break,
+            Err(e) => return Err(send_error(e)),
+        }
+    }
+    Ok(before - data.len())
+}
+
+pub(crate) fn finish(q: &mut quinn_proto::Connection, id: StreamId) -> Result<(), SendError> {
+    q.send_stream(quic_id(id)).finish().map_err(|e| match e {
+        FinishError::Stopped(code) => SendError::Stopped(code.into_inner()),
+        FinishError::ClosedStream => SendError::Closed,
+    })
+}
+
+pub(crate) fn reset(q: &mut quinn_proto::Connection, id: StreamId, c: u64) {
+    let _ = q.send_stream(quic_id(id)).reset(code(c));
+}
+
+pub(crate) fn stop(q: &mut quinn_proto::Connection, id: StreamId, c: u64) {
+    let _ = q.recv_stream(quic_id(id)).stop(code(c));
 }
