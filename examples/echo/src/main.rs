@@ -128,7 +128,7 @@ fn listen(addr: &Multiaddr) -> Result<(), Failure> {
     // 1. A swarm with a fresh identity and the echo plugin.
     let config = SwarmConfig::new(identity::generate_keypair());
     let mut runtime = Runtime::new(config).map_err(|e| Failure::Failed(e.to_string()))?;
-    runtime.add_protocol(Box::new(Echo::default()));
+    runtime.add_protocol(Box::new(Echo));
     // 2. Listen. Port 0 resolves to a real port here.
     let addr = runtime
         .listen(addr)
