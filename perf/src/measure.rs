@@ -14,9 +14,9 @@
 //! rust-libp2p's perf does) the 8-byte header and our end of stream go out,
 //! one byte and the server's end of stream come back.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -24,8 +24,8 @@ use serde_json::json;
 use swarm::address::quic_multiaddr;
 use swarm::multiaddr::Protocol as AddrPart;
 use swarm::{
-    Bytes, ConnId, Context, DialError, Message, Multiaddr, PeerId, PluginId, Protocol,
-    StreamError, StreamRef, SwarmHandle,
+    Bytes, ConnId, Context, DialError, Message, Multiaddr, PeerId, PluginId, Protocol, StreamError,
+    StreamRef, SwarmHandle,
 };
 
 use crate::client::{close, connect};

@@ -512,7 +512,10 @@ impl RequestResponse {
         // An answered request is over once the response is out. While part
         // of it still waits for the window, the exchange's timer stays: a
         // requester that never reads cannot hold it past the timeout.
-        let inbound = self.exchanges.get(&stream).is_some_and(|e| e.outbound.is_none());
+        let inbound = self
+            .exchanges
+            .get(&stream)
+            .is_some_and(|e| e.outbound.is_none());
         if inbound && ctx.queued(stream) == 0 {
             self.forget(ctx, stream);
         }

@@ -149,7 +149,14 @@ fn perf_10_mib_up_and_down_counts_exactly_on_both_sides() {
     let server = perf_server_node(1);
     let client = perf_client_node(2);
     client.dial(&server);
-    let run = perf::start(&client.handle, client.client(), server.peer, 10 * MIB, 10 * MIB).unwrap();
+    let run = perf::start(
+        &client.handle,
+        client.client(),
+        server.peer,
+        10 * MIB,
+        10 * MIB,
+    )
+    .unwrap();
     let report = run.wait(TIMEOUT).expect("perf run succeeds");
     assert_eq!(report.bytes_up, 10 * MIB);
     assert_eq!(report.bytes_down, 10 * MIB);
@@ -173,7 +180,9 @@ fn perf_runs_in_parallel_and_with_zero_sizes() {
     let sizes = [(0, 0), (1, 0), (0, 1), (MIB + 3, 7), (5, 2 * MIB + 1)];
     let runs: Vec<_> = sizes
         .iter()
-        .map(|&(up, down)| perf::start(&client.handle, client.client(), server.peer, up, down).unwrap())
+        .map(|&(up, down)| {
+            perf::start(&client.handle, client.client(), server.peer, up, down).unwrap()
+        })
         .collect();
     for ((up, down), run) in sizes.iter().zip(runs) {
         let report = run.wait(TIMEOUT).expect("perf run succeeds");
@@ -199,7 +208,16 @@ fn parallel_runs_that_overflow_the_send_window_all_finish() {
     let client = Node::start_with(client_config, vec![Box::new(PerfClient::new())]);
     client.dial(&server);
     let runs: Vec<_> = (0..3)
-        .map(|_| perf::start(&client.handle, client.client(), server.peer, 2 * MIB, 2 * MIB).unwrap())
+        .map(|_| {
+            perf::start(
+                &client.handle,
+                client.client(),
+                server.peer,
+                2 * MIB,
+                2 * MIB,
+            )
+            .unwrap()
+        })
         .collect();
     for run in runs {
         let report = run.wait(TIMEOUT).expect("perf run succeeds");
@@ -407,10 +425,16 @@ fn interop_our_client_against_rust_libp2p_server_10_mib_each_way() {
             TIMEOUT,
         )
         .expect("we connect to rust-libp2p");
-    let report = perf::start(&client.handle, client.client(), rust.peer_id(), 10 * MIB, 10 * MIB)
-        .unwrap()
-        .wait(TIMEOUT)
-        .expect("perf against rust-libp2p succeeds");
+    let report = perf::start(
+        &client.handle,
+        client.client(),
+        rust.peer_id(),
+        10 * MIB,
+        10 * MIB,
+    )
+    .unwrap()
+    .wait(TIMEOUT)
+    .expect("perf against rust-libp2p succeeds");
     assert_eq!((report.bytes_up, report.bytes_down), (10 * MIB, 10 * MIB));
     let read = rust
         .wait_for(TIMEOUT, |e| match e {
