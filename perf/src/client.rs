@@ -30,18 +30,19 @@ pub fn run(settings: &ClientSettings) -> anyhow::Result<()> {
     let key = generate_keypair();
     let identify = IdentifyConfig::new(key.public());
     let mut rt = Runtime::new(SwarmConfig::new(key)).context("cannot start the swarm")?;
-    rt.add_protocol(Box::new(PerfClient::new()));
-    rt.add_protocol(Box::new(TestDataClient::new()));
+    let clients = Clients {
+        perf: rt.add_protocol(Box::new(PerfClient::new())),
+        test_data: rt.add_protocol(Box::new(TestDataClient::new())),
+    };
     // Answer the responder's identify request, as any libp2p peer would.
     rt.add_protocol(Box::new(Identify::new(identify)));
-    if settings.mode != ClientMode::Transfer {
-        rt.add_protocol(Box::new(measure::Measure::new()));
-    }
+    let measure = (settings.mode != ClientMode::Transfer)
+        .then(|| rt.add_protocol(Box::new(measure::Measure::new())));
     let (handle, thread) = rt.spawn().context("cannot start the swarm thread")?;
 
-    let result = match settings.mode {
-        ClientMode::Transfer => connect_and_transfer(&handle, settings, start),
-        _ => measure::run(&handle, settings),
+    let result = match measure {
+        None => connect_and_transfer(&handle, clients, settings, start),
+        Some(measure) => measure::run(&handle, measure, settings),
     };
     // Close the connection politely either way; the thread ends after it.
     let _ = handle.shutdown(0);
@@ -49,14 +50,22 @@ pub fn run(settings: &ClientSettings) -> anyhow::Result<()> {
     result
 }
 
+/// The transfer plugins' ids, which requests are addressed to.
+#[derive(Clone, Copy)]
+struct Clients {
+    perf: PluginId,
+    test_data: PluginId,
+}
+
 fn connect_and_transfer(
     handle: &SwarmHandle,
+    clients: Clients,
     settings: &ClientSettings,
     start: Instant,
 ) -> anyhow::Result<()> {
     let conn = connect(handle, settings)?;
     let transfer_start = Instant::now();
-    let runs = start_runs(handle, conn, settings)?;
+    let runs = start_runs(handle, clients, conn, settings)?;
     let reports = wait_with_progress(&runs, transfer_start)?;
     let transfer = transfer_start.elapsed();
     let up: u64 = reports.iter().map(|r| r.bytes_up).sum();
@@ -131,6 +140,7 @@ fn connection_peer(handle: &SwarmHandle, conn: ConnId) -> anyhow::Result<PeerId>
 /// Start one run per stream, the byte counts split evenly among them.
 fn start_runs(
     handle: &SwarmHandle,
+    clients: Clients,
     conn: ConnId,
     settings: &ClientSettings,
 ) -> anyhow::Result<Vec<Run>> {
@@ -140,8 +150,10 @@ fn start_runs(
             let up = share(settings.upload, n, i);
             let down = share(settings.download, n, i);
             let run = match settings.protocol {
-                TransferProtocol::Perf => perf::start(handle, conn, up, down),
-                TransferProtocol::TestData => test_data::start(handle, conn, down),
+                TransferProtocol::Perf => perf::start(handle, clients.perf, conn, up, down),
+                TransferProtocol::TestData => {
+                    test_data::start(handle, clients.test_data, conn, down)
+                }
             };
             run.context("cannot start the transfer")
         })

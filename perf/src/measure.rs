@@ -14,9 +14,9 @@
 //! rust-libp2p's perf does) the 8-byte header and our end of stream go out,
 //! one byte and the server's end of stream come back.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -24,7 +24,7 @@ use serde_json::json;
 use swarm::address::quic_multiaddr;
 use swarm::multiaddr::Protocol as AddrPart;
 use swarm::{
-    Bytes, ConnId, Context, DialError, Multiaddr, PeerId, Protocol, ProtocolEvent, StreamError,
+    Bytes, ConnId, Context, DialError, Message, Multiaddr, PeerId, PluginId, Protocol, StreamError,
     StreamRef, SwarmHandle,
 };
 
@@ -35,8 +35,12 @@ use crate::env::{ClientMode, ClientSettings};
 const ITERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Run the measuring mode of `settings` through `handle`, whose swarm has
-/// the [`Measure`] plugin, and print its result.
-pub fn run(handle: &SwarmHandle, settings: &ClientSettings) -> anyhow::Result<()> {
+/// the [`Measure`] plugin with id `measure`, and print its result.
+pub fn run(
+    handle: &SwarmHandle,
+    measure: PluginId,
+    settings: &ClientSettings,
+) -> anyhow::Result<()> {
     let conn = connect(handle, settings)?;
     let kept = if settings.mode == ClientMode::Requests {
         Some(conn)
@@ -46,18 +50,16 @@ pub fn run(handle: &SwarmHandle, settings: &ClientSettings) -> anyhow::Result<()
     };
     let (reply, outcome) = mpsc::channel();
     let progress = Arc::new(AtomicU32::new(0));
+    let job = Job {
+        mode: settings.mode,
+        target: target(settings),
+        iterations: settings.iterations,
+        conn: kept,
+        progress: progress.clone(),
+        reply,
+    };
     handle
-        .send_event(ProtocolEvent::new(
-            "measure",
-            Start(Mutex::new(Some(Job {
-                mode: settings.mode,
-                target: target(settings),
-                iterations: settings.iterations,
-                conn: kept,
-                progress: progress.clone(),
-                reply,
-            }))),
-        ))
+        .send_message(measure, job)
         .context("the swarm has stopped")?;
     // A watchdog: fail when an iteration takes longer than ITERATION_TIMEOUT.
     let mut seen = (0, Instant::now());
@@ -99,9 +101,7 @@ fn target(settings: &ClientSettings) -> Multiaddr {
     addr
 }
 
-/// What the plugin is asked to do (taken once from the event).
-struct Start(Mutex<Option<Job>>);
-
+/// What the plugin is asked to do: a message to it, which it takes over.
 struct Job {
     mode: ClientMode,
     target: Multiaddr,
@@ -121,7 +121,7 @@ struct Finished {
     samples: Vec<Duration>,
 }
 
-/// Runs a measuring mode on the swarm thread; idle until a [`Start`] event.
+/// Runs a measuring mode on the swarm thread; idle until a [`Job`] message.
 #[derive(Default)]
 pub struct Measure {
     job: Option<Job>,
@@ -217,15 +217,12 @@ impl Protocol for Measure {
         "measure"
     }
 
-    fn handle_protocol_event(&mut self, ctx: &mut Context<'_>, event: &ProtocolEvent) {
-        let Some(Start(job)) = event.downcast_ref::<Start>() else {
-            return;
-        };
-        let Some(job) = job.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, message: Message) {
+        let Ok(job) = message.downcast::<Job>() else {
             return;
         };
         self.conn = job.conn;
-        self.job = Some(job);
+        self.job = Some(*job);
         self.next(ctx);
     }
 
@@ -261,15 +258,9 @@ impl Protocol for Measure {
         if self.stream.map(|(s, _)| s) != Some(stream) {
             return;
         }
-        // Ask for one byte, upload nothing.
-        let header = 1u64.to_be_bytes();
-        let result = match ctx.write(stream, &header) {
-            Ok(n) if n == header.len() => ctx.finish(stream).map_err(|e| e.to_string()),
-            Ok(n) => Err(format!(
-                "the 8-byte perf header did not fit: {n} bytes written"
-            )),
-            Err(e) => Err(e.to_string()),
-        };
+        // Ask for one byte, upload nothing; the FIN follows the header.
+        let header = Bytes::copy_from_slice(&1u64.to_be_bytes());
+        let result = ctx.send(stream, header).and_then(|_| ctx.finish(stream));
         if let Err(e) = result {
             self.finish(Err(format!("the perf run failed: {e}")));
         }
@@ -314,9 +305,10 @@ impl Protocol for Measure {
         self.iteration_done(ctx);
     }
 
-    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
-    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
-        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    /// Our side holds only the header and FIN; a server that stops it
+    /// after reading them may still send its byte, so the run goes on.
+    fn handle_stream_stopped(&mut self, _: &mut Context<'_>, stream: StreamRef, code: u64) {
+        tracing::debug!(%stream, code, "perf stream stopped; still reading");
     }
 
     fn handle_stream_closed(
@@ -325,8 +317,7 @@ impl Protocol for Measure {
         stream: StreamRef,
         reason: &StreamError,
     ) {
-        if self.stream.map(|(s, _)| s) == Some(stream) && !matches!(reason, StreamError::Stopped(_))
-        {
+        if self.stream.map(|(s, _)| s) == Some(stream) {
             self.stream = None;
             let reason = match reason {
                 StreamError::Negotiation(e) => format!("the perf protocol was refused: {e}"),

@@ -7,8 +7,8 @@
 //! header is complete fails alone, the connection carries on.
 //!
 //! - [`PerfServer`]: the server plugin. It emits a [`PerfServerEvent`] per run.
-//! - [`PerfClient`]: the client plugin, driven by [`PerfRequest`] events
-//!   (see [`start`]); each run reports through its [`Run`].
+//! - [`PerfClient`]: the client plugin, driven by [`PerfRequest`] messages
+//!   to its `PluginId` (see [`start`]); each run reports through its [`Run`].
 //! - [`run_blocking`]: the client on a thread, with a blocking stream handle.
 //!
 //! Both sides send zeros from one static buffer without copying, and count

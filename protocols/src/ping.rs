@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use rand::RngCore;
 use swarm::multistream::MultistreamError;
 use swarm::{
@@ -50,8 +50,6 @@ pub const MAX_INBOUND_STREAMS_PER_PEER: usize = 2;
 
 /// Error code for ping streams we abort.
 const RESET_CODE: u64 = 0;
-/// Echo bytes queued for a slow reader before we stop reading its stream.
-const MAX_ECHO_BACKLOG: usize = 64 * PAYLOAD_LEN;
 
 /// How the ping plugin behaves.
 #[derive(Clone, Debug)]
@@ -164,23 +162,18 @@ struct Pinger {
 
 struct InFlight {
     payload: [u8; PAYLOAD_LEN],
-    /// Bytes of `payload` not yet taken by the stream.
-    unsent: Bytes,
     sent_at: Instant,
     echo: BytesMut,
 }
 
-/// An inbound stream we echo on.
+/// An inbound stream we echo on. Echoes go out with `Context::send`: the
+/// swarm queues what a full window does not take and stops reading the
+/// stream while much is queued, so a remote that does not read its echoes
+/// is held back by QUIC flow control instead of growing our memory.
 struct Echo {
     peer: PeerId,
     /// An incomplete frame.
     partial: BytesMut,
-    /// Complete frames not yet taken by the stream.
-    backlog: BytesMut,
-    /// We paused reading because the backlog is full.
-    paused: bool,
-    /// The remote finished; finish ours once the backlog is out.
-    remote_finished: bool,
 }
 
 impl Ping {
@@ -222,7 +215,7 @@ impl Ping {
             debug!(%peer, "stop pinging");
             self.cancel(ctx, &mut pinger);
             if let Some(stream) = pinger.stream {
-                abort(ctx, stream);
+                let _ = ctx.abort(stream, RESET_CODE);
             }
         }
     }
@@ -262,13 +255,16 @@ impl Ping {
                 rand::rng().fill_bytes(&mut payload);
                 pinger.in_flight = Some(InFlight {
                     payload,
-                    unsent: Bytes::copy_from_slice(&payload),
                     sent_at: ctx.now(),
                     echo: BytesMut::with_capacity(PAYLOAD_LEN),
                 });
                 trace!(%peer, %stream, "ping");
                 self.arm(ctx, peer, timeout);
-                self.write_ping(ctx, peer);
+                // 32 bytes: whatever the window does not take now, the swarm
+                // sends as it opens.
+                if let Err(e) = ctx.send(stream, Bytes::copy_from_slice(&payload)) {
+                    self.ping_failed(ctx, peer, e.into());
+                }
             }
             // Negotiation is under way; the ping goes out when it is done.
             Some(_) => {}
@@ -282,23 +278,6 @@ impl Ping {
                 }
                 Err(e) => self.ping_failed(ctx, peer, e.into()),
             },
-        }
-    }
-
-    /// Write what the stream has not yet taken of the ping in flight.
-    fn write_ping(&mut self, ctx: &mut Context<'_>, peer: PeerId) {
-        let Some(pinger) = self.pingers.get_mut(&peer) else {
-            return;
-        };
-        let (Some(stream), Some(in_flight)) = (pinger.stream, pinger.in_flight.as_mut()) else {
-            return;
-        };
-        if in_flight.unsent.is_empty() {
-            return;
-        }
-        // A short write is finished by `handle_stream_writable`.
-        if let Err(e) = ctx.write_bytes(stream, &mut in_flight.unsent) {
-            self.ping_failed(ctx, peer, e.into());
         }
     }
 
@@ -349,7 +328,7 @@ impl Ping {
         pinger.in_flight = None;
         pinger.negotiated = false;
         if let Some(stream) = pinger.stream.take() {
-            abort(ctx, stream);
+            let _ = ctx.abort(stream, RESET_CODE);
         }
         self.cancel(ctx, &mut pinger);
         pinger.unsupported = error == PingError::Unsupported;
@@ -376,33 +355,20 @@ impl Ping {
 
     // ----- answerer -----
 
-    /// Move complete frames to the backlog and write what the stream takes.
-    fn echo(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+    /// Echo the complete frames among `data`; keep an incomplete one.
+    fn echo(&mut self, ctx: &mut Context<'_>, stream: StreamRef, data: &[u8]) {
         let Some(echo) = self.echoes.get_mut(&stream) else {
             return;
         };
+        echo.partial.extend_from_slice(data);
         let frames = echo.partial.len() / PAYLOAD_LEN * PAYLOAD_LEN;
-        let complete = echo.partial.split_to(frames);
-        echo.backlog.extend_from_slice(&complete);
-        let mut out = echo.backlog.split().freeze();
-        let written = ctx.write_bytes(stream, &mut out);
-        // Whatever the stream did not take stays queued for `writable`.
-        echo.backlog.extend_from_slice(&out);
-        if let Err(e) = written {
-            debug!(%stream, error = %e, "ping echo failed");
-            self.close_echo(ctx, stream, true);
+        if frames == 0 {
             return;
         }
-        // Back-pressure: a remote that does not read our echoes must not
-        // grow our memory; QUIC flow control holds it back meanwhile.
-        let full = echo.backlog.len() >= MAX_ECHO_BACKLOG;
-        if full != echo.paused {
-            echo.paused = full;
-            let _ = ctx.set_reading(stream, !full);
-        }
-        if echo.remote_finished && echo.backlog.is_empty() {
-            let _ = ctx.finish(stream);
-            self.close_echo(ctx, stream, false);
+        let complete = echo.partial.split_to(frames).freeze();
+        if let Err(e) = ctx.send(stream, complete) {
+            debug!(%stream, error = %e, "ping echo failed");
+            self.close_echo(ctx, stream, true);
         }
     }
 
@@ -412,7 +378,7 @@ impl Ping {
             return;
         };
         if abort_stream {
-            abort(ctx, stream);
+            let _ = ctx.abort(stream, RESET_CODE);
         }
         if let Some(count) = self.inbound_per_peer.get_mut(&echo.peer) {
             *count -= 1;
@@ -466,7 +432,7 @@ impl Protocol for Ping {
         let count = self.inbound_per_peer.entry(peer).or_default();
         if *count >= MAX_INBOUND_STREAMS_PER_PEER {
             debug!(%peer, %stream, "too many inbound ping streams; resetting");
-            abort(ctx, stream);
+            let _ = ctx.abort(stream, RESET_CODE);
             return;
         }
         *count += 1;
@@ -476,9 +442,6 @@ impl Protocol for Ping {
             Echo {
                 peer,
                 partial: BytesMut::new(),
-                backlog: BytesMut::new(),
-                paused: false,
-                remote_finished: false,
             },
         );
     }
@@ -494,34 +457,34 @@ impl Protocol for Ping {
     }
 
     fn handle_stream_data(&mut self, ctx: &mut Context<'_>, stream: StreamRef, data: Bytes) {
-        if let Some(echo) = self.echoes.get_mut(&stream) {
-            echo.partial.extend_from_slice(data.chunk());
-            self.echo(ctx, stream);
+        if self.echoes.contains_key(&stream) {
+            self.echo(ctx, stream, &data);
         } else if let Some(peer) = self.pinger_of(stream) {
             self.on_echo(ctx, peer, data);
         }
     }
 
-    fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
-        if self.echoes.contains_key(&stream) {
-            self.echo(ctx, stream);
-        } else if let Some(peer) = self.pinger_of(stream) {
-            self.write_ping(ctx, peer);
-        }
-    }
-
     fn handle_stream_finished(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
-        if let Some(echo) = self.echoes.get_mut(&stream) {
-            echo.remote_finished = true;
-            self.echo(ctx, stream);
+        if self.echoes.contains_key(&stream) {
+            // Our FIN follows the echoes still queued; an incomplete last
+            // frame is not echoed.
+            let _ = ctx.finish(stream);
+            self.close_echo(ctx, stream, false);
         } else if let Some(peer) = self.pinger_of(stream) {
             self.ping_failed(ctx, peer, PingError::StreamEnded);
         }
     }
 
-    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    /// The remote no longer reads this stream. Echoes cannot reach it, and
+    /// pings cannot either: the stream is of no use, so abort it (which
+    /// stops the remote's side too); a pinger retries on a new stream.
     fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
-        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+        if self.echoes.contains_key(&stream) {
+            debug!(%stream, code, "inbound ping stream stopped");
+            self.close_echo(ctx, stream, true);
+        } else if let Some(peer) = self.pinger_of(stream) {
+            self.ping_failed(ctx, peer, StreamError::Stopped(code).into());
+        }
     }
 
     fn handle_stream_closed(
@@ -582,10 +545,4 @@ impl Protocol for Ping {
             _ => {}
         }
     }
-}
-
-/// Reset a stream both ways; either side may already be over, which is fine.
-fn abort(ctx: &mut Context<'_>, stream: StreamRef) {
-    let _ = ctx.reset(stream, RESET_CODE);
-    let _ = ctx.stop_sending(stream, RESET_CODE);
 }

@@ -44,7 +44,7 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -424,10 +424,6 @@ struct Exchange {
     outbound: Option<RequestId>,
     /// Collects the incoming message.
     reader: MessageReader,
-    /// Our message (prefix, body), waiting for send window.
-    out: VecDeque<Bytes>,
-    /// Finish our send side once `out` is empty.
-    finish_when_sent: bool,
     /// Inbound only: the request arrived and the handler ran.
     answered: bool,
     /// Outbound only: the remote accepted the protocol.
@@ -481,53 +477,47 @@ impl RequestResponse {
         self.next_token += 1;
         let timer = ctx.set_timer(self.config.timeout, token);
         self.timers.insert(token, stream);
-        let mut exchange = Exchange {
+        let limit = match outbound {
+            Some(_) => self.config.max_response_size,
+            None => self.config.max_request_size,
+        };
+        let exchange = Exchange {
             peer,
             outbound: outbound.as_ref().map(|(id, _)| *id),
-            reader: MessageReader::new(self.config.max_request_size),
-            out: VecDeque::new(),
-            finish_when_sent: false,
+            reader: MessageReader::new(limit),
             answered: false,
             negotiated: false,
             timer,
             token,
         };
-        if let Some((_, request)) = outbound {
-            exchange.reader = MessageReader::new(self.config.max_response_size);
-            exchange.queue(request);
-        }
         self.exchanges.insert(stream, exchange);
-        self.flush(ctx, stream);
+        if let Some((_, request)) = outbound {
+            self.send_message(ctx, stream, request);
+        }
     }
 
-    /// Write what the send window takes; finish after the last byte. An
-    /// inbound exchange is over once its response is finished.
-    fn flush(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
-        let Some(exchange) = self.exchanges.get_mut(&stream) else {
-            return;
-        };
-        while let Some(front) = exchange.out.front_mut() {
-            match ctx.write_bytes(stream, front) {
-                Ok(_) if front.is_empty() => {
-                    exchange.out.pop_front();
-                }
-                // The window is full; `handle_stream_writable` follows.
-                Ok(_) => return,
-                Err(e) => {
-                    let error = RequestError::from_stream(&e, &self.protocol);
-                    return self.end(ctx, stream, Err(error));
-                }
-            }
+    /// Send `message` with its length prefix and finish after it. The swarm
+    /// queues what the window does not take (a message is bounded by the
+    /// size limits) and sends the FIN once the queue is out.
+    fn send_message(&mut self, ctx: &mut Context<'_>, stream: StreamRef, message: Bytes) {
+        let prefix = Bytes::from(length_prefix(message.len()));
+        let sent = ctx
+            .send(stream, prefix)
+            .and_then(|_| ctx.send(stream, message))
+            .and_then(|_| ctx.finish(stream));
+        if let Err(e) = sent {
+            let error = RequestError::from_stream(&e, &self.protocol);
+            return self.end(ctx, stream, Err(error));
         }
-        if exchange.finish_when_sent {
-            exchange.finish_when_sent = false;
-            if let Err(e) = ctx.finish(stream) {
-                let error = RequestError::from_stream(&e, &self.protocol);
-                return self.end(ctx, stream, Err(error));
-            }
-            if exchange.outbound.is_none() {
-                self.forget(ctx, stream);
-            }
+        // An answered request is over once the response is out. While part
+        // of it still waits for the window, the exchange's timer stays: a
+        // requester that never reads cannot hold it past the timeout.
+        let inbound = self
+            .exchanges
+            .get(&stream)
+            .is_some_and(|e| e.outbound.is_none());
+        if inbound && ctx.queued(stream) == 0 {
+            self.forget(ctx, stream);
         }
     }
 
@@ -555,10 +545,7 @@ impl RequestResponse {
                 );
                 self.abort(ctx, stream, RESET_TOO_LARGE);
             }
-            Some(response) => {
-                exchange.queue(response);
-                self.flush(ctx, stream);
-            }
+            Some(response) => self.send_message(ctx, stream, response),
         }
     }
 
@@ -575,9 +562,7 @@ impl RequestResponse {
         };
         if let Err(error) = &result {
             debug!(%stream, protocol = %self.protocol, %error, "exchange failed");
-            let code = error.reset_code();
-            let _ = ctx.reset(stream, code);
-            let _ = ctx.stop_sending(stream, code);
+            let _ = ctx.abort(stream, error.reset_code());
         }
         if let Some(id) = exchange.outbound {
             ctx.emit(ResponseEvent {
@@ -592,8 +577,7 @@ impl RequestResponse {
     /// Refuse an inbound request with `code`.
     fn abort(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
         if self.forget(ctx, stream).is_some() {
-            let _ = ctx.reset(stream, code);
-            let _ = ctx.stop_sending(stream, code);
+            let _ = ctx.abort(stream, code);
         }
     }
 
@@ -605,8 +589,24 @@ impl RequestResponse {
         Some(exchange)
     }
 
+    /// Why an exchange's stream died, for the requester.
+    fn closed_error(&self, exchange: &Exchange, reason: &StreamError) -> RequestError {
+        match reason {
+            // We sent the request right behind our proposal; a remote that
+            // refuses the protocol may then reset (and stop) the stream as
+            // it fails to parse the request as the next proposal, and that
+            // can overtake its `na`.
+            StreamError::Reset(code) | StreamError::Stopped(code)
+                if !exchange.negotiated && *code == u64::from(swarm::RESET_CODE_NEGOTIATION) =>
+            {
+                RequestError::Refused(self.protocol.clone())
+            }
+            other => RequestError::from_stream(other, &self.protocol),
+        }
+    }
+
     /// Open a stream for an [`OutboundRequest`] and send it.
-    fn send(&mut self, ctx: &mut Context<'_>, request: &OutboundRequest) {
+    fn request(&mut self, ctx: &mut Context<'_>, request: &OutboundRequest) {
         let result = check_size(request.request.len(), self.config.max_request_size).and_then(
             |()| match ctx.open_stream(request.peer, &self.protocol) {
                 Ok(stream) => Ok(stream),
@@ -633,16 +633,6 @@ impl RequestResponse {
     }
 }
 
-impl Exchange {
-    /// Queue `message` with its length prefix, and our finish after it.
-    fn queue(&mut self, message: Bytes) {
-        self.out
-            .push_back(Bytes::copy_from_slice(&length_prefix(message.len())));
-        self.out.push_back(message);
-        self.finish_when_sent = true;
-    }
-}
-
 impl Protocol for RequestResponse {
     fn name(&self) -> &'static str {
         "request-response"
@@ -658,7 +648,7 @@ impl Protocol for RequestResponse {
 
     fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, _: &str) {
         let Some(peer) = ctx.connection_peer(stream.conn) else {
-            let _ = ctx.reset(stream, 0);
+            let _ = ctx.abort(stream, 0);
             return;
         };
         self.track(ctx, stream, peer, None);
@@ -685,11 +675,8 @@ impl Protocol for RequestResponse {
         }
     }
 
-    fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
-        self.flush(ctx, stream);
-    }
-
     fn handle_stream_finished(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+        // An answered request may finish any time; it changes nothing.
         if let Some(exchange) = self.exchanges.get(&stream)
             && !exchange.answered
         {
@@ -698,9 +685,14 @@ impl Protocol for RequestResponse {
         }
     }
 
-    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    /// The remote will not read what we send. A responder stops a request
+    /// it refuses (with a `RESET_*` code that says why), and a requester
+    /// that stops wants no response: either way the exchange is over.
     fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
-        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+        if let Some(exchange) = self.exchanges.get(&stream) {
+            let error = self.closed_error(exchange, &StreamError::Stopped(code));
+            self.end(ctx, stream, Err(error));
+        }
     }
 
     fn handle_stream_closed(
@@ -715,18 +707,7 @@ impl Protocol for RequestResponse {
         let Some(id) = exchange.outbound else {
             return;
         };
-        let error = match reason {
-            // We sent the request right behind our proposal; a remote that
-            // refuses the protocol may then reset the stream as it fails to
-            // parse the request as the next proposal, and the reset can
-            // overtake its `na`.
-            StreamError::Reset(code)
-                if !exchange.negotiated && *code == u64::from(swarm::RESET_CODE_NEGOTIATION) =>
-            {
-                RequestError::Refused(self.protocol.clone())
-            }
-            other => RequestError::from_stream(other, &self.protocol),
-        };
+        let error = self.closed_error(&exchange, reason);
         ctx.emit(ResponseEvent {
             id,
             peer: exchange.peer,
@@ -736,7 +717,15 @@ impl Protocol for RequestResponse {
     }
 
     fn handle_timer(&mut self, ctx: &mut Context<'_>, token: u64) {
-        if let Some(stream) = self.timers.remove(&token) {
+        let Some(stream) = self.timers.remove(&token) else {
+            return;
+        };
+        let answered = self.exchanges.get(&stream).is_some_and(|e| e.answered);
+        if answered && ctx.queued(stream) == 0 {
+            // The response went out after all (the swarm sends no event
+            // when a send queue drains).
+            self.forget(ctx, stream);
+        } else {
             self.end(ctx, stream, Err(RequestError::Timeout(self.config.timeout)));
         }
     }
@@ -745,7 +734,7 @@ impl Protocol for RequestResponse {
         if let Some(request) = event.downcast_ref::<OutboundRequest>()
             && request.protocol == self.protocol
         {
-            self.send(ctx, request);
+            self.request(ctx, request);
         }
     }
 }

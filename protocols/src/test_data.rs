@@ -8,15 +8,19 @@
 //!
 //! - [`TestDataServer`]: the server plugin; emits [`TestDataServed`] per stream.
 //! - [`TestDataClient`]: the client plugin, driven by [`TestDataRequest`]
-//!   events (see [`start`]); reports through a [`Run`] like perf.
+//!   messages to its `PluginId` (see [`start`]); reports through a [`Run`]
+//!   like perf.
+//!
+//! The server's data is endless, so it is written from a static zero
+//! buffer only as the send window takes it, never queued.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use swarm::{
-    Bytes, Context, PeerId, Protocol, ProtocolEvent, StreamError, StreamRef, StreamTarget,
+    Bytes, Context, Message, PeerId, PluginId, Protocol, StreamError, StreamRef, StreamTarget,
     SwarmHandle,
 };
 use tracing::{debug, warn};
@@ -76,20 +80,23 @@ impl TestDataServer {
         let Some((peer, bytes_sent)) = self.streams.remove(&stream) else {
             return;
         };
-        match reason {
+        // Release the stream both ways; a side already over is left alone
+        // and a stream already gone makes this fail harmlessly.
+        let code = match reason {
             // The client stopping or resetting is how every run ends. A write
-            // can also find the stream already gone: the client's STOP_SENDING
-            // and FIN arrived together, and the swarm retired the stream
-            // before our `handle_stream_closed(Stopped)` came round.
+            // can also find the stream stopped (or already gone, with the
+            // client's FIN) before `handle_stream_stopped` came round. Only
+            // the client's side is left to end: "stop", not a fault.
             StreamError::Stopped(_) | StreamError::Reset(_) | StreamError::UnknownStream(_) => {
                 debug!(%stream, %peer, bytes_sent, %reason, "test-data client stopped reading");
+                STOP_CODE
             }
-            _ => warn!(%stream, %peer, bytes_sent, %reason, "test-data stream failed"),
-        }
-        // Our side is over either way; release the stream in both directions
-        // (the calls fail harmlessly for a side that is already closed).
-        let _ = ctx.reset(stream, RESET_CODE);
-        let _ = ctx.stop_sending(stream, STOP_CODE);
+            _ => {
+                warn!(%stream, %peer, bytes_sent, %reason, "test-data stream failed");
+                RESET_CODE
+            }
+        };
+        let _ = ctx.abort(stream, code);
         ctx.emit(TestDataServed {
             peer,
             stream,
@@ -109,7 +116,7 @@ impl Protocol for TestDataServer {
 
     fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, _: &str) {
         let Some(peer) = ctx.connection_peer(stream.conn) else {
-            let _ = ctx.reset(stream, RESET_CODE);
+            let _ = ctx.abort(stream, RESET_CODE);
             return;
         };
         debug!(%stream, %peer, "test-data stream accepted");
@@ -124,9 +131,9 @@ impl Protocol for TestDataServer {
     // Whatever the client sends is ignored, and its end of stream too: the
     // client finishes its side when it stops ours.
 
-    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    /// The client has enough: the normal end of a run.
     fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
-        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+        self.ended(ctx, stream, &StreamError::Stopped(code));
     }
 
     fn handle_stream_closed(
@@ -139,14 +146,16 @@ impl Protocol for TestDataServer {
     }
 }
 
-/// Ask a [`TestDataClient`] plugin to download `bytes` bytes. Send it with
-/// [`SwarmHandle::send_event`] (or use [`start`]).
+/// Ask a [`TestDataClient`] plugin to download `bytes` bytes: a message to
+/// that plugin's [`PluginId`], sent with [`SwarmHandle::send_message`] (or
+/// use [`start`]) or, from another plugin, with [`Context::send_message`].
 #[derive(Debug)]
 pub struct TestDataRequest {
     target: StreamTarget,
     bytes: u64,
-    /// Taken by the plugin that runs the request, so it runs once.
-    claim: Mutex<Option<(Arc<Progress>, Sender<RunResult>)>>,
+    /// The run's counters and reply channel; the plugin takes them over.
+    progress: Arc<Progress>,
+    reply: Sender<RunResult>,
 }
 
 impl TestDataRequest {
@@ -156,20 +165,23 @@ impl TestDataRequest {
         let request = Self {
             target: target.into(),
             bytes,
-            claim: Mutex::new(Some((progress, reply))),
+            progress,
+            reply,
         };
         (request, run)
     }
 }
 
-/// Start a download through the swarm's [`TestDataClient`] plugin.
+/// Start a download through the [`TestDataClient`] plugin `client` (the id
+/// `add_protocol` returned for it).
 pub fn start(
     handle: &SwarmHandle,
+    client: PluginId,
     target: impl Into<StreamTarget>,
     bytes: u64,
 ) -> Result<Run, PerfError> {
     let (request, run) = TestDataRequest::new(target, bytes);
-    handle.send_event(ProtocolEvent::new("test-data", request))?;
+    handle.send_message(client, request)?;
     Ok(run)
 }
 
@@ -181,7 +193,7 @@ struct ClientRun {
     start: Instant,
 }
 
-/// Runs downloads asked for with [`TestDataRequest`]: counts bytes until it
+/// Runs downloads asked for with [`TestDataRequest`] messages: counts bytes until it
 /// has the amount wanted (bytes past it in the last chunk are not counted),
 /// then stops the stream cleanly.
 #[derive(Default)]
@@ -207,8 +219,7 @@ impl TestDataClient {
                 let _ = ctx.finish(stream);
             }
             Err(error) => {
-                let _ = ctx.stop_sending(stream, RESET_CODE);
-                let _ = ctx.reset(stream, RESET_CODE);
+                let _ = ctx.abort(stream, RESET_CODE);
                 warn!(%stream, %error, "test-data download failed");
             }
         }
@@ -221,25 +232,23 @@ impl Protocol for TestDataClient {
         "test-data-client"
     }
 
-    fn handle_protocol_event(&mut self, ctx: &mut Context<'_>, event: &ProtocolEvent) {
-        let Some(request) = event.downcast_ref::<TestDataRequest>() else {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, message: Message) {
+        let Ok(request) = message.downcast::<TestDataRequest>() else {
             return;
         };
-        let Some((progress, reply)) = request
-            .claim
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
-            return;
-        };
-        match ctx.open_stream(request.target, PROTOCOL_ID) {
+        let TestDataRequest {
+            target,
+            bytes,
+            progress,
+            reply,
+        } = *request;
+        match ctx.open_stream(target, PROTOCOL_ID) {
             Ok(stream) => {
-                debug!(%stream, bytes = request.bytes, "test-data download started");
+                debug!(%stream, bytes, "test-data download started");
                 let run = ClientRun {
                     progress,
                     reply,
-                    wanted: request.bytes,
+                    wanted: bytes,
                     start: ctx.now(),
                 };
                 self.runs.insert(stream, run);
@@ -288,9 +297,10 @@ impl Protocol for TestDataClient {
         }
     }
 
-    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
-    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
-        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    /// The server stopped our send side, on which we send nothing but our
+    /// final FIN: the download is unaffected and goes on.
+    fn handle_stream_stopped(&mut self, _: &mut Context<'_>, stream: StreamRef, code: u64) {
+        debug!(%stream, code, "test-data server stopped our (empty) side");
     }
 
     fn handle_stream_closed(

@@ -12,7 +12,8 @@ use protocols::perf::{self, PerfClient, PerfError, PerfServer, PerfServerEvent};
 use protocols::test_data::{self, TestDataClient, TestDataServed, TestDataServer};
 use rust_libp2p_peer::{PeerConfig, PeerEvent, RustPeer};
 use swarm::{
-    ConnId, Keypair, Multiaddr, PeerId, Protocol, Runtime, SwarmConfig, SwarmEvent, SwarmHandle,
+    ConnId, Keypair, Multiaddr, PeerId, PluginId, Protocol, Runtime, SwarmConfig, SwarmEvent,
+    SwarmHandle,
 };
 
 /// A bound on every wait; generous for debug builds on a busy machine.
@@ -25,6 +26,8 @@ struct Node {
     peer: PeerId,
     addr: Multiaddr,
     events: Receiver<SwarmEvent>,
+    /// The ids of its plugins, in the order given.
+    plugins: Vec<PluginId>,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -36,9 +39,7 @@ impl Node {
     fn start_with(config: SwarmConfig, plugins: Vec<Box<dyn Protocol>>) -> Node {
         log_capture();
         let mut rt = Runtime::new(config).expect("runtime");
-        for p in plugins {
-            rt.add_protocol(p);
-        }
+        let plugins = plugins.into_iter().map(|p| rt.add_protocol(p)).collect();
         let addr = rt
             .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
             .expect("listen");
@@ -50,8 +51,14 @@ impl Node {
             peer,
             addr,
             events,
+            plugins,
             thread: Some(thread),
         }
+    }
+
+    /// The id of its first plugin: the client that requests go to.
+    fn client(&self) -> PluginId {
+        self.plugins[0]
     }
 
     fn dial(&self, other: &Node) -> ConnId {
@@ -142,7 +149,14 @@ fn perf_10_mib_up_and_down_counts_exactly_on_both_sides() {
     let server = perf_server_node(1);
     let client = perf_client_node(2);
     client.dial(&server);
-    let run = perf::start(&client.handle, server.peer, 10 * MIB, 10 * MIB).unwrap();
+    let run = perf::start(
+        &client.handle,
+        client.client(),
+        server.peer,
+        10 * MIB,
+        10 * MIB,
+    )
+    .unwrap();
     let report = run.wait(TIMEOUT).expect("perf run succeeds");
     assert_eq!(report.bytes_up, 10 * MIB);
     assert_eq!(report.bytes_down, 10 * MIB);
@@ -166,7 +180,9 @@ fn perf_runs_in_parallel_and_with_zero_sizes() {
     let sizes = [(0, 0), (1, 0), (0, 1), (MIB + 3, 7), (5, 2 * MIB + 1)];
     let runs: Vec<_> = sizes
         .iter()
-        .map(|&(up, down)| perf::start(&client.handle, server.peer, up, down).unwrap())
+        .map(|&(up, down)| {
+            perf::start(&client.handle, client.client(), server.peer, up, down).unwrap()
+        })
         .collect();
     for ((up, down), run) in sizes.iter().zip(runs) {
         let report = run.wait(TIMEOUT).expect("perf run succeeds");
@@ -174,7 +190,7 @@ fn perf_runs_in_parallel_and_with_zero_sizes() {
     }
     // Optimistic: the upload follows the proposal without waiting.
     let (request, run) = perf::PerfRequest::new(server.peer, 2 * MIB, 3);
-    perf::send(&client.handle, request.optimistic(true)).unwrap();
+    perf::send(&client.handle, client.client(), request.optimistic(true)).unwrap();
     let report = run.wait(TIMEOUT).expect("optimistic run succeeds");
     assert_eq!((report.bytes_up, report.bytes_down), (2 * MIB, 3));
     assert_eq!(client.connections_to(server.peer), 1);
@@ -192,7 +208,16 @@ fn parallel_runs_that_overflow_the_send_window_all_finish() {
     let client = Node::start_with(client_config, vec![Box::new(PerfClient::new())]);
     client.dial(&server);
     let runs: Vec<_> = (0..3)
-        .map(|_| perf::start(&client.handle, server.peer, 2 * MIB, 2 * MIB).unwrap())
+        .map(|_| {
+            perf::start(
+                &client.handle,
+                client.client(),
+                server.peer,
+                2 * MIB,
+                2 * MIB,
+            )
+            .unwrap()
+        })
         .collect();
     for run in runs {
         let report = run.wait(TIMEOUT).expect("perf run succeeds");
@@ -283,7 +308,7 @@ fn perf_header_cut_short_fails_that_stream_and_the_connection_survives() {
     });
     assert_eq!(error, PerfError::HeaderTruncated { received: 3 });
     // Same connection, next run: fine.
-    let report = perf::start(&client.handle, server.peer, 10, 20)
+    let report = perf::start(&client.handle, client.client(), server.peer, 10, 20)
         .unwrap()
         .wait(TIMEOUT)
         .expect("the next run succeeds");
@@ -296,7 +321,7 @@ fn perf_against_a_peer_without_perf_is_refused() {
     let server = Node::start(11, vec![Box::new(TestDataServer::new())]);
     let client = perf_client_node(12);
     client.dial(&server);
-    let error = perf::start(&client.handle, server.peer, 10, 10)
+    let error = perf::start(&client.handle, client.client(), server.peer, 10, 10)
         .unwrap()
         .wait(TIMEOUT)
         .expect_err("must be refused");
@@ -310,7 +335,7 @@ fn perf_against_a_peer_without_perf_is_refused() {
 fn perf_to_an_unconnected_peer_fails_to_open() {
     let client = perf_client_node(13);
     let stranger = PeerId::random();
-    let error = perf::start(&client.handle, stranger, 1, 1)
+    let error = perf::start(&client.handle, client.client(), stranger, 1, 1)
         .unwrap()
         .wait(TIMEOUT)
         .expect_err("not connected");
@@ -323,7 +348,7 @@ fn test_data_download_counts_exactly_and_the_server_logs_no_error() {
     let client = Node::start(15, vec![Box::new(TestDataClient::new())]);
     client.dial(&server);
     let wanted = 5 * MIB + 7;
-    let run = test_data::start(&client.handle, server.peer, wanted).unwrap();
+    let run = test_data::start(&client.handle, client.client(), server.peer, wanted).unwrap();
     let report = run.wait(TIMEOUT).expect("download succeeds");
     assert_eq!(report.bytes_down, wanted);
     assert_eq!(run.progress().downloaded(), wanted);
@@ -331,7 +356,7 @@ fn test_data_download_counts_exactly_and_the_server_logs_no_error() {
     assert_eq!(served.peer, client.peer);
     assert!(served.bytes_sent >= wanted, "{served:?}");
     // A second download on the same connection works too.
-    let report = test_data::start(&client.handle, server.peer, 1)
+    let report = test_data::start(&client.handle, client.client(), server.peer, 1)
         .unwrap()
         .wait(TIMEOUT)
         .expect("second download succeeds");
@@ -364,14 +389,14 @@ fn test_data_of_zero_bytes_succeeds_and_a_refusal_is_reported() {
     let server = Node::start(22, vec![Box::new(TestDataServer::new())]);
     let client = Node::start(23, vec![Box::new(TestDataClient::new())]);
     client.dial(&server);
-    let report = test_data::start(&client.handle, server.peer, 0)
+    let report = test_data::start(&client.handle, client.client(), server.peer, 0)
         .unwrap()
         .wait(TIMEOUT)
         .expect("an empty download succeeds");
     assert_eq!(report.bytes_down, 0);
     let no_test_data = perf_server_node(24);
     client.dial(&no_test_data);
-    let error = test_data::start(&client.handle, no_test_data.peer, 10)
+    let error = test_data::start(&client.handle, client.client(), no_test_data.peer, 10)
         .unwrap()
         .wait(TIMEOUT)
         .expect_err("must be refused");
@@ -400,10 +425,16 @@ fn interop_our_client_against_rust_libp2p_server_10_mib_each_way() {
             TIMEOUT,
         )
         .expect("we connect to rust-libp2p");
-    let report = perf::start(&client.handle, rust.peer_id(), 10 * MIB, 10 * MIB)
-        .unwrap()
-        .wait(TIMEOUT)
-        .expect("perf against rust-libp2p succeeds");
+    let report = perf::start(
+        &client.handle,
+        client.client(),
+        rust.peer_id(),
+        10 * MIB,
+        10 * MIB,
+    )
+    .unwrap()
+    .wait(TIMEOUT)
+    .expect("perf against rust-libp2p succeeds");
     assert_eq!((report.bytes_up, report.bytes_down), (10 * MIB, 10 * MIB));
     let read = rust
         .wait_for(TIMEOUT, |e| match e {

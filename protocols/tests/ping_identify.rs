@@ -157,11 +157,10 @@ impl Protocol for WrongEcho {
         let wrong: Vec<u8> = data.iter().map(|b| b.wrapping_add(1)).collect();
         let _ = ctx.write(stream, &wrong);
     }
-    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
-    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
-        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+    // The pinger aborts a stream both ways; either direction's end may come first.
+    fn handle_stream_stopped(&mut self, _: &mut Context<'_>, _: StreamRef, code: u64) {
+        let _ = self.closed.send(StreamError::Stopped(code));
     }
-
     fn handle_stream_closed(&mut self, _: &mut Context<'_>, _: StreamRef, reason: &StreamError) {
         let _ = self.closed.send(reason.clone());
     }

@@ -128,7 +128,7 @@ fn listen(addr: &Multiaddr) -> Result<(), Failure> {
     // 1. A swarm with a fresh identity and the echo plugin.
     let config = SwarmConfig::new(identity::generate_keypair());
     let mut runtime = Runtime::new(config).map_err(|e| Failure::Failed(e.to_string()))?;
-    runtime.add_protocol(Box::new(Echo::default()));
+    runtime.add_protocol(Box::new(Echo));
     // 2. Listen. Port 0 resolves to a real port here.
     let addr = runtime
         .listen(addr)
@@ -156,7 +156,7 @@ fn dial(addr: &Multiaddr, text: &str, timeout: Duration) -> Result<(), Failure> 
     let conn = connect(&handle, addr, timeout)?;
     // 3. Open a stream; multistream-select settles the protocol first.
     let mut stream = match handle.open_stream(conn, PROTOCOL, timeout) {
-        Ok((stream)) => stream,
+        Ok(stream) => stream,
         Err(HandleError::Failed(OpenStreamError::Negotiation(MultistreamError::Refused {
             ..
         }))) => {
@@ -188,7 +188,7 @@ fn connect(handle: &SwarmHandle, addr: &Multiaddr, timeout: Duration) -> Result<
     // The swarm's own handshake timeout answers first; the extra second
     // only guards against a swarm that does not answer at all.
     match handle.dial(addr, false, timeout + Duration::from_secs(1)) {
-        Ok((conn)) => Ok(conn),
+        Ok(conn) => Ok(conn),
         Err(HandleError::Failed(e @ DialError::WrongPeerId { .. })) => Err(Failure::WrongPeer(e)),
         Err(HandleError::Failed(e @ DialError::UnsupportedAddress(_))) => {
             Err(Failure::Usage(e.to_string()))

@@ -14,7 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 fn echoes_32_mib_byte_for_byte_under_back_pressure() {
     // The listener, with the plugin.
     let mut listener = Runtime::new(SwarmConfig::new(identity::generate_keypair())).unwrap();
-    listener.add_protocol(Box::new(Echo::default()));
+    listener.add_protocol(Box::new(Echo));
     let addr = listener
         .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
         .unwrap();

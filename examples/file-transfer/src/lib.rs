@@ -123,7 +123,8 @@ impl Protocol for FileServer {
         if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_TRANSFERS {
             self.active.fetch_sub(1, Ordering::AcqRel);
             warn!(%stream, "too many transfers; stream refused");
-            let _ = ctx.reset(stream, 0);
+            // Both ways: the client is told at once and its name is not read.
+            let _ = ctx.abort(stream, 0);
             return;
         }
         let handle = match ctx.detach_stream(stream) {

@@ -184,7 +184,7 @@ fn get(
     // 3. Connect and open the stream.
     let conn = connect(&handle, addr, timeout)?;
     let mut stream = match handle.open_stream(conn, PROTOCOL, timeout) {
-        Ok((stream)) => stream,
+        Ok(stream) => stream,
         Err(HandleError::Failed(OpenStreamError::Negotiation(MultistreamError::Refused {
             ..
         }))) => {
@@ -232,7 +232,7 @@ fn connect(handle: &SwarmHandle, addr: &Multiaddr, timeout: Duration) -> Result<
     // The swarm's own handshake timeout answers first; the extra second
     // only guards against a swarm that does not answer at all.
     match handle.dial(addr, false, timeout + Duration::from_secs(1)) {
-        Ok((conn)) => Ok(conn),
+        Ok(conn) => Ok(conn),
         Err(HandleError::Failed(e @ DialError::WrongPeerId { .. })) => Err(Failure::WrongPeer(e)),
         Err(HandleError::Failed(e @ DialError::UnsupportedAddress(_))) => {
             Err(Failure::Usage(e.to_string()))

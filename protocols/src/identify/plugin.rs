@@ -59,11 +59,12 @@ enum Kind {
     Request(MessageReader),
     /// The remote pushes (stream it opened): read it.
     PushIn(MessageReader),
-    /// We answer or push: write `data`, then finish.
+    /// We answer or push: send our information, then finish.
     Send {
-        data: Bytes,
         push: bool,
-        finished: bool,
+        /// Our information and FIN are handed to the swarm (`Context::send`
+        /// and `finish`); pushes wait for negotiation first.
+        sent: bool,
         remote_finished: bool,
     },
 }
@@ -155,9 +156,8 @@ impl Identify {
         let Some(exchange) = self.untrack(ctx, stream) else {
             return;
         };
-        // Either may fail if that side is already over; both are harmless.
-        let _ = ctx.reset(stream, RESET_CODE);
-        let _ = ctx.stop_sending(stream, RESET_CODE);
+        // The stream may already be over (that may be why we fail).
+        let _ = ctx.abort(stream, RESET_CODE);
         warn!(peer = %exchange.peer, %stream, %error, "identify exchange failed");
         ctx.emit(IdentifyEvent::Error {
             peer: exchange.peer,
@@ -198,9 +198,8 @@ impl Identify {
                 Ok(stream) => {
                     // The message is built once negotiation is done.
                     let kind = Kind::Send {
-                        data: Bytes::new(),
                         push: true,
-                        finished: false,
+                        sent: false,
                         remote_finished: false,
                     };
                     self.track(ctx, stream, peer, kind);
@@ -219,48 +218,36 @@ impl Identify {
         }
     }
 
-    /// Write what is left of a `Send` exchange, then finish.
-    fn write_pending(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+    /// Send our information on a `Send` exchange and finish after it. The
+    /// swarm queues what the window does not take and sends the FIN once
+    /// the queue is out; the message is a few KiB, so the queue is bounded.
+    fn send_info(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+        let data = self.encoded_local_info(ctx, stream.conn);
         let Some(exchange) = self.exchanges.get_mut(&stream) else {
             return;
         };
         let peer = exchange.peer;
         let Kind::Send {
-            data,
             push,
-            finished,
+            sent,
             remote_finished,
         } = &mut exchange.kind
         else {
             return;
         };
-        if *finished {
-            return;
+        let (push, done) = (*push, *remote_finished);
+        if let Err(e) = ctx.send(stream, data).and_then(|_| ctx.finish(stream)) {
+            return self.fail(ctx, stream, e.into());
         }
-        let result = ctx.write_bytes(stream, data).and_then(|_| {
-            if data.is_empty() {
-                ctx.finish(stream).map(|()| true)
-            } else {
-                // The rest goes out on `handle_stream_writable`.
-                Ok(false)
-            }
+        *sent = true;
+        let conn = stream.conn;
+        ctx.emit(if push {
+            IdentifyEvent::Pushed { peer, conn }
+        } else {
+            IdentifyEvent::Sent { peer, conn }
         });
-        match result {
-            Ok(false) => {}
-            Ok(true) => {
-                *finished = true;
-                let (push, done) = (*push, *remote_finished);
-                let conn = stream.conn;
-                ctx.emit(if push {
-                    IdentifyEvent::Pushed { peer, conn }
-                } else {
-                    IdentifyEvent::Sent { peer, conn }
-                });
-                if done {
-                    self.untrack(ctx, stream);
-                }
-            }
-            Err(e) => self.fail(ctx, stream, e.into()),
+        if done {
+            self.untrack(ctx, stream);
         }
     }
 
@@ -377,19 +364,16 @@ impl Protocol for Identify {
             self.track(ctx, stream, peer, kind);
             return;
         }
-        let data = self.encoded_local_info(ctx, stream.conn);
         let kind = Kind::Send {
-            data,
             push: false,
-            finished: false,
+            sent: false,
             remote_finished: false,
         };
         self.track(ctx, stream, peer, kind);
-        self.write_pending(ctx, stream);
+        self.send_info(ctx, stream);
     }
 
     fn handle_stream_negotiated(&mut self, ctx: &mut Context<'_>, stream: StreamRef, _: &str) {
-        let conn = stream.conn;
         match self.exchanges.get(&stream).map(|e| &e.kind) {
             // We send nothing with a request: end our side so the answerer
             // sees a clean EOF.
@@ -401,17 +385,8 @@ impl Protocol for Identify {
                     debug!(%stream, error = %e, "cannot finish identify request");
                 }
             }
-            Some(Kind::Send { .. }) => {
-                let encoded = self.encoded_local_info(ctx, conn);
-                if let Some(Exchange {
-                    kind: Kind::Send { data, .. },
-                    ..
-                }) = self.exchanges.get_mut(&stream)
-                {
-                    *data = encoded;
-                }
-                self.write_pending(ctx, stream);
-            }
+            // A push: the message is built now, with what is current.
+            Some(Kind::Send { .. }) => self.send_info(ctx, stream),
             Some(Kind::PushIn(_)) | None => {}
         }
     }
@@ -430,15 +405,11 @@ impl Protocol for Identify {
         }
     }
 
-    fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
-        self.write_pending(ctx, stream);
-    }
-
     fn handle_stream_finished(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
         if let Some(Exchange {
             kind:
                 Kind::Send {
-                    finished,
+                    sent,
                     remote_finished,
                     ..
                 },
@@ -447,7 +418,7 @@ impl Protocol for Identify {
         {
             // Done once our side is finished too.
             *remote_finished = true;
-            if *finished {
+            if *sent {
                 self.untrack(ctx, stream);
             }
             return;
@@ -466,7 +437,7 @@ impl Protocol for Identify {
             .and_then(|message| self.on_message(ctx, stream.conn, peer, message, pushed));
         if let Err(error) = result {
             // The stream is over on the remote's side; make sure ours is too.
-            let _ = ctx.reset(stream, RESET_CODE);
+            let _ = ctx.abort(stream, RESET_CODE);
             warn!(%peer, %stream, %error, "identify exchange failed");
             ctx.emit(IdentifyEvent::Error {
                 peer,
@@ -476,9 +447,28 @@ impl Protocol for Identify {
         }
     }
 
-    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    /// The remote stopped our send side. On a reading exchange that side
+    /// was already finished (rust-libp2p stops it when it drops a stream it
+    /// has answered on) and the message may still be arriving: keep
+    /// reading. On a sending exchange nothing more is expected from the
+    /// remote: we are done with the stream.
     fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
-        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+        let Some(exchange) = self.exchanges.get(&stream) else {
+            return;
+        };
+        let Kind::Send { sent, .. } = exchange.kind else {
+            debug!(%stream, code, "identify stream stopped; still reading");
+            return;
+        };
+        if !sent {
+            // A push stopped before it went out.
+            return self.fail(ctx, stream, StreamError::Stopped(code).into());
+        }
+        // What was still queued of our message is lost; the remote chose
+        // not to read it, which is not our failure.
+        let peer = self.untrack(ctx, stream).map(|e| e.peer);
+        debug!(?peer, %stream, code, "identify stream stopped after sending");
+        let _ = ctx.abort(stream, RESET_CODE);
     }
 
     fn handle_stream_closed(
@@ -487,17 +477,6 @@ impl Protocol for Identify {
         stream: StreamRef,
         reason: &StreamError,
     ) {
-        let reading = matches!(
-            self.exchanges.get(&stream).map(|e| &e.kind),
-            Some(Kind::Request(_) | Kind::PushIn(_))
-        );
-        if reading && matches!(reason, StreamError::Stopped(_)) {
-            // Only our (already finished) send side was stopped: rust-libp2p
-            // stops it when it drops a stream it has answered on. The
-            // answer may still be arriving; keep reading.
-            debug!(%stream, %reason, "identify stream stopped; still reading");
-            return;
-        }
         let Some(exchange) = self.untrack(ctx, stream) else {
             return;
         };
@@ -507,8 +486,8 @@ impl Protocol for Identify {
             (_, StreamError::ConnectionClosed(_)) => {
                 debug!(%peer, %stream, "identify stream ended with its connection");
             }
-            // Our data and FIN went out; the remote just stopped listening.
-            (Kind::Send { finished: true, .. }, _) => {
+            // Our data and FIN were handed over; the remote just left.
+            (Kind::Send { sent: true, .. }, _) => {
                 debug!(%peer, %stream, %reason, "identify stream closed after sending");
             }
             _ => {
@@ -526,11 +505,11 @@ impl Protocol for Identify {
         let Some(&stream) = self.timers.get(&token) else {
             return;
         };
-        let finished = matches!(
+        let sent = matches!(
             self.exchanges.get(&stream).map(|e| &e.kind),
-            Some(Kind::Send { finished: true, .. })
+            Some(Kind::Send { sent: true, .. })
         );
-        if finished {
+        if sent {
             // Everything was sent; the remote never ended its side. Only
             // stop reading: a reset could discard our unacknowledged answer.
             self.untrack(ctx, stream);

@@ -1,34 +1,35 @@
-//! The perf client, two ways: a plugin driven by [`PerfRequest`] events
+//! The perf client, two ways: a plugin driven by [`PerfRequest`] messages
 //! (zero-copy, the fast path), and [`run_blocking`] on a thread's stream
 //! handle (simple, one copy per write).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarm::{
-    Bytes, Context, DetachedStream, Protocol, ProtocolEvent, StreamError, StreamRef, StreamTarget,
-    SwarmHandle,
+    Bytes, Context, DetachedStream, Message, PluginId, Protocol, StreamError, StreamRef,
+    StreamTarget, SwarmHandle,
 };
 use tracing::{debug, warn};
 
 use super::run::{PerfError, PerfReport, Progress, Run, RunResult};
-use super::zeros::{chunk, send_zeros, write_until_blocked};
+use super::zeros::{chunk, send_zeros};
 use super::{PROTOCOL_ID, RESET_CODE};
 
-/// Ask a [`PerfClient`] plugin for a run. Send it with
-/// [`SwarmHandle::send_event`] (or use [`start`]) or, from another plugin,
-/// with [`Context::emit`]. The first `PerfClient` that sees it runs it.
+/// Ask a [`PerfClient`] plugin for a run: a message to that plugin's
+/// [`PluginId`] (what `add_protocol` returned), sent with [`send`] (or use
+/// [`start`]) or, from another plugin, with [`Context::send_message`].
 #[derive(Debug)]
 pub struct PerfRequest {
     target: StreamTarget,
     upload: u64,
     download: u64,
     optimistic: bool,
-    /// Taken by the plugin that runs the request, so it runs once.
-    claim: Mutex<Option<(Arc<Progress>, Sender<RunResult>)>>,
+    /// The run's counters and reply channel; the plugin takes them over.
+    progress: Arc<Progress>,
+    reply: Sender<RunResult>,
 }
 
 impl PerfRequest {
@@ -41,7 +42,8 @@ impl PerfRequest {
             upload,
             download,
             optimistic: false,
-            claim: Mutex::new(Some((progress, reply))),
+            progress,
+            reply,
         };
         (request, run)
     }
@@ -56,27 +58,26 @@ impl PerfRequest {
         self.optimistic = optimistic;
         self
     }
-
-    fn claim(&self) -> Option<(Arc<Progress>, Sender<RunResult>)> {
-        self.claim.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
 }
 
-/// Start a run through the swarm's [`PerfClient`] plugin.
+/// Start a run through the [`PerfClient`] plugin `client` (the id
+/// `add_protocol` returned for it).
 pub fn start(
     handle: &SwarmHandle,
+    client: PluginId,
     target: impl Into<StreamTarget>,
     upload: u64,
     download: u64,
 ) -> Result<Run, PerfError> {
     let (request, run) = PerfRequest::new(target, upload, download);
-    send(handle, request)?;
+    send(handle, client, request)?;
     Ok(run)
 }
 
-/// Hand a request to the swarm's [`PerfClient`] plugin.
-pub fn send(handle: &SwarmHandle, request: PerfRequest) -> Result<(), PerfError> {
-    handle.send_event(ProtocolEvent::new("perf", request))?;
+/// Hand a request to the [`PerfClient`] plugin `client`. If no plugin has
+/// that id, the run ends with [`PerfError::SwarmStopped`].
+pub fn send(handle: &SwarmHandle, client: PluginId, request: PerfRequest) -> Result<(), PerfError> {
+    handle.send_message(client, request)?;
     Ok(())
 }
 
@@ -84,8 +85,8 @@ pub fn send(handle: &SwarmHandle, request: PerfRequest) -> Result<(), PerfError>
 struct ClientRun {
     progress: Arc<Progress>,
     reply: Sender<RunResult>,
-    /// The 8-byte header, or what is left of it to write.
-    header: Bytes,
+    /// The 8-byte header, until it is handed to the swarm.
+    header: Option<Bytes>,
     /// Upload bytes still to write.
     left: u64,
     upload: u64,
@@ -97,10 +98,10 @@ struct ClientRun {
     upload_done: Option<Instant>,
 }
 
-/// Runs perf transfers asked for with [`PerfRequest`]. Writes the header
-/// and upload once the peer accepted the protocol (or at once, for
-/// [`PerfRequest::optimistic`] runs), from a static zero buffer; received
-/// bytes are counted and dropped.
+/// Runs perf transfers asked for with [`PerfRequest`] messages. Sends the
+/// header and upload once the peer accepted the protocol (or at once, for
+/// [`PerfRequest::optimistic`] runs), the upload from a static zero buffer;
+/// received bytes are counted and dropped.
 #[derive(Default)]
 pub struct PerfClient {
     runs: HashMap<StreamRef, ClientRun>,
@@ -136,8 +137,7 @@ impl PerfClient {
             Ok(report) => debug!(%stream, ?report, "perf run done"),
             Err(error) => {
                 // Drop whatever is left of the stream; it may already be gone.
-                let _ = ctx.reset(stream, RESET_CODE);
-                let _ = ctx.stop_sending(stream, RESET_CODE);
+                let _ = ctx.abort(stream, RESET_CODE);
                 warn!(%stream, %error, "perf run failed");
             }
         }
@@ -151,33 +151,38 @@ impl Protocol for PerfClient {
         "perf-client"
     }
 
-    fn handle_protocol_event(&mut self, ctx: &mut Context<'_>, event: &ProtocolEvent) {
-        let Some(request) = event.downcast_ref::<PerfRequest>() else {
+    fn handle_message(&mut self, ctx: &mut Context<'_>, message: Message) {
+        let Ok(request) = message.downcast::<PerfRequest>() else {
             return;
         };
-        let Some((progress, reply)) = request.claim() else {
-            return;
-        };
-        let stream = match ctx.open_stream(request.target, PROTOCOL_ID) {
+        let PerfRequest {
+            target,
+            upload,
+            download,
+            optimistic,
+            progress,
+            reply,
+        } = *request;
+        let stream = match ctx.open_stream(target, PROTOCOL_ID) {
             Ok(s) => s,
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
                 return;
             }
         };
-        debug!(%stream, upload = request.upload, download = request.download, "perf run started");
-        let header = Bytes::copy_from_slice(&request.download.to_be_bytes());
+        debug!(%stream, upload, download, "perf run started");
+        let header = Some(Bytes::copy_from_slice(&download.to_be_bytes()));
         self.runs.insert(
             stream,
             ClientRun {
                 progress,
                 reply,
                 header,
-                left: request.upload,
-                upload: request.upload,
-                download: request.download,
+                left: upload,
+                upload,
+                download,
                 start: ctx.now(),
-                may_write: request.optimistic,
+                may_write: optimistic,
                 upload_done: None,
             },
         );
@@ -228,9 +233,17 @@ impl Protocol for PerfClient {
         self.end(ctx, stream, result);
     }
 
-    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    /// The server stopped our upload. Before it was all sent, the run
+    /// cannot succeed; after our FIN, the stop changes nothing (the server
+    /// had read the upload) and the download goes on.
     fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
-        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+        match self.runs.get(&stream) {
+            Some(run) if run.upload_done.is_none() => {
+                self.end(ctx, stream, Err(StreamError::Stopped(code).into()));
+            }
+            Some(_) => debug!(%stream, code, "perf upload stopped after our end of stream"),
+            None => {}
+        }
     }
 
     fn handle_stream_closed(
@@ -243,15 +256,21 @@ impl Protocol for PerfClient {
     }
 }
 
-/// Write what the window takes of the header and upload, and finish after
-/// them; `Ok(true)` once finished, `Ok(false)` to go on when writable.
+/// Send the header, write what the window takes of the upload, and finish
+/// after it; `Ok(true)` once finished, `Ok(false)` to go on when writable.
+///
+/// The header is a bounded message, so it goes through the swarm's send
+/// queue; the upload (up to any size) is written from the static zero
+/// buffer only as the window takes it, never queued. While the header
+/// waits in the queue, the upload's writes take nothing and the swarm
+/// calls `handle_stream_writable` once there is room.
 fn write_request(
     ctx: &mut Context<'_>,
     stream: StreamRef,
     run: &mut ClientRun,
 ) -> Result<bool, StreamError> {
-    if !write_until_blocked(ctx, stream, &mut run.header)? {
-        return Ok(false);
+    if let Some(header) = run.header.take() {
+        ctx.send(stream, header)?;
     }
     let n = send_zeros(ctx, stream, &mut run.left)?;
     run.progress.add_uploaded(n);

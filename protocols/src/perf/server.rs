@@ -111,8 +111,7 @@ impl PerfServer {
             return;
         };
         // The stream may already be gone (that may be why we fail).
-        let _ = ctx.reset(stream, RESET_CODE);
-        let _ = ctx.stop_sending(stream, RESET_CODE);
+        let _ = ctx.abort(stream, RESET_CODE);
         warn!(%stream, peer = %run.peer, %error, "perf run failed");
         ctx.emit(PerfServerEvent::Failed {
             peer: run.peer,
@@ -134,7 +133,7 @@ impl Protocol for PerfServer {
     fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, _: &str) {
         let Some(peer) = ctx.connection_peer(stream.conn) else {
             // Streams only exist on established connections; be safe anyway.
-            let _ = ctx.reset(stream, RESET_CODE);
+            let _ = ctx.abort(stream, RESET_CODE);
             return;
         };
         debug!(%stream, %peer, "perf run accepted");
@@ -185,9 +184,12 @@ impl Protocol for PerfServer {
         self.pump(ctx, stream);
     }
 
-    // The remote's STOP_SENDING used to arrive as `handle_stream_closed(Stopped)`.
+    /// The client will not read the download: the run cannot complete,
+    /// whether the upload is still coming or the download is under way.
     fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
-        self.handle_stream_closed(ctx, stream, &StreamError::Stopped(code));
+        if self.runs.contains_key(&stream) {
+            self.fail(ctx, stream, StreamError::Stopped(code).into());
+        }
     }
 
     fn handle_stream_closed(

@@ -19,32 +19,13 @@ pub(crate) fn chunk(len: usize) -> Bytes {
     Bytes::from_static(&ZEROS[..len.min(CHUNK)])
 }
 
-/// Write `data` until it is empty (`Ok(true)`) or a write takes nothing
-/// (`Ok(false)`: the swarm calls `handle_stream_writable` when there is
-/// room again).
-///
-/// A write that takes only part of `data` is followed by another: QUIC
-/// (quinn-proto) arranges a writable event only for a write that was
-/// refused outright, so stopping after a short write could wait forever
-/// when the connection's send window, not the stream's, was the limit.
-pub(crate) fn write_until_blocked(
-    ctx: &mut Context<'_>,
-    stream: StreamRef,
-    data: &mut Bytes,
-) -> Result<bool, StreamError> {
-    while !data.is_empty() {
-        if ctx.write_bytes(stream, data)? == 0 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Write zeros until `*left` reaches 0 or a write is refused.
+/// Write zeros until `*left` reaches 0 or the window is full.
 ///
 /// Returns the bytes written by this call; `*left` is decreased by as much.
-/// When it is not 0 afterwards, `handle_stream_writable` follows once
-/// there is room.
+/// When it is not 0 afterwards, the last write was short and the swarm
+/// calls `handle_stream_writable` once there is room. Nothing is queued:
+/// the payload may be any size, so it is written only as the window takes
+/// it (for bounded messages, `Context::send` is simpler).
 pub(crate) fn send_zeros(
     ctx: &mut Context<'_>,
     stream: StreamRef,
@@ -54,11 +35,12 @@ pub(crate) fn send_zeros(
     while *left > 0 {
         let len = usize::try_from(*left).unwrap_or(usize::MAX).min(CHUNK);
         let mut data = chunk(len);
-        let done = write_until_blocked(ctx, stream, &mut data);
-        let n = (len - data.len()) as u64;
+        // `write_bytes` writes until the chunk is taken or the window is
+        // full; a short write means full.
+        let n = ctx.write_bytes(stream, &mut data)? as u64;
         written += n;
         *left -= n;
-        if !done? {
+        if !data.is_empty() {
             break;
         }
     }
