@@ -115,9 +115,10 @@ pub fn check(data: &[u8]) {
     let mut net = Net::new();
     let (observer, victim_log) = Peer::new(&[]);
     let mut observer_id = None;
+    let mut client_id = None;
     net.add_swarm(node_config(0), |s| {
         s.add_protocol(Box::new(PerfServer::new()));
-        s.add_protocol(Box::new(PerfClient::new()));
+        client_id = Some(s.add_protocol(Box::new(PerfClient::new())));
         s.add_protocol(Box::new(Ping::new(PingConfig {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(3),
@@ -127,6 +128,7 @@ pub fn check(data: &[u8]) {
         observer_id = Some(s.add_protocol(Box::new(observer)));
     });
     let observer_id = observer_id.expect("plugin id");
+    let client_id = client_id.expect("plugin id");
     let (hostile, log) = Peer::new(&[ping::PROTOCOL, perf::PROTOCOL_ID]);
     {
         let mut l = log.lock();
@@ -227,7 +229,7 @@ pub fn check(data: &[u8]) {
                 let download = u64::from(input.u16());
                 let (request, run) = PerfRequest::new(net::peer_id(1), upload, download);
                 net.swarm(VICTIM)
-                    .with_context(observer_id, |ctx| ctx.emit(request));
+                    .with_context(observer_id, |ctx| ctx.send_message(client_id, request));
                 runs.push((upload, download, run));
             }
             _ => {
