@@ -70,6 +70,7 @@ mod threaded;
 pub mod tls;
 mod transport;
 mod verified_certificates;
+pub mod virtual_net;
 mod wake;
 
 pub use bytes::Bytes;
