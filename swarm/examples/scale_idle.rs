@@ -103,7 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     s.spawn(move || {
                         for _ in (t..count).step_by(threads) {
                             match handle.dial(&addr, true, Duration::from_secs(60)) {
-                                Ok((_)) => {}
+                                Ok(_) => {}
                                 _ => {
                                     failures.fetch_add(1, Ordering::Relaxed);
                                 }
