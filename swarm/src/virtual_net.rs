@@ -49,10 +49,14 @@
 //!
 //! # Determinism
 //!
-//! Given the same seed, nodes and calls, a run is the same: the link's
-//! randomness comes from one seeded RNG, nodes are visited in index order,
-//! and nothing reads the real clock (except the optional wall-clock guard,
-//! which only ever panics).
+//! The network's part of a run is the same for the same seed, nodes and
+//! calls: the link's randomness comes from one seeded RNG, nodes are
+//! visited in index order, and nothing reads the real clock after creation
+//! (virtual time starts at the real time the network was created; the
+//! optional wall-clock guard only ever panics). The swarms draw their own
+//! randomness (TLS keys, connection ids), which the network does not
+//! control: what the link does to a datagram is reproducible, its bytes may
+//! not be.
 
 use std::any::Any;
 use std::cell::Cell;
