@@ -81,9 +81,11 @@ mod engine;
 mod protocol;
 // 6. the facade (`Swarm`: feed calls, commands, plugin dispatch);
 mod swarm;
-// 7. outside callers: `SwarmHandle` from other threads, the mio `Runtime`.
+// 7. outside callers: `SwarmHandle` from other threads, the mio `Runtime`,
+//    and the virtual network that drives swarms on virtual time.
 mod handle;
 mod runtime;
+pub mod virtual_net;
 
 pub use bytes::Bytes;
 pub use codes::{CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, RESET_CODE_NEGOTIATION};

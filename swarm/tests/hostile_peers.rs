@@ -25,9 +25,10 @@ use rand::{Rng, SeedableRng};
 use support::bulk::{self, ECHO, Echo, Receiver, RecvState, SendState, Sender};
 use support::certs::{self, CertCase};
 use support::logs::Logs;
-use support::net::{LinkConfig, Net, Outcome};
+use support::net::RawNodes;
 use support::raw::RawPeer;
 use swarm::multistream::MultistreamError;
+use swarm::virtual_net::{LinkConfig, Outcome, VirtualNet as Net};
 use swarm::{
     ConnectionLimit, Context, DialError, Keypair, Multiaddr, PeerId, Protocol,
     RESET_CODE_NEGOTIATION, StreamError, StreamRef, SwarmConfig, SwarmEvent,
@@ -81,7 +82,7 @@ impl Arena {
     /// `bulk_for`: how long the bulk transfer should take (it is paced).
     fn new(tweak: impl FnOnce(&mut SwarmConfig), bulk_for: Duration) -> Self {
         let (logs, guard) = Logs::capture();
-        let mut net = Net::new(42, LinkConfig::clean());
+        let mut net = support::net::new(42, LinkConfig::clean());
         let mut tc = config(1);
         tweak(&mut tc);
         let t = net.add_swarm(tc, T_IP);
@@ -123,16 +124,16 @@ impl Arena {
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Arena) -> bool) -> Outcome {
         // `Net::run_until` borrows the net; step it in slices so `done` can
         // see the whole arena.
-        let deadline = self.net.now + limit;
+        let deadline = self.net.now() + limit;
         loop {
             self.seen.extend(self.t_events.try_iter());
             if done(self) {
                 return Outcome::Done;
             }
-            if self.net.now >= deadline {
+            if self.net.now() >= deadline {
                 return Outcome::VirtualTimeout;
             }
-            let step = (deadline - self.net.now).min(Duration::from_millis(1));
+            let step = (deadline - self.net.now()).min(Duration::from_millis(1));
             self.net.run_for(step);
         }
     }
@@ -164,7 +165,7 @@ impl Arena {
     fn start_raw_conn(&mut self, raw: usize, host: &Keypair) -> ConnectionHandle {
         let cfg = certs::honest_client(host, Some(self.t_peer));
         let to = self.net.addr(self.t);
-        let now = self.net.now;
+        let now = self.net.now();
         self.net.raw(raw).connect(now, cfg, to)
     }
 
@@ -245,8 +246,8 @@ impl Arena {
     /// Close every raw connection, let the bulk transfer finish, and check
     /// that nothing is left behind and every byte arrived.
     fn finish(mut self) {
-        let now = self.net.now;
-        for r in self.a + 1..self.net.node_count() {
+        let now = self.net.now();
+        for r in self.a + 1..self.net.len() {
             for c in self.net.raw(r).conns.values_mut() {
                 if c.lost.is_none() {
                     c.close(now, 0);
@@ -317,7 +318,7 @@ fn multistream_case(bytes: &[u8], fin: bool, error: &str, within: Duration) {
     if fin {
         c.finish(s);
     }
-    let opened = ar.net.now;
+    let opened = ar.net.now();
     ar.until_stream_ends(raw, h, s, fin, within + Duration::from_secs(1));
     let st = ar.net.raw(raw).conn(h).stream(s);
     let took = st.ended_at.unwrap() - opened;
@@ -521,7 +522,7 @@ fn refused_raw_client(
     let mut ar = Arena::new(|_| {}, Duration::from_secs(3));
     let raw = ar.add_raw(4000, None);
     let to = ar.net.addr(ar.t);
-    let now = ar.net.now;
+    let now = ar.net.now();
     let h = ar.net.raw(raw).connect(now, cfg, to);
     let outcome = ar.run_until(Duration::from_secs(15), |ar| {
         ar.net.raw(raw).conn(h).lost.is_some()
@@ -608,7 +609,7 @@ fn tls_client_role_valid_hostile_config_is_accepted() {
     let host = Keypair::generate_ed25519();
     let cfg = certs::hostile_client(certs::presented(CertCase::Valid, &host), &[b"libp2p"]);
     let to = ar.net.addr(ar.t);
-    let now = ar.net.now;
+    let now = ar.net.now();
     let h = ar.net.raw(raw).connect(now, cfg, to);
     let peer = host.public().to_peer_id();
     let outcome = ar.run_until(Duration::from_secs(5), |ar| ar.established_with(peer) == 1);
@@ -627,7 +628,7 @@ fn dial_hostile_server(
     let raw = ar.add_raw(4000, Some(server));
     let addr = p2p(ar.net.multiaddr(raw), dial_as);
     let t = ar.t;
-    let now = ar.net.now;
+    let now = ar.net.now();
     let conn = ar.net.swarm(t).dial(&addr, false).unwrap();
     let outcome = ar.run_until(Duration::from_secs(15), |ar| {
         ar.seen
@@ -645,7 +646,7 @@ fn dial_hostile_server(
         .unwrap();
     assert_eq!(ar.established_with(dial_as), 0);
     assert!(ar.bulk_running());
-    let took = ar.net.now - now;
+    let took = ar.net.now() - now;
     (error, took, ar)
 }
 
@@ -789,7 +790,7 @@ fn random_datagrams_at_the_listening_port_change_nothing() {
         .collect();
     sources.push(ar.net.addr(ar.a));
     sources.push(h_addr(4000));
-    let unroutable_before = ar.net.stats.unroutable;
+    let unroutable_before = ar.net.stats().unroutable;
     let (mut bytes, mut empty, mut long) = (0usize, 0usize, 0usize);
     for round in 0..300 {
         for _ in 0..10 {
@@ -803,7 +804,7 @@ fn random_datagrams_at_the_listening_port_change_nothing() {
         ar.run_for(Duration::from_millis(10));
         assert_eq!(ar.net.swarm(t).connection_count(), 2, "round {round}");
     }
-    let answers = ar.net.stats.unroutable - unroutable_before;
+    let answers = ar.net.stats().unroutable - unroutable_before;
     eprintln!(
         "noise: 3000 datagrams ({bytes} bytes, {empty} empty, {long} long-header >= 1200 B) -> \
          {answers} answers to noise sources; target still has 2 connections"
@@ -869,7 +870,7 @@ fn total_connection_limit_refuses_in_and_out_and_keeps_serving() {
     assert!(ar.bulk_running());
     ar.echo_probe(raw, h1);
     // Free a slot; the next client gets in.
-    let now = ar.net.now;
+    let now = ar.net.now();
     ar.net.raw(raw).conn(h2).close(now, 0);
     let outcome = ar.run_until(Duration::from_secs(2), |ar| {
         ar.net.swarm(t).connection_count() == 2
@@ -1114,7 +1115,7 @@ fn dialer_case(
     assert_eq!(outcome, Outcome::Done, "the proposal did not arrive");
     let sid = sid.unwrap();
     let h = *ar.net.raw(raw).conns.keys().next().unwrap();
-    let opened = ar.net.now;
+    let opened = ar.net.now();
     let c = ar.net.raw(raw).conn(h);
     c.write(sid, answer);
     if fin {
@@ -1356,7 +1357,7 @@ fn random_datagrams_at_a_real_loopback_port_change_nothing() {
 // ----- stream churn and memory -----
 
 /// Counts the bytes allocated minus freed while the simulated network is
-/// calling into node 0 on this thread (see `support::net::current_node`),
+/// calling into node 0 on this thread (see `swarm::virtual_net::current_node`),
 /// so a test can see what the target swarm itself holds.
 #[allow(unsafe_code)]
 mod counting_alloc {
@@ -1368,7 +1369,7 @@ mod counting_alloc {
     }
 
     fn count(delta: isize) {
-        if super::support::net::current_node() == Some(0) {
+        if swarm::virtual_net::current_node() == Some(0) {
             let _ = TARGET_LIVE.try_with(|c| c.set(c.get() + delta));
         }
     }
@@ -1410,7 +1411,7 @@ mod counting_alloc {
 /// not grow with the number of streams.
 #[test]
 fn stream_churn_does_not_grow_the_targets_memory() {
-    let mut net = Net::new(
+    let mut net = support::net::new(
         5,
         LinkConfig {
             latency: Duration::from_micros(500),
@@ -1423,7 +1424,7 @@ fn stream_churn_does_not_grow_the_targets_memory() {
     let raw = net.add_raw(RawPeer::new(h_addr(4000), None, 4));
     let t_peer = net.swarm(t).local_peer_id();
     let to = net.addr(t);
-    let now = net.now;
+    let now = net.now();
     let h = net
         .raw(raw)
         .connect(now, certs::honest_client(&key(7), Some(t_peer)), to);

@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::bulk::{self, Receiver, Sender};
-use support::net::{LinkConfig, LinkStats, Net, Outcome};
+use swarm::virtual_net::{LinkConfig, LinkStats, Outcome};
 use swarm::{DialError, Keypair, SwarmConfig, SwarmEvent};
 
 fn config(seed: u8) -> SwarmConfig {
@@ -32,7 +32,7 @@ fn transfer(len: usize, link: LinkConfig, seed: u64) -> TransferReport {
     let wall = Instant::now();
     let data = bulk::payload(len, seed);
     let expected = bulk::sha256(&data);
-    let mut net = Net::new(seed, link);
+    let mut net = support::net::new(seed, link);
     let a = net.add_swarm(config(1), [127, 0, 0, 1]);
     let b = net.add_swarm(config(2), [127, 0, 0, 2]);
     let (sender, sent) = Sender::new(data, None);
@@ -56,7 +56,7 @@ fn transfer(len: usize, link: LinkConfig, seed: u64) -> TransferReport {
         identical: r.digest() == expected,
         virtual_time: net.elapsed(),
         wall: wall.elapsed(),
-        stats: net.stats,
+        stats: net.stats(),
         sender_error: s.error.clone(),
         receiver_error: r.error.clone(),
         connections: [
@@ -155,7 +155,7 @@ fn handshakes(
     each: Duration,
     tweak: fn(&mut SwarmConfig),
 ) -> Vec<Result<Duration, String>> {
-    let mut net = Net::new(seed, link);
+    let mut net = support::net::new(seed, link);
     let (mut ca, mut cb) = (config(1), config(2));
     tweak(&mut ca);
     tweak(&mut cb);
@@ -168,7 +168,7 @@ fn handshakes(
         .with(swarm::multiaddr::Protocol::P2p(b_peer));
     let mut results = Vec::new();
     for _ in 0..count {
-        let started = net.now;
+        let started = net.now();
         let conn = net.swarm(a).dial(&target, true).unwrap();
         let mut result = None;
         net.run_until(each, |_| {
@@ -185,7 +185,7 @@ fn handshakes(
             }
             result.is_some()
         });
-        let took = net.now - started;
+        let took = net.now() - started;
         let n = results.len() + 1;
         results.push(match result {
             Some(Ok(())) => Ok(took),
@@ -261,7 +261,7 @@ fn fifty_of_fifty_handshakes_succeed_at_30_percent_loss_with_a_30s_handshake_tim
 /// before the link comes back, tell the plugins, and forget it.
 #[test]
 fn link_dark_longer_than_idle_timeout_ends_in_timeout_error_on_both_sides() {
-    let mut net = Net::new(77, lossy(0.0, 1));
+    let mut net = support::net::new(77, lossy(0.0, 1));
     let a = net.add_swarm(config(1), [127, 0, 0, 1]);
     let b = net.add_swarm(config(2), [127, 0, 0, 2]);
     let (sender, sent) = Sender::new(
@@ -288,14 +288,14 @@ fn link_dark_longer_than_idle_timeout_ends_in_timeout_error_on_both_sides() {
     // one received restarts the idle timer; the receiver sends only ACKs
     // until its keep-alive PING, so it may wait up to one interval more.
     let latest = idle + config(1).keep_alive_interval + Duration::from_secs(1);
-    let dark_at = net.now;
+    let dark_at = net.now();
     net.dark = true;
     let mut closed: [Option<(Duration, String)>; 2] = [None, None];
     let outcome = net.run_until(latest + Duration::from_secs(5), |net| {
         for (i, events) in [&events_a, &events_b].into_iter().enumerate() {
             for e in events.try_iter() {
                 if let SwarmEvent::ConnectionClosed { reason, .. } = e {
-                    closed[i].get_or_insert((net.now - dark_at, reason));
+                    closed[i].get_or_insert((net.now() - dark_at, reason));
                 }
             }
         }
@@ -340,7 +340,7 @@ fn link_dark_longer_than_idle_timeout_ends_in_timeout_error_on_both_sides() {
 /// `DialError::Timeout` at the handshake timeout, not hang.
 #[test]
 fn dial_over_a_dark_link_fails_with_a_timeout() {
-    let mut net = Net::new(78, lossy(0.0, 1));
+    let mut net = support::net::new(78, lossy(0.0, 1));
     let a = net.add_swarm(config(1), [127, 0, 0, 1]);
     let b = net.add_swarm(config(2), [127, 0, 0, 2]);
     let events = net.swarm(a).handle().subscribe(10_000).unwrap();

@@ -1,39 +1,14 @@
-//! Two swarm cores wired together with no sockets and a virtual clock: the
-//! sans-I/O contract at work, with loss and reordering injected by the link.
+//! Two swarm cores wired together with no sockets and a virtual clock
+//! (`swarm::virtual_net`): the sans-I/O contract at work, with loss and
+//! reordering injected by the link.
 
-use std::collections::BTreeMap;
-use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::BytesMut;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use swarm::{
-    Bytes, ConnId, Context, Keypair, NoWake, PeerId, Protocol, SocketBinder, StreamRef, Swarm,
-    SwarmConfig,
-};
+use swarm::virtual_net::{LinkConfig, Outcome, VirtualNet};
+use swarm::{Bytes, ConnId, Context, Keypair, PeerId, Protocol, StreamRef, SwarmConfig};
 
 const PROTO: &str = "/test/bulk/1.0.0";
-
-/// Hands out loopback addresses without binding anything.
-struct VirtualBinder {
-    ip: [u8; 4],
-    next_port: u16,
-}
-
-impl SocketBinder for VirtualBinder {
-    fn bind(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        let port = if addr.port() == 0 {
-            self.next_port += 1;
-            self.next_port
-        } else {
-            addr.port()
-        };
-        Ok(SocketAddr::from((self.ip, port)))
-    }
-}
 
 /// Sends `total` bytes on a new stream as soon as a connection is up.
 struct Sender {
@@ -95,124 +70,33 @@ impl Protocol for Receiver {
     }
 }
 
-struct Link {
-    loss: f64,
-    latency: Duration,
-    jitter: Duration,
-    rng: StdRng,
-}
-
-/// Run both swarms until `done` or the virtual deadline; returns virtual time used.
-fn run(
-    swarms: &mut [Swarm; 2],
-    addrs: [SocketAddr; 2],
-    link: &mut Link,
-    start: Instant,
-    done: impl Fn() -> bool,
-) -> Duration {
-    let mut now = start;
-    // In flight: (arrival, seq) -> (to swarm, from addr, payload)
-    let mut in_flight: BTreeMap<(Instant, u64), (usize, SocketAddr, Vec<u8>)> = BTreeMap::new();
-    let mut seq = 0u64;
-    let mut buf = Vec::new();
-    for _ in 0..2_000_000 {
-        for (i, s) in swarms.iter_mut().enumerate() {
-            s.feed_wakeup(now);
-            while let Some((_, t)) = s.poll_transmit(now, 1, &mut buf) {
-                let to = addrs
-                    .iter()
-                    .position(|a| *a == t.destination)
-                    .expect("known address");
-                if link.rng.random::<f64>() < link.loss {
-                    continue;
-                }
-                let jitter = link.jitter.mul_f64(link.rng.random::<f64>());
-                seq += 1;
-                in_flight.insert(
-                    (now + link.latency + jitter, seq),
-                    (to, addrs[i], buf[..t.size].to_vec()),
-                );
-            }
-        }
-        if done() {
-            return now - start;
-        }
-        let next_packet = in_flight.keys().next().map(|k| k.0);
-        let next_timer = swarms.iter().filter_map(|s| s.poll_timeout()).min();
-        let Some(next) = [next_packet, next_timer].into_iter().flatten().min() else {
-            break;
-        };
-        now = now.max(next);
-        while let Some(entry) = in_flight.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let (to, from, data) = entry.remove();
-            swarms[to].feed_datagram(now, 0, from, None, None, BytesMut::from(&data[..]));
-        }
-        for s in swarms.iter_mut() {
-            if s.poll_timeout().is_some_and(|t| t <= now) {
-                s.feed_timeout(now);
-            }
-        }
-        assert!(
-            now - start < Duration::from_secs(600),
-            "virtual deadline passed"
-        );
-    }
-    now - start
-}
-
 fn transfer(total: usize, loss: f64, seed: u64) -> (usize, bool, bool, Duration) {
-    let start = Instant::now();
     let result = Arc::new(Mutex::new((0usize, true, false)));
-    let mk = |seed: u8, ip: [u8; 4]| {
-        let cfg = SwarmConfig::new(Keypair::ed25519_from_bytes([seed; 32]).unwrap());
-        Swarm::new(
-            cfg,
-            Box::new(VirtualBinder {
-                ip,
-                next_port: 1000,
-            }),
-            Arc::new(NoWake),
-            start,
-        )
-        .unwrap()
+    let config = |seed: u8| SwarmConfig::new(Keypair::ed25519_from_bytes([seed; 32]).unwrap());
+    let link = LinkConfig {
+        loss,
+        latency: Duration::from_millis(10),
+        jitter: Duration::from_millis(5),
+        ..LinkConfig::clean()
     };
-    let mut a = mk(1, [127, 0, 0, 1]);
-    let mut b = mk(2, [127, 0, 0, 2]);
-    a.add_protocol(Box::new(Sender {
+    let mut net = VirtualNet::new(seed, link);
+    let a = net.add_swarm(config(1), [127, 0, 0, 1]);
+    let b = net.add_swarm(config(2), [127, 0, 0, 2]);
+    net.swarm(a).add_protocol(Box::new(Sender {
         total,
         sent: 0,
         stream: None,
     }));
-    b.add_protocol(Box::new(Receiver {
+    net.swarm(b).add_protocol(Box::new(Receiver {
         result: result.clone(),
     }));
-    let a_addr = a
-        .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
-        .unwrap();
-    let b_addr = b
-        .listen(&"/ip4/127.0.0.2/udp/0/quic-v1".parse().unwrap())
-        .unwrap();
-    let to_socket = |m: &swarm::Multiaddr| swarm::address::parse_quic_addr(m).unwrap().socket;
-    let addrs = [to_socket(&a_addr), to_socket(&b_addr)];
-    let b_peer = b.local_peer_id();
-    a.dial(&b_addr.with(swarm::multiaddr::Protocol::P2p(b_peer)), false)
-        .unwrap();
-    let mut link = Link {
-        loss,
-        latency: Duration::from_millis(10),
-        jitter: Duration::from_millis(5),
-        rng: StdRng::seed_from_u64(seed),
-    };
-    let mut swarms = [a, b];
+    let target = net.dial_addr(b);
+    net.swarm(a).dial(&target, false).unwrap();
     let r2 = result.clone();
-    let took = run(&mut swarms, addrs, &mut link, start, move || {
-        r2.lock().unwrap().2
-    });
+    let outcome = net.run_until(Duration::from_secs(600), move |_| r2.lock().unwrap().2);
+    assert_ne!(outcome, Outcome::VirtualTimeout, "virtual deadline passed");
     let r = *result.lock().unwrap();
-    (r.0, r.1, r.2, took)
+    (r.0, r.1, r.2, net.elapsed())
 }
 
 #[test]

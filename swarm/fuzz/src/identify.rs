@@ -27,7 +27,7 @@ use swarm::multiaddr::Protocol as AddrPart;
 use swarm::{Multiaddr, PeerId, PublicKey, StreamRef, SwarmConfig};
 
 use crate::input::Input;
-use crate::net::{self, Net};
+use crate::net;
 use crate::observe;
 use crate::peer::{self, Peer};
 
@@ -79,28 +79,30 @@ fn node_config(n: u8) -> SwarmConfig {
 /// The fuzz target's body.
 pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
-    let mut net = Net::new();
+    let mut net = net::new();
     let (observer, victim_log) = Peer::new(&[]);
-    net.add_swarm(node_config(0), |s| {
+    net::add_swarm(&mut net, node_config(0), |s| {
         let config = IdentifyConfig::new(net::keypair(0).public());
         s.add_protocol(Box::new(IdentifyPlugin::new(config)));
         s.add_protocol(Box::new(observer));
     });
     let (hostile, log) = Peer::new(&[PROTOCOL]);
     let mut hostile_id = None;
-    net.add_swarm(node_config(1), |s| {
+    net::add_swarm(&mut net, node_config(1), |s| {
         hostile_id = Some(s.add_protocol(Box::new(hostile)))
     });
     let hostile_id = hostile_id.expect("plugin id");
     let victim_addr = net.dial_addr(VICTIM);
     net.swarm(HOSTILE).dial(&victim_addr, false).expect("dial");
-    let asked = net.run_until(Duration::from_secs(5), |_| {
-        log.lock().streams.values().any(|s| s.inbound)
-    });
+    let asked = net
+        .run_until(Duration::from_secs(5), |_| {
+            log.lock().streams.values().any(|s| s.inbound)
+        })
+        .is_done();
     assert!(asked, "the victim never asked who we are");
     let answer = *log.lock().order.first().expect("request stream");
     let conn = answer.conn;
-    let asked_at = net.now;
+    let asked_at = net.now();
 
     let mut push: Option<StreamRef> = None;
     let mut pushed = false;
@@ -137,7 +139,7 @@ pub fn check(data: &[u8]) {
             }
             3 => {
                 swarm.with_context(hostile_id, |ctx| peer::finish(ctx, &log, answer));
-                answer_finished_at.get_or_insert(net.now);
+                answer_finished_at.get_or_insert(net.now());
             }
             4 => {
                 let t = input.u8();
@@ -169,7 +171,7 @@ pub fn check(data: &[u8]) {
         }
         peer::finish(ctx, &log, answer);
     });
-    answer_finished_at.get_or_insert(net.now);
+    answer_finished_at.get_or_insert(net.now());
     net.run_for(Duration::from_secs(40));
 
     // The connection survives any identify input.
@@ -247,7 +249,7 @@ pub fn check(data: &[u8]) {
             (expected, actual) => assert_eq!(expected, actual, "identify decoded differently"),
         }
     }
-    net.shutdown_and_check_empty();
+    net::shutdown_and_check_empty(&mut net);
 }
 
 /// Independent reading of an answer stream: what identify must conclude.

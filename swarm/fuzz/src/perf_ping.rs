@@ -112,11 +112,11 @@ impl Script {
 /// The fuzz target's body.
 pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
-    let mut net = Net::new();
+    let mut net = net::new();
     let (observer, victim_log) = Peer::new(&[]);
     let mut observer_id = None;
     let mut client_id = None;
-    net.add_swarm(node_config(0), |s| {
+    net::add_swarm(&mut net, node_config(0), |s| {
         s.add_protocol(Box::new(PerfServer::new()));
         client_id = Some(s.add_protocol(Box::new(PerfClient::new())));
         s.add_protocol(Box::new(Ping::new(PingConfig {
@@ -136,7 +136,7 @@ pub fn check(data: &[u8]) {
         l.stop_after = STOP_AFTER;
     }
     let mut plugin = None;
-    net.add_swarm(node_config(1), |s| {
+    net::add_swarm(&mut net, node_config(1), |s| {
         plugin = Some(s.add_protocol(Box::new(hostile)))
     });
     let mut script = Script {
@@ -147,9 +147,11 @@ pub fn check(data: &[u8]) {
     };
     let victim_addr = net.dial_addr(VICTIM);
     net.swarm(HOSTILE).dial(&victim_addr, false).expect("dial");
-    let up = net.run_until(Duration::from_secs(5), |_| {
-        !log.lock().conns.is_empty() && !victim_log.lock().conns.is_empty()
-    });
+    let up = net
+        .run_until(Duration::from_secs(5), |_| {
+            !log.lock().conns.is_empty() && !victim_log.lock().conns.is_empty()
+        })
+        .is_done();
     assert!(up, "no connection");
     let conn = log.lock().conns[0].0;
 
@@ -291,7 +293,7 @@ pub fn check(data: &[u8]) {
     log.lock().answer = Answer::Echo;
     net.run_for(Duration::from_secs(2));
     probe(&mut net, &log, script.plugin, conn);
-    net.shutdown_and_check_empty();
+    net::shutdown_and_check_empty(&mut net);
 }
 
 /// Record what happened (see `observe`).
@@ -383,12 +385,14 @@ fn probe(net: &mut Net, log: &Shared, plugin: PluginId, conn: swarm::ConnId) {
         }
         streams
     });
-    let done = net.run_until(Duration::from_secs(5), |_| {
-        let log = log.lock();
-        streams
-            .iter()
-            .all(|s| log.streams[s].finished || log.streams[s].closed.is_some())
-    });
+    let done = net
+        .run_until(Duration::from_secs(5), |_| {
+            let log = log.lock();
+            streams
+                .iter()
+                .all(|s| log.streams[s].finished || log.streams[s].closed.is_some())
+        })
+        .is_done();
     let log = log.lock();
     for s in &streams {
         let l = &log.streams[s];

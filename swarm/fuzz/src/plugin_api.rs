@@ -477,13 +477,13 @@ pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
     RAW_SENT.set(false);
     let variant = input.u8();
-    let mut net = Net::new();
+    let mut net = net::new();
     let states = [Shared::default(), Shared::default()];
     let mut plugins = [PluginId::external(); 2];
     for n in 0..2u8 {
         let state = states[usize::from(n)].clone();
         let config = node_config(n, variant >> (3 * n));
-        net.add_swarm(config, |s| {
+        net::add_swarm(&mut net, config, |s| {
             plugins[usize::from(n)] = s.add_protocol(Box::new(Api { state }));
         });
     }
@@ -885,9 +885,11 @@ fn finish(net: &mut Net, states: &[Shared; 2], plugins: &[PluginId; 2]) {
     }
     // Handshakes to nowhere give up after the handshake timeout.
     let limit = swarm::Limits::default().handshake_timeout + Duration::from_secs(30);
-    let drained = net.run_until(limit, |net| {
-        (0..2).all(|n| net.swarm(n).connection_count() == 0)
-    });
+    let drained = net
+        .run_until(limit, |net| {
+            (0..2).all(|n| net.swarm(n).connection_count() == 0)
+        })
+        .is_done();
     for (n, state) in states.iter().enumerate() {
         let swarm = net.swarm(n);
         assert!(
@@ -909,7 +911,7 @@ fn finish(net: &mut Net, states: &[Shared; 2], plugins: &[PluginId; 2]) {
                 "node {n}: {c} closed without a callback"
             );
         }
-        let now = net.now;
+        let now = net.now();
         for (token, s) in &st.timer_states {
             if let TimerState::Pending(at) = s {
                 assert!(
@@ -948,7 +950,7 @@ fn finish(net: &mut Net, states: &[Shared; 2], plugins: &[PluginId; 2]) {
         st.packet_handles.clear();
     }
     net.run_for(Duration::from_millis(100));
-    net.shutdown_and_check_empty();
+    net::shutdown_and_check_empty(net);
 }
 
 /// A thread blocked on a detached stream must wake up once its connection

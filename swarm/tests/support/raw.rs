@@ -12,6 +12,7 @@ use quinn_proto::{
     ClientConfig, Connection, ConnectionError, ConnectionHandle, DatagramEvent, Dir, Endpoint,
     EndpointConfig, Event, ReadError, ServerConfig, StreamEvent, StreamId, VarInt,
 };
+use swarm::virtual_net::Node;
 
 /// What a raw peer saw on one stream.
 #[derive(Clone, Debug, Default)]
@@ -254,5 +255,29 @@ impl RawPeer {
                 self.process(h, now);
             }
         }
+    }
+}
+
+/// A raw peer takes part in a `swarm::virtual_net` network like a swarm.
+impl Node for RawPeer {
+    fn feed_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.handle_datagram(now, from, data);
+    }
+
+    fn poll_transmits(
+        &mut self,
+        now: Instant,
+        _scratch: &mut Vec<u8>,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        out.extend(self.poll_transmit(now));
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        RawPeer::poll_timeout(self)
+    }
+
+    fn feed_timeout(&mut self, now: Instant) {
+        self.handle_timeout(now);
     }
 }
