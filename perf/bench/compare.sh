@@ -41,6 +41,9 @@
 #   libp2p-perf-0.3  rust-libp2p's own `perf` binary (crates.io libp2p-perf
 #                    0.3.0, libp2p 0.53): throughput only (it has no modes)
 #   quinn            perf/bench/quinn: raw quinn 0.11, no libp2p, all modes
+#   before           a bandwidth_perf built from an earlier commit, named by
+#                    BEFORE_BIN (not built here), to check a change against
+#                    the code before it in the same sitting, all modes
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -73,6 +76,7 @@ declare -A BIN=(
     [rust-libp2p]=$TARGET/release/rust-libp2p-bench
     [libp2p-perf-0.3]=$TARGET/libp2p-perf-0.3.0/bin/perf
     [quinn]=$TARGET/release/quinn-bench
+    [before]=${BEFORE_BIN:-}
 )
 
 build() {

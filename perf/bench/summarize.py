@@ -30,6 +30,7 @@ NAMES = {
     "rust-libp2p": "rust-libp2p 0.57",
     "libp2p-perf-0.3": "libp2p-perf 0.3.0",
     "quinn": "raw quinn",
+    "before": "before (an earlier commit)",
 }
 
 

@@ -6,7 +6,8 @@
 //!   (multistream-select, remembering who opened it), then belongs to a
 //!   plugin ([`Owner::Plugin`]), to a thread through a
 //!   [`DetachedStream`] ([`Owner::Thread`]), or is a packet flow's control
-//!   stream ([`Owner::FlowControl`]), which carries no data.
+//!   stream ([`Owner::FlowControl`]), which carries no data; a stream we
+//!   refused while negotiating only drains ([`Owner::Draining`]).
 //! - [`SendState`]: open, finish waiting for the queue, finishing, closed.
 //! - [`RecvState`]: open or closed.
 //!
@@ -63,6 +64,9 @@ pub(crate) enum Owner {
         plugin: PluginId,
         thread: Option<Arc<FlowShared>>,
     },
+    /// We refused the stream during negotiation: nobody owns it; what we
+    /// answered drains to the remote ahead of our FIN, then it goes.
+    Draining,
 }
 
 /// Our send side.
@@ -148,7 +152,7 @@ impl Stream {
                 ..
             } => Some(*p),
             Owner::Plugin(p) | Owner::FlowControl { plugin: p, .. } => Some(*p),
-            Owner::Negotiating { .. } | Owner::Thread(_) => None,
+            Owner::Negotiating { .. } | Owner::Thread(_) | Owner::Draining => None,
         }
     }
 
@@ -168,6 +172,7 @@ impl Stream {
     pub(crate) fn check(&self, sref: StreamRef, access: Access) -> Result<(), StreamError> {
         match (access, &self.owner) {
             (Access::Any, _) => Ok(()),
+            (_, Owner::Draining) => Err(StreamError::UnknownStream(sref)),
             (_, Owner::Thread(_))
             | (
                 _,

@@ -416,16 +416,60 @@ fn multistream_frame_without_newline_and_wrong_header_are_refused() {
     );
 }
 
+/// A dialer sends the header and 100 unknown proposals in one flight. The
+/// listener answers the first `max_rounds` (16) with `na` after its own
+/// header, then ends its side with a FIN (not a reset, which could discard
+/// those answers) and stops the dialer's: on the wire the dialer reads
+/// exactly header + 16 × `na`, then EOF, and learns why.
 #[test]
-fn multistream_endless_na_rounds_stop_at_the_round_limit() {
+fn multistream_round_cap_answers_each_proposal_then_finishes() {
+    let max_rounds = swarm::multistream::MultistreamLimits::default().max_rounds;
     let mut msgs: Vec<&[u8]> = vec![HEADER];
     msgs.extend(std::iter::repeat_n(&b"/nope/1.0.0"[..], 100));
-    multistream_case(
-        &frames(&msgs),
-        false,
-        "more than 16 multistream negotiation rounds",
-        Duration::from_millis(100),
+    let mut ar = Arena::new(|_| {}, Duration::from_secs(4));
+    let raw = ar.add_raw(4000, None);
+    let host = Keypair::ed25519_from_bytes([7; 32]).unwrap();
+    let h = ar.honest_raw_conn(raw, &host);
+    ar.logs.clear();
+    let c = ar.net.raw(raw).conn(h);
+    let s = c.open_bi();
+    c.write(s, &frames(&msgs));
+    let outcome = ar.run_until(Duration::from_secs(1), |ar| {
+        let st = ar.net.raw(raw).conn(h).stream(s);
+        st.fin && st.stopped.is_some()
+    });
+    assert_eq!(
+        outcome,
+        Outcome::Done,
+        "the listener did not end the stream"
     );
+    let st = ar.net.raw(raw).conn(h).stream(s);
+    let mut expected: Vec<&[u8]> = vec![HEADER];
+    expected.extend(std::iter::repeat_n(&b"na"[..], max_rounds));
+    assert_eq!(st.received, frames(&expected), "what the dialer read");
+    assert_eq!(st.reset, None, "the answers end in a FIN, not a reset");
+    assert_eq!(st.stopped, Some(RESET_CODE_NEGOTIATION.into()));
+    let logged = ar.logs.lines_with(&[
+        "stream failed",
+        "more than 16 multistream negotiation rounds",
+    ]);
+    assert_eq!(logged.len(), 1, "{}", ar.logs.text());
+    // The refused stream is gone once its FIN is acknowledged, and the
+    // connection and the honest bulk transfer carry on.
+    let gone = ar.run_until(Duration::from_secs(1), |ar| {
+        ar.net.swarm(ar.t).stream_count() == 1
+    });
+    assert_eq!(
+        gone,
+        Outcome::Done,
+        "the refused stream stayed in the table"
+    );
+    assert!(
+        ar.bulk_running(),
+        "the bulk transfer should still be running"
+    );
+    ar.echo_probe(raw, h);
+    ar.finish();
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::error::{OpenStreamError, StreamError};
 use crate::events::{PacketFlow, StreamTarget};
 use crate::ids::{PluginId, StreamId, StreamRef};
 use crate::multistream::Negotiation;
-use crate::stream::{HandleWaiter, Opener, Owner, Stream};
+use crate::stream::{HandleWaiter, Opener, Owner, RecvState, SendState, Stream};
 use crate::transport::SendError;
 
 use super::core::Core;
@@ -90,6 +90,41 @@ impl Core {
             }
         }
         self.touch(index);
+    }
+
+    /// A listener's negotiation went past the round cap: rather than reset
+    /// (which may discard what we already answered), send the header and
+    /// the answer to each proposal up to the cap, then FIN, so the dialer
+    /// reads why; stop its side. The stream then only drains.
+    pub(crate) fn refuse_negotiation(&mut self, sref: StreamRef, error: StreamError) {
+        let index = sref.conn.index as usize;
+        debug!(stream = %sref, %error, "stream failed; our answers drain, then FIN");
+        self.flush_negotiation(index, sref.id);
+        let Some(conn) = self.connections.get_mut(index) else {
+            return;
+        };
+        let Some(stream) = conn.streams.get_mut(&sref.id) else {
+            return; // the flush failed the stream already
+        };
+        stream.owner = Owner::Draining;
+        stream.keeps_alive = false;
+        if stream.recv_open() {
+            conn.transport
+                .stop(sref.id, u64::from(RESET_CODE_NEGOTIATION));
+            stream.recv = RecvState::Closed;
+        }
+        if stream.send_open() {
+            stream.send = if !stream.unsent.is_empty() {
+                SendState::FinishQueued
+            } else if conn.transport.finish(sref.id).is_ok() {
+                SendState::Finishing
+            } else {
+                SendState::Closed
+            };
+        }
+        self.touch(index);
+        self.update_idle(index);
+        self.maybe_remove_stream(index, sref.id);
     }
 
     /// Open a stream for a plugin (or, with `None`, for no one: tests).

@@ -7,8 +7,9 @@ use bytes::Bytes;
 use crate::connection::Connection;
 use crate::error::StreamError;
 use crate::ids::{StreamId, StreamRef};
+use crate::multistream::MultistreamError;
 use crate::multistream::Progress;
-use crate::stream::{Owner, RecvState};
+use crate::stream::{Opener, Owner, RecvState};
 use crate::transport::{ReadStep, ReadUnavailable};
 
 use super::core::Core;
@@ -77,8 +78,9 @@ impl Core {
                                 }
                             }
                         }
-                        // A flow's control stream carries nothing after negotiation.
-                        Owner::FlowControl { .. } => {}
+                        // A flow's control stream carries nothing after
+                        // negotiation; a draining stream's receive side is over.
+                        Owner::FlowControl { .. } | Owner::Draining => {}
                         Owner::Plugin(p) => callbacks.push_back(Callback::Data(*p, sref, bytes)),
                         Owner::Thread(shared) => {
                             let mut st = shared.lock();
@@ -102,6 +104,7 @@ impl Core {
                                 shared.lock().recv_fin = true;
                                 shared.notify_thread();
                             }
+                            Owner::Draining => {}
                         }
                         break;
                     }
@@ -135,7 +138,21 @@ impl Core {
             self.flush_negotiation(index, sid);
         }
         if let Some(e) = failure {
-            self.fail_stream(sref, e);
+            let listener = self.connections[index].streams.get(&sid).is_some_and(|s| {
+                matches!(
+                    s.owner,
+                    Owner::Negotiating {
+                        opener: Opener::Remote,
+                        ..
+                    }
+                )
+            });
+            match e {
+                StreamError::Negotiation(MultistreamError::TooManyRounds { .. }) if listener => {
+                    self.refuse_negotiation(sref, e)
+                }
+                e => self.fail_stream(sref, e),
+            }
         } else {
             self.maybe_remove_stream(index, sid);
         }

@@ -63,6 +63,7 @@ impl Core {
                 }
             },
             Owner::Plugin(p) => Callback::Closed(p, sref, error),
+            Owner::Draining => return,
             Owner::FlowControl { plugin, thread } => {
                 if let Some(shared) = &thread {
                     shared.close(PacketError::FlowClosed);
