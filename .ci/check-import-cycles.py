@@ -35,14 +35,14 @@ def resolve(current, path):
         parts = parts[1:]
     elif parts[0] in ("super", "self"):
         base = list(current)
-        if os.path.basename(files[current]) not in ("mod.rs", "lib.rs"):
-            base = base  # a non-mod file's `super` is its parent module
         while parts and parts[0] in ("super", "self"):
             if parts[0] == "super":
                 base = base[:-1]
             parts = parts[1:]
+    elif (*current, parts[0]) in files:
+        base = list(current)  # a child module named without `self::`
     else:
-        return None
+        return None  # another crate
     best = None
     for i in range(len(parts) + 1):
         cand = tuple(base + parts[:i])
