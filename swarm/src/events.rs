@@ -89,7 +89,7 @@ impl std::fmt::Debug for ProtocolEvent {
     }
 }
 
-/// A value sent to one plugin with [`Context::send_message`] or
+/// A value sent to one plugin with [`Context::send_message`](crate::Context::send_message) or
 /// [`SwarmHandle::send_message`](crate::SwarmHandle::send_message); the
 /// plugin downcasts it to the types it knows (`message.downcast::<T>()`).
 pub type Message = Box<dyn Any + Send>;

@@ -21,8 +21,15 @@
 //! stream callbacks, then `handle_closed_connection` (after the
 //! `handle_stream_closed` of each of its streams). Per stream:
 //! `accept_inbound_stream` or `handle_stream_negotiated`, then
-//! `handle_stream_data` / `handle_stream_writable`, then
+//! `handle_stream_data` / `handle_stream_writable` (and
+//! `handle_stream_stopped` if the remote stops our send side), then
 //! `handle_stream_finished` or `handle_stream_closed`.
+//!
+//! The helpers a protocol needs are built in: [`Context::send`] queues
+//! bytes (finishing when drained with [`Context::finish`], and pausing the
+//! stream's reads above a high-water mark), [`Context::abort`] ends a
+//! stream both ways, and [`Context::send_message`] /
+//! [`SwarmHandle::send_message`] hand an owned value to one plugin.
 //!
 //! # Who owns what
 //!

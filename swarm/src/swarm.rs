@@ -289,7 +289,7 @@ impl Swarm {
         self.start();
         for d in datagrams {
             self.core
-                .handle_datagram(SocketIndex(socket), d.remote, d.local_ip, d.ecn, d.data);
+                .feed_endpoint(SocketIndex(socket), d.remote, d.local_ip, d.ecn, d.data);
         }
         self.dispatch();
     }

@@ -13,7 +13,7 @@ use crate::connection::{Origin, SocketIndex};
 
 use super::core::Core;
 
-/// One UDP datagram as the driver received it, for [`Swarm::feed_datagrams`].
+/// One UDP datagram as the driver received it, for [`Swarm::feed_datagrams`](crate::Swarm::feed_datagrams).
 #[derive(Debug)]
 pub struct ReceivedDatagram {
     /// Who sent it.
@@ -27,7 +27,7 @@ pub struct ReceivedDatagram {
 }
 
 impl Core {
-    pub(crate) fn handle_datagram(
+    pub(crate) fn feed_endpoint(
         &mut self,
         socket: SocketIndex,
         remote: SocketAddr,

@@ -146,9 +146,9 @@ pub struct LinkStats {
     pub sent: u64,
     /// Lost by the link model.
     pub dropped: u64,
-    /// Refused by [`VirtualNet::filter`].
+    /// Refused by [`VirtualNet::filter`](super::VirtualNet::filter).
     pub filtered: u64,
-    /// Lost while [`VirtualNet::dark`] was set.
+    /// Lost while [`VirtualNet::dark`](super::VirtualNet::dark) was set.
     pub dark: u64,
     /// Delivered twice by the link model.
     pub duplicated: u64,

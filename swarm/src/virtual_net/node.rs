@@ -18,7 +18,7 @@ thread_local! {
     static CURRENT_NODE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// The index of the node a [`VirtualNet`] is calling into on this thread,
+/// The index of the node a [`VirtualNet`](super::VirtualNet) is calling into on this thread,
 /// if any. A counting allocator can use it to see what one node holds.
 pub fn current_node() -> Option<usize> {
     CURRENT_NODE
@@ -36,11 +36,11 @@ pub(crate) fn in_node<R>(node: usize, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// A participant in a [`VirtualNet`]: a sans-I/O state machine that takes
+/// A participant in a [`VirtualNet`](super::VirtualNet): a sans-I/O state machine that takes
 /// datagrams and timeouts and produces datagrams.
 ///
 /// `Any` so that the network can hand a node back as its concrete type
-/// ([`VirtualNet::node_mut`]).
+/// ([`VirtualNet::node_mut`](super::VirtualNet::node_mut)).
 pub trait Node: Any {
     /// Take one datagram `from` that arrived at `now`.
     fn feed_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]);
