@@ -33,7 +33,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rand::RngCore;
 use swarm::multistream::MultistreamError;
 use swarm::{
     ConnId, Context, OpenStreamError, PeerId, Protocol, ProtocolEvent, StreamError, StreamRef,
@@ -252,7 +251,7 @@ impl Ping {
         match pinger.stream {
             Some(stream) if pinger.negotiated => {
                 let mut payload = [0u8; PAYLOAD_LEN];
-                rand::rng().fill_bytes(&mut payload);
+                ctx.rng().fill_bytes(&mut payload);
                 pinger.in_flight = Some(InFlight {
                     payload,
                     sent_at: ctx.now(),

@@ -42,6 +42,19 @@ pub struct SwarmConfig {
     /// Largest packet payload a plugin may send, before the path MTU
     /// lowers it further. Default 1200 bytes.
     pub max_packet_size: usize,
+    /// Where the swarm's randomness comes from. `None` (the default): the
+    /// operating system. `Some(seed)`: everything random the swarm draws
+    /// that can change what happens on the wire comes from the seed — QUIC
+    /// connection ids and the endpoints' own randomness, the TLS
+    /// certificate key (Ed25519, whose signatures are deterministic and of
+    /// fixed size, so message sizes do not vary) and its serial number, and
+    /// the plugins' [`Context::rng`](crate::Context::rng). A simulator gives
+    /// each node its own seed so that a run can be replayed. What stays
+    /// with the OS: the TLS handshake's own randoms and key shares (fixed
+    /// sizes, so they cannot change timing or the packets' fate), and
+    /// stateless-reset and token keys. Not for production: a seeded node's
+    /// keys are only as secret as its seed.
+    pub seed: Option<u64>,
 }
 
 impl SwarmConfig {
@@ -59,6 +72,7 @@ impl SwarmConfig {
             send_window: 15_000_000,
             datagram_receive_buffer: Some(1 << 20),
             max_packet_size: 1200,
+            seed: None,
         }
     }
 }

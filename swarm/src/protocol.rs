@@ -195,6 +195,16 @@ impl Context<'_> {
         self.core.local_peer_id()
     }
 
+    /// The swarm's random number generator. Draw plugin randomness (ping
+    /// payloads, random lookups, jitter) from here rather than from
+    /// `rand::rng()`: a seeded swarm ([`SwarmConfig::seed`]) then replays
+    /// the same choices, which a simulation needs.
+    ///
+    /// [`SwarmConfig::seed`]: crate::SwarmConfig::seed
+    pub fn rng(&mut self) -> &mut dyn rand::RngCore {
+        &mut self.core.rng
+    }
+
     /// The current time as the swarm sees it (virtual in tests).
     pub fn now(&self) -> Instant {
         self.core.now()

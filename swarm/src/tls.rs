@@ -71,7 +71,19 @@ impl TlsIdentity {
     /// Generates a fresh P-256 certificate key and a self-signed certificate carrying `keypair`'s
     /// public key, signed by `keypair` as the spec requires.
     pub fn new(keypair: &Keypair) -> Result<Self, TlsError> {
-        let (certificate, certificate_key) = generate_certificate(keypair)?;
+        Self::build(keypair, None)
+    }
+
+    /// Like [`TlsIdentity::new`], but the certificate key (Ed25519) and
+    /// serial number come from `seed`: the same seed gives the same
+    /// certificate, and Ed25519's deterministic, fixed-size signatures keep
+    /// every handshake message the same size. For simulations only.
+    pub fn from_seed(keypair: &Keypair, seed: [u8; 32]) -> Result<Self, TlsError> {
+        Self::build(keypair, Some(seed))
+    }
+
+    fn build(keypair: &Keypair, seed: Option<[u8; 32]>) -> Result<Self, TlsError> {
+        let (certificate, certificate_key) = generate_certificate(keypair, seed)?;
         // Catch an encoding slip here rather than on every peer's side of every handshake.
         peer_id_from_certificate(&certificate).map_err(TlsError::SelfCheck)?;
 
@@ -289,9 +301,21 @@ pub enum TlsError {
 /// Builds our self-signed certificate carrying `host`'s key; returns it with its private key.
 fn generate_certificate(
     host: &Keypair,
+    seed: Option<[u8; 32]>,
 ) -> Result<(CertificateDer<'static>, rcgen::KeyPair), TlsError> {
-    let certificate_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(TlsError::CertificateKey)?;
+    let certificate_key = match seed {
+        None => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        Some(seed) => {
+            // PKCS#8 v1 for an Ed25519 private key: a fixed prefix, then the 32-byte seed.
+            let mut der = vec![
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20,
+            ];
+            der.extend_from_slice(&seed);
+            rcgen::KeyPair::try_from(der.as_slice())
+        }
+    }
+    .map_err(TlsError::CertificateKey)?;
     let extension = libp2p_extension(host, &certificate_key.subject_public_key_info())?;
 
     let mut params = rcgen::CertificateParams::default();
@@ -300,7 +324,16 @@ fn generate_certificate(
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "libp2p.io");
-    params.serial_number = Some(random_serial()?);
+    params.serial_number = Some(match seed {
+        None => random_serial()?,
+        // Reversed so that it is not the key's seed; the top bit cleared and
+        // the first byte nonzero keep the INTEGER at 16 bytes.
+        Some(seed) => {
+            let mut serial: Vec<u8> = seed.iter().rev().take(16).copied().collect();
+            serial[0] = (serial[0] & 0x7f) | 0x01;
+            rcgen::SerialNumber::from_slice(&serial)
+        }
+    });
     // The spec's test vectors use this span: wide enough that wrong clocks do not break handshakes.
     params.not_before = rcgen::date_time_ymd(1975, 1, 1);
     params.not_after = rcgen::date_time_ymd(4096, 1, 1);

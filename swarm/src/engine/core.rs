@@ -2,12 +2,16 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use libp2p_identity::PeerId;
-use quinn_proto::{ConnectionHandle, EndpointConfig, ServerConfig, Transmit};
+use quinn_proto::{
+    ConnectionHandle, ConnectionId, ConnectionIdGenerator, EndpointConfig, ServerConfig, Transmit,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
@@ -19,6 +23,26 @@ use crate::peer_store::PeerStore;
 use crate::tls::{TlsError, TlsIdentity};
 use crate::transport;
 use crate::wake::{Notifier, Wake};
+
+/// QUIC connection ids from a seeded RNG (8 bytes, as quinn-proto's own
+/// generator makes them), for seeded swarms.
+struct SeededConnectionIds(StdRng);
+
+impl ConnectionIdGenerator for SeededConnectionIds {
+    fn generate_cid(&mut self) -> ConnectionId {
+        let mut bytes = [0u8; 8];
+        self.0.fill_bytes(&mut bytes);
+        ConnectionId::new(&bytes)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
 
 use super::queues::{Callback, Deadline};
 use crate::transport::quic::{Socket, SocketBinder};
@@ -60,6 +84,8 @@ pub(crate) struct Core {
     pub(crate) now: Instant,
     pub(crate) shutting_down: bool,
     pub(crate) scratch: Vec<u8>,
+    /// The swarm's randomness: from `SwarmConfig::seed`, or the OS.
+    pub(crate) rng: StdRng,
 }
 
 impl Core {
@@ -72,14 +98,31 @@ impl Core {
         now: Instant,
     ) -> Result<Self, TlsError> {
         let local_peer = config.keypair.public().to_peer_id();
-        let tls = TlsIdentity::new(&config.keypair)?;
+        let mut rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let tls = match config.seed {
+            Some(_) => TlsIdentity::from_seed(&config.keypair, rng.random())?,
+            None => TlsIdentity::new(&config.keypair)?,
+        };
+        let mut endpoint_config = EndpointConfig::default();
+        if config.seed.is_some() {
+            // quinn-proto's own generator draws connection ids from the
+            // thread's RNG; a seeded one per endpoint, handed out in order.
+            let seeds = Mutex::new(StdRng::seed_from_u64(rng.random()));
+            endpoint_config.cid_generator(move || {
+                let seed = seeds.lock().unwrap_or_else(|p| p.into_inner()).random();
+                Box::new(SeededConnectionIds(StdRng::seed_from_u64(seed)))
+            });
+        }
         let transport = Arc::new(transport::quic::transport_config(&config));
         let server_config = Arc::new(transport::quic::server_config(&tls, transport.clone())?);
         Ok(Self {
             config,
             local_peer,
             tls,
-            endpoint_config: Arc::new(EndpointConfig::default()),
+            endpoint_config: Arc::new(endpoint_config),
             server_config,
             transport,
             binder,
@@ -105,6 +148,7 @@ impl Core {
             now,
             shutting_down: false,
             scratch: Vec::new(),
+            rng,
         })
     }
 

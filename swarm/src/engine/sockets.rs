@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use multiaddr::Multiaddr;
+use rand::Rng;
 use tracing::info;
 
 use crate::address::{parse_quic_addr, quic_multiaddr};
@@ -34,11 +35,14 @@ impl Core {
         listening: bool,
     ) -> io::Result<SocketIndex> {
         let local = self.binder.bind(addr)?;
+        // A seeded swarm seeds each endpoint (its connections' randomness
+        // derives from it); otherwise quinn-proto seeds from the OS.
+        let rng_seed = self.config.seed.map(|_| self.rng.random());
         let endpoint = Endpoint::new(
             self.endpoint_config.clone(),
             Some(self.server_config.clone()),
             true,
-            None,
+            rng_seed,
         );
         self.sockets.push(Socket {
             endpoint,

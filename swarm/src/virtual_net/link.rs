@@ -146,6 +146,8 @@ pub struct LinkStats {
     pub sent: u64,
     /// Lost by the link model.
     pub dropped: u64,
+    /// Lost to a partition ([`VirtualNet::isolate`](super::VirtualNet::isolate)).
+    pub partitioned: u64,
     /// Refused by [`VirtualNet::filter`](super::VirtualNet::filter).
     pub filtered: u64,
     /// Lost while [`VirtualNet::dark`](super::VirtualNet::dark) was set.

@@ -61,16 +61,20 @@ mod link;
 mod node;
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use link::{LinkConfig, LinkModel, LinkStats, LossyLink};
 use node::in_node;
 pub use node::{Node, VirtualBinder, current_node};
 
-use crate::{Multiaddr, NoWake, PeerId, Swarm, SwarmConfig};
+use crate::{Multiaddr, PeerId, Swarm, SwarmConfig, SwarmEvent, Wake};
 
 /// The UDP port every swarm added with [`VirtualNet::add_swarm`] listens on.
 pub const LISTEN_PORT: u16 = 1000;
@@ -85,8 +89,12 @@ pub enum Fate {
     Unroutable,
     /// [`VirtualNet::filter`] refused it.
     Filtered,
-    /// [`VirtualNet::dark`] was set.
+    /// [`VirtualNet::dark`] was set, or the sender or receiver is dark
+    /// ([`VirtualNet::set_node_dark`]).
     Dark,
+    /// Sender and receiver are on different sides of a partition
+    /// ([`VirtualNet::isolate`]).
+    Partitioned,
     /// The link model lost it.
     Lost,
     /// The link model will deliver it (maybe changed, maybe twice).
@@ -136,11 +144,58 @@ impl Outcome {
 /// A datagram on its way: (to node, from address, bytes).
 type InFlight = (usize, SocketAddr, Vec<u8>);
 
+/// Nodes that other threads woke (a [`crate::SwarmHandle`] command, a
+/// detached stream): polled on the next turn.
+type Woken = Arc<Mutex<Vec<usize>>>;
+
+/// The waker a swarm on the network gets: it marks the node for polling.
+struct MarkWoken {
+    node: usize,
+    woken: Woken,
+}
+
+impl Wake for MarkWoken {
+    fn wake(&self) {
+        self.woken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(self.node);
+    }
+}
+
+/// One node's place on the network.
+struct Slot {
+    addr: SocketAddr,
+    node: Box<dyn Node>,
+    /// The node's timeout as last read (the heap may hold older entries).
+    timeout: Option<Instant>,
+    /// Marked for polling this turn.
+    dirty: bool,
+    /// Every datagram to or from it is lost.
+    dark: bool,
+    /// Its side of a partition: datagrams pass only within a side.
+    side: u32,
+    /// A swarm's events, for the trace.
+    events: Option<Receiver<SwarmEvent>>,
+}
+
+/// One entry of the event trace ([`VirtualNet::event_trace`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TracedEvent {
+    /// Virtual time since the start.
+    pub at: Duration,
+    /// The node whose swarm published it.
+    pub node: usize,
+    /// The event, as its `Debug` text.
+    pub event: String,
+}
+
 /// Nodes on a simulated network with a virtual clock; see the module docs.
 pub struct VirtualNet {
     start: Instant,
     now: Instant,
-    nodes: Vec<(SocketAddr, Box<dyn Node>)>,
+    /// By index; a removed node leaves `None` (indices stay stable).
+    slots: Vec<Option<Slot>>,
     /// Node index by address, for routing.
     routes: HashMap<SocketAddr, usize>,
     /// Keyed by (arrival, sequence number): delivered in arrival order,
@@ -149,6 +204,15 @@ pub struct VirtualNet {
     seq: u64,
     link: Box<dyn LinkModel>,
     stats: LinkStats,
+    /// Nodes' timeouts, earliest first; an entry is current only while it
+    /// equals its node's `timeout`.
+    timeouts: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Nodes marked for polling, in the order they were marked.
+    dirty: Vec<usize>,
+    woken: Woken,
+    next_side: u32,
+    /// Hash over every traced event so far (see [`VirtualNet::trace_hash`]).
+    hasher: DefaultHasher,
     /// While true, every datagram is lost (the link is dark), before the
     /// link model sees it.
     pub dark: bool,
@@ -157,6 +221,9 @@ pub struct VirtualNet {
     pub filter: Option<Filter>,
     /// When set, every datagram's fate is recorded here.
     pub trace: Option<Vec<TraceEntry>>,
+    /// When set, every swarm event is recorded here (the hash covers them
+    /// either way).
+    pub event_trace: Option<Vec<TracedEvent>>,
     /// Most turns one run may take before the network panics: a node that
     /// spins (asks for a timeout that never moves time on) is a bug.
     pub max_turns: u64,
@@ -171,6 +238,7 @@ pub struct VirtualNet {
     outgoing: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     sent: Vec<(SocketAddr, Vec<u8>)>,
     deliveries: Vec<(Duration, Vec<u8>)>,
+    candidates: Vec<usize>,
 }
 
 impl VirtualNet {
@@ -188,15 +256,21 @@ impl VirtualNet {
         Self {
             start,
             now: start,
-            nodes: Vec::new(),
+            slots: Vec::new(),
             routes: HashMap::new(),
             in_flight: BTreeMap::new(),
             seq: 0,
             link,
             stats: LinkStats::default(),
+            timeouts: BinaryHeap::new(),
+            dirty: Vec::new(),
+            woken: Woken::default(),
+            next_side: 1,
+            hasher: DefaultHasher::new(),
             dark: false,
             filter: None,
             trace: None,
+            event_trace: None,
             max_turns: DEFAULT_MAX_TURNS,
             wall_limit: None,
             wall_start: start,
@@ -204,6 +278,7 @@ impl VirtualNet {
             outgoing: Vec::new(),
             sent: Vec::new(),
             deliveries: Vec::new(),
+            candidates: Vec::new(),
         }
     }
 
@@ -227,16 +302,41 @@ impl VirtualNet {
         self.stats
     }
 
+    /// A hash over every swarm event so far: which node, what, at what
+    /// virtual time. Two runs of the same program with the same seeds
+    /// (network and swarms, see [`SwarmConfig::seed`]) give the same hash.
+    pub fn trace_hash(&self) -> u64 {
+        self.hasher.finish()
+    }
+
     /// Add a node at `addr`; returns its index.
     ///
     /// # Panics
     ///
     /// If another node has `addr`.
     pub fn add_node(&mut self, addr: SocketAddr, node: Box<dyn Node>) -> usize {
-        let index = self.nodes.len();
+        self.add_slot(addr, node, None)
+    }
+
+    fn add_slot(
+        &mut self,
+        addr: SocketAddr,
+        node: Box<dyn Node>,
+        events: Option<Receiver<SwarmEvent>>,
+    ) -> usize {
+        let index = self.slots.len();
         let previous = self.routes.insert(addr, index);
         assert!(previous.is_none(), "two nodes at {addr}");
-        self.nodes.push((addr, node));
+        self.slots.push(Some(Slot {
+            addr,
+            node,
+            timeout: None,
+            dirty: false,
+            dark: false,
+            side: 0,
+            events,
+        }));
+        self.mark(index);
         index
     }
 
@@ -260,29 +360,83 @@ impl VirtualNet {
             ip,
             next_port: 2000,
         };
-        let mut swarm =
-            Swarm::new(config, Box::new(binder), Arc::new(NoWake), self.now).expect("swarm");
+        let waker = Arc::new(MarkWoken {
+            node: self.slots.len(),
+            woken: self.woken.clone(),
+        });
+        let mut swarm = Swarm::new(config, Box::new(binder), waker, self.now).expect("swarm");
+        // Subscribed first, so the trace sees the listen address too.
+        let events = swarm.handle().subscribe(1 << 16).expect("subscribe");
+        swarm.feed_wakeup(self.now);
         setup(&mut swarm);
         let addr = SocketAddr::new(ip, LISTEN_PORT);
         swarm
             .listen(&crate::address::quic_multiaddr(addr))
             .expect("listen");
-        self.add_node(addr, Box::new(swarm))
+        self.add_slot(addr, Box::new(swarm), Some(events))
     }
 
-    /// Number of nodes.
+    /// Remove node `n` (churn): it is dropped at once, with no goodbye, as a
+    /// host that lost power; datagrams to its address are unroutable from
+    /// now on. Its index is not reused.
+    pub fn remove_node(&mut self, n: usize) {
+        if let Some(slot) = self.slots.get_mut(n).and_then(Option::take) {
+            self.routes.remove(&slot.addr);
+        }
+    }
+
+    /// Whether node `n` is on the network (added and not removed).
+    pub fn contains(&self, n: usize) -> bool {
+        self.slots.get(n).is_some_and(Option::is_some)
+    }
+
+    /// Make node `n` dark (every datagram to or from it is lost) or light.
+    pub fn set_node_dark(&mut self, n: usize, dark: bool) {
+        self.slot_mut(n).dark = dark;
+    }
+
+    /// Cut `nodes` off from every other node: datagrams pass only among
+    /// them, and among the rest. Each call makes a new side.
+    pub fn isolate(&mut self, nodes: &[usize]) {
+        let side = self.next_side;
+        self.next_side += 1;
+        for &n in nodes {
+            self.slot_mut(n).side = side;
+        }
+    }
+
+    /// End every partition made with [`VirtualNet::isolate`].
+    pub fn heal(&mut self) {
+        for slot in self.slots.iter_mut().flatten() {
+            slot.side = 0;
+        }
+    }
+
+    /// Number of node indices handed out (removed nodes included).
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.slots.len()
     }
 
-    /// Whether the network has no node.
+    /// Whether the network never had a node.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.slots.is_empty()
+    }
+
+    fn slot(&self, n: usize) -> &Slot {
+        self.slots[n]
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {n} was removed"))
+    }
+
+    fn slot_mut(&mut self, n: usize) -> &mut Slot {
+        self.slots[n]
+            .as_mut()
+            .unwrap_or_else(|| panic!("node {n} was removed"))
     }
 
     /// Node `n`'s address.
     pub fn addr(&self, n: usize) -> SocketAddr {
-        self.nodes[n].0
+        self.slot(n).addr
     }
 
     /// The index of the node at `addr`, if any.
@@ -302,7 +456,7 @@ impl VirtualNet {
     ///
     /// If node `n` is not a [`Swarm`].
     pub fn dial_addr(&self, n: usize) -> Multiaddr {
-        let node: &dyn Any = &*self.nodes[n].1;
+        let node: &dyn Any = &*self.slot(n).node;
         let peer: PeerId = node
             .downcast_ref::<Swarm>()
             .unwrap_or_else(|| panic!("node {n} is not a swarm"))
@@ -311,13 +465,16 @@ impl VirtualNet {
             .with(crate::multiaddr::Protocol::P2p(peer))
     }
 
-    /// Node `n` as a `T`, if it is one.
+    /// Node `n` as a `T`, if it is one. The node is polled on the next
+    /// turn, since the caller may act on it.
     pub fn node_mut<T: Node>(&mut self, n: usize) -> Option<&mut T> {
-        let node: &mut dyn Any = &mut *self.nodes[n].1;
+        self.mark(n);
+        let node: &mut dyn Any = &mut *self.slot_mut(n).node;
         node.downcast_mut::<T>()
     }
 
-    /// Node `n`'s swarm.
+    /// Node `n`'s swarm (polled on the next turn, as for
+    /// [`VirtualNet::node_mut`]).
     ///
     /// # Panics
     ///
@@ -331,11 +488,23 @@ impl VirtualNet {
     /// filter and the link (it is not counted in the stats).
     pub fn inject(&mut self, n: usize, from: SocketAddr, data: &[u8]) {
         let now = self.now;
-        let node = &mut self.nodes[n].1;
+        let node = &mut self.slot_mut(n).node;
         in_node(n, || node.feed_datagram(now, from, data));
+        self.mark(n);
     }
 
-    /// Put one datagram on the network: route, filter, dark switch, link.
+    /// Mark node `n` for polling on this turn's flush.
+    fn mark(&mut self, n: usize) {
+        if let Some(Some(slot)) = self.slots.get_mut(n)
+            && !slot.dirty
+        {
+            slot.dirty = true;
+            self.dirty.push(n);
+        }
+    }
+
+    /// Put one datagram on the network: route, filter, dark switches,
+    /// partitions, link.
     fn send(&mut self, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
         let size = data.len();
         let fate = self.route(from, to, data);
@@ -362,12 +531,17 @@ impl VirtualNet {
             self.stats.filtered += 1;
             return Fate::Filtered;
         }
-        if self.dark {
+        // Every sender is a node (datagrams only come from `flush`).
+        let from_index = self.routes[&from];
+        let (sender, receiver) = (self.slot(from_index), self.slot(to_index));
+        if self.dark || sender.dark || receiver.dark {
             self.stats.dark += 1;
             return Fate::Dark;
         }
-        // Every sender is a node (datagrams only come from `flush`).
-        let from_index = self.routes[&from];
+        if sender.side != receiver.side {
+            self.stats.partitioned += 1;
+            return Fate::Partitioned;
+        }
         let mut deliveries = std::mem::take(&mut self.deliveries);
         self.link.carry(
             self.now,
@@ -391,19 +565,53 @@ impl VirtualNet {
         fate
     }
 
-    /// Step 1 of a turn: drain every node's outgoing datagrams onto the
-    /// network.
+    /// Step 1 of a turn: drain the outgoing datagrams of every node marked
+    /// for polling (in index order) onto the network, note their timeouts
+    /// and trace their swarms' events.
     fn flush(&mut self) {
         let now = self.now;
+        let woken: Vec<usize> =
+            std::mem::take(&mut *self.woken.lock().unwrap_or_else(|p| p.into_inner()));
+        for n in woken {
+            self.mark(n);
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
         let mut out = std::mem::take(&mut self.outgoing);
         // Reused, so that a test counting a node's allocations does not see
         // the network's own buffers grow inside that node's calls.
         let mut sent = std::mem::take(&mut self.sent);
-        for (i, (addr, node)) in self.nodes.iter_mut().enumerate() {
+        let at = now - self.start;
+        for &i in &dirty {
+            let Some(slot) = self.slots[i].as_mut() else {
+                continue;
+            };
+            slot.dirty = false;
             let buf = &mut self.buf;
+            let node = &mut slot.node;
             in_node(i, || node.poll_transmits(now, buf, &mut sent));
-            out.extend(sent.drain(..).map(|(to, data)| (*addr, to, data)));
+            out.extend(sent.drain(..).map(|(to, data)| (slot.addr, to, data)));
+            let timeout = in_node(i, || slot.node.poll_timeout());
+            if timeout != slot.timeout {
+                slot.timeout = timeout;
+                if let Some(t) = timeout {
+                    self.timeouts.push(Reverse((t, i)));
+                }
+            }
+            if let Some(events) = &slot.events {
+                while let Ok(event) = events.try_recv() {
+                    let event = format!("{event:?}");
+                    self.hasher.write_u128(at.as_nanos());
+                    self.hasher.write_usize(i);
+                    self.hasher.write(event.as_bytes());
+                    if let Some(trace) = &mut self.event_trace {
+                        trace.push(TracedEvent { at, node: i, event });
+                    }
+                }
+            }
         }
+        dirty.clear();
+        self.dirty = dirty;
         for (from, to, data) in out.drain(..) {
             self.send(from, to, data);
         }
@@ -411,15 +619,17 @@ impl VirtualNet {
         self.sent = sent;
     }
 
-    /// The earliest of the next arrival and every node's timeout.
-    fn next_event(&mut self) -> Option<Instant> {
-        let next_arrival = self.in_flight.keys().next().map(|k| k.0);
-        let next_timeout = self
-            .nodes
-            .iter_mut()
-            .filter_map(|(_, n)| n.poll_timeout())
-            .min();
-        next_arrival.into_iter().chain(next_timeout).min()
+    /// The earliest current entry of the timeout heap (stale ones go).
+    fn next_timeout(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, n))) = self.timeouts.peek() {
+            match self.slots.get(n).and_then(Option::as_ref) {
+                Some(slot) if slot.timeout == Some(at) => return Some(at),
+                _ => {
+                    self.timeouts.pop();
+                }
+            }
+        }
+        None
     }
 
     /// Run turns (see the module docs) until `done` holds, at most `limit`
@@ -440,11 +650,17 @@ impl VirtualNet {
             if done(self) {
                 return Outcome::Done;
             }
+            if !self.dirty.is_empty() {
+                // `done` may have acted on a node (dialed, opened a
+                // stream): send what it queued now, before time moves.
+                self.flush();
+            }
             if let Some(wall) = self.wall_limit {
                 let ran = self.wall_start.elapsed();
                 assert!(ran < wall, "wall-clock guard: the network ran {ran:?}");
             }
-            let Some(next) = self.next_event() else {
+            let next_arrival = self.in_flight.keys().next().map(|k| k.0);
+            let Some(next) = next_arrival.into_iter().chain(self.next_timeout()).min() else {
                 return Outcome::Quiet;
             };
             if next > deadline {
@@ -453,29 +669,62 @@ impl VirtualNet {
             }
             // `max`: a timeout in the past does not move the clock back.
             self.now = self.now.max(next);
-            let now = self.now;
-            while let Some(entry) = self.in_flight.first_entry() {
-                if entry.key().0 > now {
-                    break;
-                }
-                let (to, from, data) = entry.remove();
-                self.stats.delivered += 1;
-                self.stats.bytes_delivered += data.len() as u64;
-                let node = &mut self.nodes[to].1;
-                in_node(to, || node.feed_datagram(now, from, &data));
-            }
-            for (i, (_, node)) in self.nodes.iter_mut().enumerate() {
-                in_node(i, || {
-                    if node.poll_timeout().is_some_and(|t| t <= now) {
-                        node.feed_timeout(now);
-                    }
-                });
-            }
+            self.step();
         }
         panic!(
             "the network did not settle in {} turns: a node spins",
             self.max_turns
         );
+    }
+
+    /// Steps 4 and 5 of a turn: deliver what is due, then fire the due
+    /// timeouts of the nodes that got datagrams or whose timeout is due,
+    /// in index order.
+    fn step(&mut self) {
+        let now = self.now;
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (to, from, data) = entry.remove();
+            let Some(slot) = self.slots[to].as_mut() else {
+                self.stats.unroutable += 1; // removed while it was in flight
+                continue;
+            };
+            self.stats.delivered += 1;
+            self.stats.bytes_delivered += data.len() as u64;
+            let node = &mut slot.node;
+            in_node(to, || node.feed_datagram(now, from, &data));
+            self.mark(to);
+        }
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.extend_from_slice(&self.dirty);
+        while let Some(&Reverse((at, n))) = self.timeouts.peek() {
+            if at > now {
+                break;
+            }
+            self.timeouts.pop();
+            candidates.push(n);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for &i in &candidates {
+            let Some(slot) = self.slots[i].as_mut() else {
+                continue;
+            };
+            let node = &mut slot.node;
+            in_node(i, || {
+                if node.poll_timeout().is_some_and(|t| t <= now) {
+                    node.feed_timeout(now);
+                }
+            });
+            // Its heap entry may have been popped: the next flush re-reads
+            // the timeout and queues it again.
+            slot.timeout = None;
+            self.mark(i);
+        }
+        candidates.clear();
+        self.candidates = candidates;
     }
 
     /// Let `d` of virtual time pass with the network running; the clock
@@ -491,7 +740,7 @@ impl VirtualNet {
     /// (its connections closed and drained), at most `limit`.
     pub fn shutdown_swarms(&mut self, code: u32, limit: Duration) -> Outcome {
         let swarms: Vec<usize> = (0..self.len())
-            .filter(|&n| self.node_mut::<Swarm>(n).is_some())
+            .filter(|&n| self.contains(n) && self.node_mut::<Swarm>(n).is_some())
             .collect();
         for &n in &swarms {
             self.swarm(n).shutdown(code);
