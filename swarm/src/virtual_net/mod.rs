@@ -41,11 +41,21 @@
 //! keeps asking for a timeout in the past would otherwise spin forever) and,
 //! if asked, in wall time ([`VirtualNet::wall_limit`]).
 //!
-//! # Wake-ups
+//! # Which nodes are polled
 //!
-//! Swarms added here get [`NoWake`]: the network cannot learn when a
-//! [`crate::SwarmHandle`] command or a detached stream needs the swarm, so
-//! step 1 feeds every swarm a wake-up before polling it, every turn.
+//! Only nodes with something to do: those that got a datagram, whose
+//! timeout is due (a heap of timeouts), that the caller reached through
+//! [`VirtualNet::swarm`] / [`VirtualNet::node_mut`], or that another thread
+//! woke (each swarm's waker marks its node: a [`crate::SwarmHandle`]
+//! command, a detached stream). A turn therefore costs what happens in it,
+//! not the number of nodes.
+//!
+//! # Partitions, dark nodes, churn
+//!
+//! [`VirtualNet::isolate`] cuts a set of nodes off from the rest until
+//! [`VirtualNet::heal`]; [`VirtualNet::set_node_dark`] silences one node;
+//! [`VirtualNet::remove_node`] drops a node with no goodbye, and nodes may
+//! be added at any time.
 //!
 //! # Determinism
 //!
@@ -53,10 +63,18 @@
 //! calls: the link's randomness comes from one seeded RNG, nodes are
 //! visited in index order, and nothing reads the real clock after creation
 //! (virtual time starts at the real time the network was created; the
-//! optional wall-clock guard only ever panics). The swarms draw their own
-//! randomness (TLS keys, connection ids), which the network does not
-//! control: what the link does to a datagram is reproducible, its bytes may
-//! not be.
+//! optional wall-clock guard only ever panics). Give each swarm a seed
+//! ([`SwarmConfig::seed`]) and a key derived from it, and the swarms'
+//! own randomness (connection ids, certificate, plugins' `Context::rng`)
+//! replays too; what stays with the OS inside TLS has fixed sizes and
+//! cannot change a datagram's fate or timing. Then the same program gives
+//! the same [`VirtualNet::trace_hash`] over every swarm event (which node,
+//! what, at what virtual time).
+//!
+//! One thing cannot be replayed: a stream handed to a thread
+//! (`Context::detach_stream`). It works here (its waker marks the node),
+//! but when the thread reads and writes depends on the real scheduler, so
+//! a run that uses one is not deterministic.
 mod link;
 mod node;
 
