@@ -384,7 +384,9 @@ impl VirtualNet {
         });
         let mut swarm = Swarm::new(config, Box::new(binder), waker, self.now).expect("swarm");
         // Subscribed first, so the trace sees the listen address too.
-        let events = swarm.handle().subscribe(1 << 16).expect("subscribe");
+        // Drained at every flush of the node; a channel preallocates its
+        // capacity, so it is kept small for networks of thousands.
+        let events = swarm.handle().subscribe(256).expect("subscribe");
         swarm.feed_wakeup(self.now);
         setup(&mut swarm);
         let addr = SocketAddr::new(ip, LISTEN_PORT);
