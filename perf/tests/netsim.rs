@@ -1,0 +1,38 @@
+//! `netsim`'s command line: the ping scenario runs, prints a summary with
+//! the figures the issue names, and the same seed gives the same trace hash
+//! while another seed gives another.
+
+use std::process::Command;
+
+fn run(seed: u64) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_netsim"))
+        .args(["ping", "--nodes", "12", "--conns", "3", "--pings", "3"])
+        .args(["--loss", "0.02", "--seed", &seed.to_string()])
+        .output()
+        .expect("netsim runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().expect("a summary line");
+    serde_json::from_str(last).expect("JSON")
+}
+
+#[test]
+fn ping_scenario_reports_its_figures_and_replays_by_seed() {
+    let a = run(5);
+    assert_eq!(a["event"], "summary");
+    assert_eq!(a["scenario"], "ping");
+    assert_eq!(a["finished"], true, "{a}");
+    assert_eq!(a["dials"], 36);
+    assert_eq!(a["connections_made"], 36, "{a}");
+    assert_eq!(a["handshakes_failed"], 0);
+    // 36 connections, 3 pings each way; failed pings still count as done.
+    let pings = a["pings"].as_u64().unwrap() + a["pings_failed"].as_u64().unwrap();
+    assert!(pings >= 216, "{a}");
+    let p50 = a["rtt_p50_ms"].as_f64().unwrap();
+    let p99 = a["rtt_p99_ms"].as_f64().unwrap();
+    // 20 ms + [0, 5 ms) each way.
+    assert!((40.0..=50.0).contains(&p50) && p50 <= p99, "{a}");
+    assert!(a["peak_rss_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(run(5)["trace_hash"], a["trace_hash"], "same seed, other trace");
+    assert_ne!(run(6)["trace_hash"], a["trace_hash"], "other seed, same trace");
+}
