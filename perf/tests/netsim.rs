@@ -10,7 +10,11 @@ fn run(seed: u64) -> serde_json::Value {
         .args(["--loss", "0.02", "--seed", &seed.to_string()])
         .output()
         .expect("netsim runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let last = stdout.lines().last().expect("a summary line");
     serde_json::from_str(last).expect("JSON")
@@ -33,6 +37,31 @@ fn ping_scenario_reports_its_figures_and_replays_by_seed() {
     // 20 ms + [0, 5 ms) each way.
     assert!((40.0..=50.0).contains(&p50) && p50 <= p99, "{a}");
     assert!(a["peak_rss_bytes"].as_u64().unwrap() > 0);
-    assert_eq!(run(5)["trace_hash"], a["trace_hash"], "same seed, other trace");
-    assert_ne!(run(6)["trace_hash"], a["trace_hash"], "other seed, same trace");
+    assert_eq!(
+        run(5)["trace_hash"],
+        a["trace_hash"],
+        "same seed, other trace"
+    );
+    assert_ne!(
+        run(6)["trace_hash"],
+        a["trace_hash"],
+        "other seed, same trace"
+    );
+}
+
+#[test]
+fn churn_scenario_leaves_no_connection_to_departed_nodes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_netsim"))
+        .args(["churn", "--nodes", "20", "--conns", "3", "--duration-s", "20"])
+        .output()
+        .expect("netsim runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let s: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(s["scenario"], "churn");
+    assert_eq!(s["joins"], 20, "{s}");
+    assert_eq!(s["leaves"], 20, "{s}");
+    assert_eq!(s["failed_dials"], 0, "{s}");
+    assert_eq!(s["leaked_connections"], 0, "{s}");
+    assert!(s["pings"].as_u64().unwrap() > 0, "{s}");
 }

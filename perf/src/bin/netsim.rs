@@ -23,7 +23,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use swarm::virtual_net::{LinkConfig, VirtualNet};
-use swarm::{ConnId, Context, Keypair, PeerId, Protocol, ProtocolEvent, SwarmConfig};
+use swarm::{
+    ConnId, Context, DialError, Keypair, PeerId, PluginId, Protocol, ProtocolEvent, SwarmConfig,
+};
 
 /// Scenarios on the deterministic network simulator.
 #[derive(Parser)]
@@ -39,6 +41,27 @@ enum Scenario {
     /// times. Figures: connections made, handshakes failed, RTT p50/p99
     /// (virtual ms).
     Ping(PingArgs),
+    /// N nodes ping their peers while nodes leave (dropped with no
+    /// goodbye) and new ones join and dial K live nodes, at a fixed rate.
+    /// Figures: joins, leaves, failed dials, and leaked connections (to
+    /// nodes that left, still open 60 virtual s after the churn stopped:
+    /// must be 0).
+    Churn(ChurnArgs),
+}
+
+#[derive(Args)]
+struct ChurnArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    /// Connections each joining node dials.
+    #[arg(long, default_value_t = 4)]
+    conns: usize,
+    /// Virtual seconds between one leave + one join.
+    #[arg(long, default_value_t = 1.0)]
+    churn_interval_s: f64,
+    /// Virtual seconds of churn.
+    #[arg(long, default_value_t = 60.0)]
+    duration_s: f64,
 }
 
 /// The network every scenario runs on.
@@ -84,6 +107,7 @@ struct PingArgs {
 #[derive(Default)]
 struct Seen {
     connections: u64,
+    dial_failures: u64,
     rtts: Vec<Duration>,
     ping_failures: u64,
 }
@@ -100,6 +124,10 @@ impl Protocol for Recorder {
         self.0.lock().unwrap().connections += 1;
     }
 
+    fn handle_dial_failure(&mut self, _: &mut Context<'_>, _: ConnId, _: &DialError) {
+        self.0.lock().unwrap().dial_failures += 1;
+    }
+
     fn handle_protocol_event(&mut self, _: &mut Context<'_>, event: &ProtocolEvent) {
         if let Some(ping) = event.downcast_ref::<PingEvent>() {
             let mut seen = self.0.lock().unwrap();
@@ -114,6 +142,7 @@ impl Protocol for Recorder {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Ping(args) => ping(args),
+        Scenario::Churn(args) => churn(args),
     }
 }
 
@@ -223,6 +252,118 @@ fn ping(args: PingArgs) -> anyhow::Result<()> {
             "rtt_p50_ms": pct(0.5),
             "rtt_p99_ms": pct(0.99),
             "datagrams_delivered": net.stats().delivered,
+        })
+    );
+    Ok(())
+}
+
+/// A seeded node with ping and a recorder; returns its index and the
+/// recorder's plugin id (dials made through it report their failures).
+fn add_node(
+    net: &mut VirtualNet,
+    rng: &mut StdRng,
+    i: usize,
+    seen: &Arc<Mutex<Seen>>,
+) -> anyhow::Result<(usize, PluginId)> {
+    let mut config = SwarmConfig::new(Keypair::ed25519_from_bytes(rng.random::<[u8; 32]>())?);
+    config.seed = Some(rng.random());
+    config.idle_connection_timeout = Duration::from_secs(3600);
+    let mut recorder = None;
+    let n = net.add_swarm_with(config, node_ip(i), |s| {
+        s.add_protocol(Box::new(Ping::new(PingConfig {
+            interval: Duration::from_secs(1),
+            ..PingConfig::default()
+        })));
+        recorder = Some(s.add_protocol(Box::new(Recorder(seen.clone()))));
+    });
+    Ok((n, recorder.expect("added")))
+}
+
+fn churn(args: ChurnArgs) -> anyhow::Result<()> {
+    let net_args = args.net;
+    anyhow::ensure!(net_args.nodes > args.conns, "--nodes must exceed --conns");
+    let wall = Instant::now();
+    let link = LinkConfig {
+        loss: net_args.loss,
+        latency: Duration::from_secs_f64(net_args.latency_ms / 1000.0),
+        jitter: Duration::from_secs_f64(net_args.jitter_ms / 1000.0),
+        ..LinkConfig::clean()
+    };
+    let mut net = VirtualNet::new(net_args.seed, link);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut rng = StdRng::seed_from_u64(net_args.seed);
+    let mut live: Vec<(usize, PluginId)> = Vec::new();
+    let mut next_ip = 0;
+    let mut dials = 0u64;
+    let mut dial = |net: &mut VirtualNet,
+                    rng: &mut StdRng,
+                    live: &[(usize, PluginId)],
+                    from: (usize, PluginId)| {
+        let others: Vec<usize> = live.iter().map(|l| l.0).filter(|&n| n != from.0).collect();
+        for _ in 0..args.conns.min(others.len()) {
+            let to = net.dial_addr(others[rng.random_range(0..others.len())]);
+            let ok = net
+                .swarm(from.0)
+                .with_context(from.1, |ctx| ctx.dial(&to, false))
+                .is_ok();
+            dials += u64::from(ok);
+        }
+    };
+    for _ in 0..net_args.nodes {
+        let node = add_node(&mut net, &mut rng, next_ip, &seen)?;
+        next_ip += 1;
+        live.push(node);
+    }
+    for i in 0..live.len() {
+        dial(&mut net, &mut rng, &live, live[i]);
+    }
+    let (mut joins, mut leaves) = (0u64, 0u64);
+    let mut left: Vec<PeerId> = Vec::new();
+    let step = Duration::from_secs_f64(args.churn_interval_s);
+    let steps = (args.duration_s / args.churn_interval_s) as u64;
+    for _ in 0..steps {
+        net.run_for(step);
+        let gone = live.swap_remove(rng.random_range(0..live.len()));
+        left.push(net.swarm(gone.0).local_peer_id());
+        net.remove_node(gone.0);
+        leaves += 1;
+        let node = add_node(&mut net, &mut rng, next_ip, &seen)?;
+        next_ip += 1;
+        dial(&mut net, &mut rng, &live, node);
+        live.push(node);
+        joins += 1;
+    }
+    // Churn stops; QUIC's idle timeout (30 s) must end every connection
+    // to a node that left.
+    net.run_for(Duration::from_secs(60));
+    let leaked: usize = live
+        .iter()
+        .map(|&(n, _)| {
+            let swarm = net.swarm(n);
+            left.iter()
+                .map(|p| swarm.connections_to(p).len())
+                .sum::<usize>()
+        })
+        .sum();
+    let seen = seen.lock().unwrap();
+    println!(
+        "{}",
+        json!({
+            "event": "summary",
+            "scenario": "churn",
+            "nodes": net_args.nodes,
+            "seed": net_args.seed,
+            "virtual_s": net.elapsed().as_secs_f64(),
+            "wall_s": wall.elapsed().as_secs_f64(),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "trace_hash": format!("{:016x}", net.trace_hash()),
+            "joins": joins,
+            "leaves": leaves,
+            "dials": dials,
+            "failed_dials": seen.dial_failures,
+            "leaked_connections": leaked,
+            "pings": seen.rtts.len(),
+            "pings_failed": seen.ping_failures,
         })
     );
     Ok(())
