@@ -52,10 +52,22 @@ fn ping_scenario_reports_its_figures_and_replays_by_seed() {
 #[test]
 fn churn_scenario_leaves_no_connection_to_departed_nodes() {
     let out = Command::new(env!("CARGO_BIN_EXE_netsim"))
-        .args(["churn", "--nodes", "20", "--conns", "3", "--duration-s", "20"])
+        .args([
+            "churn",
+            "--nodes",
+            "20",
+            "--conns",
+            "3",
+            "--duration-s",
+            "20",
+        ])
         .output()
         .expect("netsim runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let s: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(s["scenario"], "churn");
