@@ -29,7 +29,10 @@ use swarm::{
 
 /// Scenarios on the deterministic network simulator.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "Named scenarios on the deterministic network simulator: thousands of swarms on one thread and virtual time; JSON lines out"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -83,9 +86,34 @@ struct NetArgs {
     /// Probability that a datagram is lost.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Per pair of nodes, an extra fixed one-way delay drawn in
+    /// [0, spread) milliseconds (near and far nodes).
+    #[arg(long, default_value_t = 0.0)]
+    latency_spread_ms: f64,
+    /// Each node's uplink in kilobytes per second (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    bandwidth_kbps: u64,
+    /// Bytes that may queue for a node's uplink before datagrams drop.
+    #[arg(long, default_value_t = 65536)]
+    queue_bytes: usize,
     /// Give up after this much virtual time, in seconds.
     #[arg(long, default_value_t = 600.0)]
     max_virtual_s: f64,
+}
+
+impl NetArgs {
+    /// The link these arguments describe.
+    fn link(&self) -> LinkConfig {
+        LinkConfig {
+            loss: self.loss,
+            latency: Duration::from_secs_f64(self.latency_ms / 1000.0),
+            jitter: Duration::from_secs_f64(self.jitter_ms / 1000.0),
+            latency_spread: Duration::from_secs_f64(self.latency_spread_ms / 1000.0),
+            bandwidth: (self.bandwidth_kbps > 0).then_some(self.bandwidth_kbps * 1000),
+            queue: self.queue_bytes,
+            ..LinkConfig::clean()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -156,12 +184,7 @@ fn ping(args: PingArgs) -> anyhow::Result<()> {
     let net_args = args.net.clone();
     anyhow::ensure!(net_args.nodes > args.conns, "--nodes must exceed --conns");
     let wall = Instant::now();
-    let link = LinkConfig {
-        loss: net_args.loss,
-        latency: Duration::from_secs_f64(net_args.latency_ms / 1000.0),
-        jitter: Duration::from_secs_f64(net_args.jitter_ms / 1000.0),
-        ..LinkConfig::clean()
-    };
+    let link = net_args.link();
     let mut net = VirtualNet::new(net_args.seed, link);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut rng = StdRng::seed_from_u64(net_args.seed);
@@ -283,12 +306,7 @@ fn churn(args: ChurnArgs) -> anyhow::Result<()> {
     let net_args = args.net;
     anyhow::ensure!(net_args.nodes > args.conns, "--nodes must exceed --conns");
     let wall = Instant::now();
-    let link = LinkConfig {
-        loss: net_args.loss,
-        latency: Duration::from_secs_f64(net_args.latency_ms / 1000.0),
-        jitter: Duration::from_secs_f64(net_args.jitter_ms / 1000.0),
-        ..LinkConfig::clean()
-    };
+    let link = net_args.link();
     let mut net = VirtualNet::new(net_args.seed, link);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut rng = StdRng::seed_from_u64(net_args.seed);

@@ -43,6 +43,16 @@ pub struct LinkConfig {
     pub latency: Duration,
     /// Extra random delay in `[0, jitter)`: reorders datagrams.
     pub jitter: Duration,
+    /// Per pair of nodes, an extra fixed one-way delay in `[0, spread)`,
+    /// drawn once per pair from the seed (the same both ways): a network
+    /// whose nodes are near and far from each other.
+    pub latency_spread: Duration,
+    /// Each node's uplink in bytes per second: a datagram leaves only once
+    /// those before it have (serialization delay). `None`: unlimited.
+    pub bandwidth: Option<u64>,
+    /// Bytes that may wait for a node's uplink; a datagram that would
+    /// exceed it is dropped, as a router's queue drops. Default 64 KiB.
+    pub queue: usize,
 }
 
 impl LinkConfig {
@@ -55,6 +65,9 @@ impl LinkConfig {
             corrupt: 0.0,
             latency: Duration::from_millis(5),
             jitter: Duration::ZERO,
+            latency_spread: Duration::ZERO,
+            bandwidth: None,
+            queue: 64 * 1024,
         }
     }
 }
@@ -73,6 +86,9 @@ pub struct LossyLink {
     rng: StdRng,
     /// Datagrams still to drop in the current loss event, per direction.
     burst_left: HashMap<(usize, usize), u32>,
+    /// When each sender's uplink is free again (with a bandwidth limit).
+    uplink_free: HashMap<usize, Instant>,
+    seed: u64,
 }
 
 impl LossyLink {
@@ -82,20 +98,53 @@ impl LossyLink {
             config,
             rng: StdRng::seed_from_u64(seed),
             burst_left: HashMap::new(),
+            uplink_free: HashMap::new(),
+            seed,
         }
+    }
+
+    /// The pair's fixed extra delay: a hash of the seed and the unordered
+    /// pair, so it costs no draw from the RNG and is the same both ways.
+    fn pair_delay(&self, a: usize, b: usize) -> Duration {
+        if self.config.latency_spread.is_zero() {
+            return Duration::ZERO;
+        }
+        let (lo, hi) = (a.min(b) as u64, a.max(b) as u64);
+        // splitmix64 over the seed and the pair.
+        let mut z = self.seed ^ lo.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ hi.rotate_left(32);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
+        self.config.latency_spread.mul_f64(unit)
     }
 }
 
 impl LinkModel for LossyLink {
     fn carry(
         &mut self,
-        _now: Instant,
+        now: Instant,
         from: usize,
         to: usize,
         mut data: Vec<u8>,
         deliver: &mut Vec<(Duration, Vec<u8>)>,
         stats: &mut LinkStats,
     ) {
+        // The uplink first: a datagram that finds the queue full is dropped
+        // before anything else happens to it.
+        let mut departs = Duration::ZERO;
+        if let Some(rate) = self.config.bandwidth.filter(|r| *r > 0) {
+            let free = self.uplink_free.entry(from).or_insert(now);
+            let waiting = free.saturating_duration_since(now);
+            if waiting.as_secs_f64() * rate as f64 + data.len() as f64 > self.config.queue as f64 {
+                stats.queue_dropped += 1;
+                return;
+            }
+            let serialize = Duration::from_secs_f64(data.len() as f64 / rate as f64);
+            *free = (*free).max(now) + serialize;
+            departs = *free - now;
+        }
+        let base = self.config.latency + self.pair_delay(from, to) + departs;
         let link = &self.config;
         // The RNG is drawn from only for what is switched on, so that a
         // clean link uses no randomness and adding one impairment does not
@@ -134,7 +183,7 @@ impl LinkModel for LossyLink {
             } else {
                 data.clone()
             };
-            deliver.push((link.latency + jitter, payload));
+            deliver.push((base + jitter, payload));
         }
     }
 }
@@ -146,6 +195,8 @@ pub struct LinkStats {
     pub sent: u64,
     /// Lost by the link model.
     pub dropped: u64,
+    /// Dropped because the sender's uplink queue was full.
+    pub queue_dropped: u64,
     /// Lost to a partition ([`VirtualNet::isolate`](super::VirtualNet::isolate)).
     pub partitioned: u64,
     /// Refused by [`VirtualNet::filter`](super::VirtualNet::filter).
