@@ -4,10 +4,10 @@
 
 use std::process::Command;
 
-fn run(seed: u64) -> serde_json::Value {
+/// Run `netsim` with `args`; its last line, the summary, as JSON.
+fn summary(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_netsim"))
-        .args(["ping", "--nodes", "12", "--conns", "3", "--pings", "3"])
-        .args(["--loss", "0.02", "--seed", &seed.to_string()])
+        .args(args)
         .output()
         .expect("netsim runs");
     assert!(
@@ -18,6 +18,13 @@ fn run(seed: u64) -> serde_json::Value {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let last = stdout.lines().last().expect("a summary line");
     serde_json::from_str(last).expect("JSON")
+}
+
+fn run(seed: u64) -> serde_json::Value {
+    let seed = seed.to_string();
+    summary(&[
+        "ping", "--nodes", "12", "--conns", "3", "--pings", "3", "--loss", "0.02", "--seed", &seed,
+    ])
 }
 
 #[test]
@@ -51,25 +58,15 @@ fn ping_scenario_reports_its_figures_and_replays_by_seed() {
 
 #[test]
 fn churn_scenario_leaves_no_connection_to_departed_nodes() {
-    let out = Command::new(env!("CARGO_BIN_EXE_netsim"))
-        .args([
-            "churn",
-            "--nodes",
-            "20",
-            "--conns",
-            "3",
-            "--duration-s",
-            "20",
-        ])
-        .output()
-        .expect("netsim runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let s: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let s = summary(&[
+        "churn",
+        "--nodes",
+        "20",
+        "--conns",
+        "3",
+        "--duration-s",
+        "20",
+    ]);
     assert_eq!(s["scenario"], "churn");
     assert_eq!(s["joins"], 20, "{s}");
     assert_eq!(s["leaves"], 20, "{s}");

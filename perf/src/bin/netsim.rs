@@ -189,21 +189,9 @@ fn ping(args: PingArgs) -> anyhow::Result<()> {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut rng = StdRng::seed_from_u64(net_args.seed);
     let mut peers = Vec::with_capacity(net_args.nodes);
+    let interval = Duration::from_secs_f64(args.interval_s);
     for i in 0..net_args.nodes {
-        let mut config = SwarmConfig::new(Keypair::ed25519_from_bytes(rng.random::<[u8; 32]>())?);
-        config.seed = Some(rng.random());
-        // Pinged connections stay busy; a long idle timeout keeps the rest.
-        config.idle_connection_timeout = Duration::from_secs(3600);
-        let recorder = Recorder(seen.clone());
-        let interval = Duration::from_secs_f64(args.interval_s);
-        let n = net.add_swarm_with(config, node_ip(i), |s| {
-            s.add_protocol(Box::new(Ping::new(PingConfig {
-                interval,
-                ..PingConfig::default()
-            })));
-            s.add_protocol(Box::new(recorder));
-        });
-        peers.push(n);
+        peers.push(add_node(&mut net, &mut rng, i, &seen, interval)?.0);
     }
     let mut dials = 0u64;
     for i in 0..net_args.nodes {
@@ -280,6 +268,9 @@ fn ping(args: PingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often churn nodes ping each connection.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A seeded node with ping and a recorder; returns its index and the
 /// recorder's plugin id (dials made through it report their failures).
 fn add_node(
@@ -287,14 +278,16 @@ fn add_node(
     rng: &mut StdRng,
     i: usize,
     seen: &Arc<Mutex<Seen>>,
+    interval: Duration,
 ) -> anyhow::Result<(usize, PluginId)> {
     let mut config = SwarmConfig::new(Keypair::ed25519_from_bytes(rng.random::<[u8; 32]>())?);
     config.seed = Some(rng.random());
+    // Pinged connections stay busy; a long idle timeout keeps the rest.
     config.idle_connection_timeout = Duration::from_secs(3600);
     let mut recorder = None;
     let n = net.add_swarm_with(config, node_ip(i), |s| {
         s.add_protocol(Box::new(Ping::new(PingConfig {
-            interval: Duration::from_secs(1),
+            interval,
             ..PingConfig::default()
         })));
         recorder = Some(s.add_protocol(Box::new(Recorder(seen.clone()))));
@@ -328,7 +321,7 @@ fn churn(args: ChurnArgs) -> anyhow::Result<()> {
         }
     };
     for _ in 0..net_args.nodes {
-        let node = add_node(&mut net, &mut rng, next_ip, &seen)?;
+        let node = add_node(&mut net, &mut rng, next_ip, &seen, PING_INTERVAL)?;
         next_ip += 1;
         live.push(node);
     }
@@ -345,7 +338,7 @@ fn churn(args: ChurnArgs) -> anyhow::Result<()> {
         left.push(net.swarm(gone.0).local_peer_id());
         net.remove_node(gone.0);
         leaves += 1;
-        let node = add_node(&mut net, &mut rng, next_ip, &seen)?;
+        let node = add_node(&mut net, &mut rng, next_ip, &seen, PING_INTERVAL)?;
         next_ip += 1;
         dial(&mut net, &mut rng, &live, node);
         live.push(node);

@@ -11,6 +11,8 @@ use rustc_hash::FxHashMap;
 
 use crate::address::{canonical, quic_multiaddr};
 use crate::connection::{Connection, Origin, SocketIndex};
+use crate::error::OpenStreamError;
+use crate::events::StreamTarget;
 use crate::ids::ConnId;
 use crate::limits::ConnectionLimit;
 use crate::transport::Transport;
@@ -57,6 +59,19 @@ impl Core {
                 generation: c.generation,
             })
             .collect()
+    }
+
+    /// The connection a stream or flow for `target` goes on: the one
+    /// named, or the first established one to the peer.
+    pub(crate) fn target_conn(&self, target: StreamTarget) -> Result<ConnId, OpenStreamError> {
+        match target {
+            StreamTarget::Conn(c) => Ok(c),
+            StreamTarget::Peer(p) => self
+                .connections_to(&p)
+                .first()
+                .copied()
+                .ok_or(OpenStreamError::NotConnected(p)),
+        }
     }
 
     pub(crate) fn insert_connection(

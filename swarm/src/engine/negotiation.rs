@@ -162,13 +162,7 @@ impl Core {
         if self.shutting_down {
             return Err(OpenStreamError::ShuttingDown);
         }
-        let conn_id = match target {
-            StreamTarget::Conn(c) => c,
-            StreamTarget::Peer(p) => *self
-                .connections_to(&p)
-                .first()
-                .ok_or(OpenStreamError::NotConnected(p))?,
-        };
+        let conn_id = self.target_conn(target)?;
         let deadline = self.now + self.config.limits.negotiation_timeout;
         let limits = self.config.multistream;
         let conn = self

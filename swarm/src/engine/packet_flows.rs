@@ -37,13 +37,7 @@ impl Core {
         protocol: &str,
         plugin: PluginId,
     ) -> Result<PacketFlow, PacketError> {
-        let conn_id = match target {
-            StreamTarget::Conn(c) => c,
-            StreamTarget::Peer(p) => *self
-                .connections_to(&p)
-                .first()
-                .ok_or(OpenStreamError::NotConnected(p))?,
-        };
+        let conn_id = self.target_conn(target)?;
         let conn = self
             .conn_mut(conn_id)
             .ok_or(OpenStreamError::UnknownConnection(conn_id))?;
