@@ -35,6 +35,9 @@ pub(crate) enum Origin {
 pub(crate) enum Requester {
     /// A plugin called `dial`.
     Plugin(PluginId),
+    /// A plugin's `dial_with_id` that waited for peer routing: a failure
+    /// is reported under the id the plugin got back then.
+    PluginAs(PluginId, crate::ConnId),
     /// A `SwarmHandle` called `dial`; the reply channel waits.
     Handle(std::sync::mpsc::Sender<Result<crate::ConnId, crate::DialError>>),
     /// The swarm itself (e.g. opening a stream to a peer after dialing).

@@ -36,9 +36,14 @@ pub enum DialError {
     /// Only `/ip4|ip6/<ip>/udp/<port>/quic-v1[/p2p/<id>]` can be dialed.
     #[error("unsupported dial address {0}")]
     UnsupportedAddress(Multiaddr),
-    /// `dial_with_id` found no unexpired address for the peer.
+    /// `dial_with_id` found no unexpired address for the peer: none in the
+    /// peer store, and the peer router (if one is registered) found none.
     #[error("no known address for peer {0}")]
     NoAddresses(PeerId),
+    /// The peer router did not finish its search for the peer within
+    /// [`Limits::peer_routing_timeout`](crate::Limits::peer_routing_timeout).
+    #[error("peer routing for {0} timed out")]
+    PeerRoutingTimeout(PeerId),
     /// The remote's certificate named a different PeerId than the one dialed.
     /// Detected inside the TLS handshake.
     #[error("wrong peer id: expected {expected}, remote presented {actual}")]

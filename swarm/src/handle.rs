@@ -127,7 +127,8 @@ impl SwarmHandle {
         })
     }
 
-    /// Dial a peer at an address from the peer store, and wait.
+    /// Dial a peer at an address from the peer store (asking the peer
+    /// router when the store knows none), and wait for the connection.
     pub fn dial_with_id(
         &self,
         peer: PeerId,

@@ -42,6 +42,13 @@ pub struct Limits {
     ///
     /// [`Context::send`]: crate::Context::send
     pub send_queue_high_water: usize,
+    /// Longest a `dial_with_id` waits for the peer router to find an
+    /// address (see [`Context::register_peer_router`]). Default 60 s: a
+    /// Kademlia lookup that meets unresponsive peers takes a few request
+    /// timeouts.
+    ///
+    /// [`Context::register_peer_router`]: crate::Context::register_peer_router
+    pub peer_routing_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +64,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(30),
             threaded_stream_buffer: 256 * 1024,
             send_queue_high_water: 64 * 1024,
+            peer_routing_timeout: Duration::from_secs(60),
         }
     }
 }

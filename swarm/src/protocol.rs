@@ -73,6 +73,16 @@ pub trait Protocol: Send {
         let _ = (ctx, conn, error);
     }
 
+    /// Called on the peer router (see [`Context::register_peer_router`]):
+    /// a `dial_with_id` found no address for `peer`. Search, add what is
+    /// found to the peer store, then call [`Context::peer_routing_done`]
+    /// (now or later; the swarm gives up after
+    /// [`Limits::peer_routing_timeout`](crate::Limits::peer_routing_timeout)).
+    /// Asked once per peer however many dials wait.
+    fn handle_find_peer(&mut self, ctx: &mut Context<'_>, peer: PeerId) {
+        let _ = (ctx, peer);
+    }
+
     /// A remote opened a stream and multistream-select matched `protocol`,
     /// one of [`Protocol::protocol_ids`]. The plugin now owns the stream.
     fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, protocol: &str) {
@@ -233,7 +243,12 @@ impl Context<'_> {
         )
     }
 
-    /// Dial a peer at an address from the peer store.
+    /// Dial a peer at an address from the peer store. With no address
+    /// known, the peer router (if one is registered) is asked to find one
+    /// and the dial waits for it: the id returned then names the attempt
+    /// until it starts (calls on it are refused as an unknown connection),
+    /// a failure is reported under it, and the connection, once made,
+    /// arrives with its own id in `handle_new_connection`.
     pub fn dial_with_id(
         &mut self,
         peer: PeerId,
@@ -244,6 +259,21 @@ impl Context<'_> {
             force_new_conn,
             crate::connection::Requester::Plugin(self.plugin),
         )
+    }
+
+    /// Make this plugin the swarm's peer router: a `dial_with_id` (from any
+    /// plugin or [`SwarmHandle`](crate::SwarmHandle)) for a peer with no
+    /// known address asks it with [`Protocol::handle_find_peer`]. One router
+    /// per swarm; the last to register wins.
+    pub fn register_peer_router(&mut self) {
+        self.core.register_peer_router(self.plugin);
+    }
+
+    /// The router's search for `peer` is over: the dials waiting for it
+    /// are made to the addresses now in the peer store, or fail with
+    /// [`DialError::NoAddresses`]. Does nothing if no dial waits.
+    pub fn peer_routing_done(&mut self, peer: PeerId) {
+        self.core.peer_routing_done(peer);
     }
 
     /// Open a stream for `protocol` on a connection or to a connected peer.

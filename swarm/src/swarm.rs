@@ -413,6 +413,9 @@ impl Swarm {
                 Callback::DialFailure(id, conn, e) => {
                     self.call(id, |p, ctx| p.handle_dial_failure(ctx, conn, &e))
                 }
+                Callback::FindPeer(id, peer) => {
+                    self.call(id, |p, ctx| p.handle_find_peer(ctx, peer))
+                }
                 Callback::Inbound(id, s, proto) => {
                     self.call(id, |p, ctx| p.accept_inbound_stream(ctx, s, &proto))
                 }

@@ -44,6 +44,7 @@ impl ConnectionIdGenerator for SeededConnectionIds {
     }
 }
 
+use super::peer_routing::PeerRouting;
 use super::queues::{Callback, Deadline};
 use crate::transport::quic::{Socket, SocketBinder};
 
@@ -86,6 +87,8 @@ pub(crate) struct Core {
     pub(crate) scratch: Vec<u8>,
     /// The swarm's randomness: from `SwarmConfig::seed`, or the OS.
     pub(crate) rng: StdRng,
+    /// The peer router and the dials waiting for it.
+    pub(crate) peer_routing: PeerRouting,
 }
 
 impl Core {
@@ -149,6 +152,7 @@ impl Core {
             shutting_down: false,
             scratch: Vec::new(),
             rng,
+            peer_routing: PeerRouting::default(),
         })
     }
 

@@ -1,5 +1,5 @@
 //! Dialing: by address (`/p2p/` checked inside the TLS handshake) or by
-//! PeerId through the peer store.
+//! PeerId through the peer store (and peer routing when it knows none).
 
 use std::sync::Arc;
 
@@ -60,6 +60,23 @@ impl Core {
     }
 
     pub(crate) fn dial_with_id(
+        &mut self,
+        peer: PeerId,
+        force_new: bool,
+        requester: Requester,
+    ) -> Result<ConnId, DialError> {
+        if self.shutting_down {
+            return Err(DialError::ShuttingDown);
+        }
+        match self.dial_known_peer(peer, force_new, requester.clone()) {
+            Err(DialError::NoAddresses(_)) => self.route_dial(peer, force_new, requester),
+            other => other,
+        }
+    }
+
+    /// `dial_with_id` without peer routing: an existing connection, or a
+    /// dial to the first dialable address in the peer store.
+    pub(crate) fn dial_known_peer(
         &mut self,
         peer: PeerId,
         force_new: bool,

@@ -138,6 +138,10 @@ impl Core {
                     self.callbacks
                         .push_back(Callback::DialFailure(*p, id, error.clone()));
                 }
+                Requester::PluginAs(p, announced) => {
+                    self.callbacks
+                        .push_back(Callback::DialFailure(*p, *announced, error.clone()));
+                }
                 Requester::Handle(reply) => {
                     let _ = reply.send(Err(error.clone()));
                 }
@@ -177,6 +181,7 @@ impl Core {
         }
         info!("shutting down");
         self.shutting_down = true;
+        self.fail_all_routed_dials();
         let ids: Vec<ConnId> = self
             .connections
             .iter()

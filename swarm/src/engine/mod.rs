@@ -38,6 +38,7 @@ mod incoming_datagrams;
 mod lifecycle;
 mod negotiation;
 mod packet_flows;
+mod peer_routing;
 mod publish;
 mod queues;
 mod quic_events;

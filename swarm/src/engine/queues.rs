@@ -18,6 +18,7 @@ pub(crate) enum Callback {
     NewConnection(ConnId, PeerId),
     ClosedConnection(ConnId, PeerId),
     DialFailure(PluginId, ConnId, DialError),
+    FindPeer(PluginId, PeerId),
     Inbound(PluginId, StreamRef, String),
     Negotiated(PluginId, StreamRef, String),
     Data(PluginId, StreamRef, Bytes),
@@ -43,4 +44,6 @@ pub(crate) enum Deadline {
     Negotiation(ConnId),
     Handshake(ConnId),
     Idle(ConnId),
+    /// A peer-routing search (by serial) runs out of time.
+    PeerRouting(u64),
 }
