@@ -2,6 +2,7 @@
 //! ping, identify (and push), perf, and the legacy `/libp2p/test/data`.
 
 pub mod identify;
+pub mod kad;
 pub mod perf;
 pub mod ping;
 pub mod request_response;

@@ -1,0 +1,167 @@
+//! Kademlia on the virtual network: 50 seeded nodes (45 servers, 5
+//! clients) bootstrap from three seeds; then records, providers, peer
+//! lookups, closest-peer lookups and `dial_with_id` through peer routing
+//! all work, and clients never enter a routing table.
+
+mod kad_support;
+
+use std::time::Duration;
+
+use kad_support::KadNet;
+use protocols::kad::{KadError, KadOutput, KadRequest, Key, Mode, Record};
+use swarm::PeerId;
+
+const SERVERS: usize = 45;
+const CLIENTS: usize = 5;
+const SEEDS: [usize; 3] = [0, 1, 2];
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn network(seed: u64) -> KadNet {
+    let mut net = KadNet::new(seed);
+    for _ in 0..SERVERS {
+        net.add(Mode::Server, &SEEDS, |_| {});
+    }
+    for _ in 0..CLIENTS {
+        net.add(Mode::Client, &SEEDS, |_| {});
+    }
+    // Bootstrap runs on its own once a node has a peer; give everyone time.
+    net.net.run_for(Duration::from_secs(30));
+    for n in 0..SERVERS + CLIENTS {
+        let r = net.ask(n, KadRequest::Bootstrap, LIMIT);
+        assert!(matches!(r, Ok(KadOutput::Bootstrapped(_))), "node {n}: {r:?}");
+    }
+    net
+}
+
+#[test]
+fn a_fifty_node_network_routes_stores_and_finds() {
+    let mut net = network(11);
+    let servers: Vec<PeerId> = net.nodes[..SERVERS].iter().map(|n| n.peer).collect();
+    let clients: Vec<PeerId> = net.nodes[SERVERS..].iter().map(|n| n.peer).collect();
+
+    // Every node knows a good part of the network, and no client is in
+    // anyone's table.
+    for n in 0..SERVERS + CLIENTS {
+        let table = net.table(n);
+        assert!(table.len() >= 15, "node {n} knows only {} peers", table.len());
+        for c in &clients {
+            assert!(!table.contains(c), "client {c} in node {n}'s table");
+        }
+    }
+
+    // get_closest_peers gives the true 20 closest servers.
+    let key = b"some key".to_vec();
+    let target = Key::from_bytes(&key);
+    let mut expected = servers.clone();
+    expected.sort_by_key(|p| Key::from_peer(p).distance(&target));
+    expected.truncate(20);
+    for asker in [3, 30, SERVERS + 1] {
+        let r = net.ask(asker, KadRequest::GetClosestPeers(key.clone()), LIMIT);
+        let Ok(KadOutput::ClosestPeers(mut got)) = r else {
+            panic!("node {asker}: {r:?}");
+        };
+        // The asker is not among its own results.
+        let mut want: Vec<PeerId> = servers
+            .iter()
+            .copied()
+            .filter(|p| *p != net.nodes[asker].peer)
+            .collect();
+        want.sort_by_key(|p| Key::from_peer(p).distance(&target));
+        want.truncate(20);
+        got.sort_by_key(|p| Key::from_peer(p).distance(&target));
+        assert_eq!(got, want, "node {asker}'s closest peers");
+    }
+    let _ = expected;
+
+    // put_value from one node, get_value from others (a client too).
+    let record = Record::new(*b"/app/greeting", *b"hello");
+    let r = net.ask(10, KadRequest::PutValue(record.clone()), LIMIT);
+    let Ok(KadOutput::Stored(stored)) = r else {
+        panic!("put: {r:?}");
+    };
+    assert!(stored >= 15, "only {stored} peers stored the record");
+    for asker in [33, 44, SERVERS + 2] {
+        let r = net.ask(asker, KadRequest::GetValue(record.key.clone()), LIMIT);
+        let Ok(KadOutput::Records(records)) = r else {
+            panic!("get at node {asker}: {r:?}");
+        };
+        assert_eq!(records[0].value, record.value);
+    }
+    let r = net.ask(20, KadRequest::GetValue(b"/app/missing".to_vec()), LIMIT);
+    assert_eq!(r, Err(KadError::NotFound));
+
+    // A client can put too; servers store it.
+    let r = net.ask(SERVERS + 3, KadRequest::PutValue(Record::new(*b"from-client", *b"x")), LIMIT);
+    assert!(matches!(r, Ok(KadOutput::Stored(n)) if n >= 15), "{r:?}");
+
+    // provide / get_providers.
+    let content = b"\x12\x20content-id-of-thirty-two-bytes!!".to_vec();
+    let r = net.ask(5, KadRequest::StartProviding(content.clone()), LIMIT);
+    assert!(matches!(r, Ok(KadOutput::Providing(n)) if n >= 15), "{r:?}");
+    for asker in [6, 39, SERVERS + 4] {
+        let r = net.ask(asker, KadRequest::GetProviders(content.clone()), LIMIT);
+        let Ok(KadOutput::Providers(providers)) = r else {
+            panic!("providers at node {asker}: {r:?}");
+        };
+        let p = providers
+            .iter()
+            .find(|p| p.peer == servers[5])
+            .expect("node 5 is a provider");
+        assert_eq!(
+            p.addrs,
+            vec![net.net.multiaddr(5)],
+            "the provider entry carries its listen address"
+        );
+    }
+
+    // find_peer.
+    let r = net.ask(20, KadRequest::FindPeer(servers[33]), LIMIT);
+    assert_eq!(r, Ok(KadOutput::PeerAddrs(vec![net.net.multiaddr(33)])));
+    let r = net.ask(20, KadRequest::FindPeer(PeerId::random()), LIMIT);
+    assert_eq!(r, Err(KadError::NotFound));
+}
+
+#[test]
+fn dial_with_id_finds_an_unknown_peer_through_the_dht() {
+    let mut net = network(12);
+    // A newcomer that only knows seed 0 joins and bootstraps, so the nodes
+    // closest to it learn it.
+    let newcomer = net.add(Mode::Server, &[0], |_| {});
+    net.net.run_for(Duration::from_secs(10));
+    let r = net.ask(newcomer, KadRequest::Bootstrap, LIMIT);
+    assert!(r.is_ok(), "{r:?}");
+    let target = net.nodes[newcomer].peer;
+    let now = net.net.now();
+    let dialer = (3..SERVERS)
+        .find(|&n| {
+            let swarm = net.net.swarm(n);
+            swarm.peer_store().addresses(&target, now).is_empty()
+                && swarm.connections_to(&target).is_empty()
+        })
+        .expect("some node does not know the newcomer");
+    let kad = net.nodes[dialer].kad;
+    net.net
+        .swarm(dialer)
+        .with_context(kad, |ctx| ctx.dial_with_id(target, false))
+        .expect("dial_with_id starts");
+    let outcome = net.net.run_until(LIMIT, |n| {
+        !n.swarm(dialer).connections_to(&target).is_empty()
+    });
+    assert!(outcome.is_done(), "node {dialer} never reached the newcomer");
+}
+
+#[test]
+fn one_seed_gives_one_trace() {
+    fn run(seed: u64) -> u64 {
+        let mut net = KadNet::new(seed);
+        net.net.event_trace = Some(Vec::new());
+        for _ in 0..12 {
+            net.add(Mode::Server, &[0], |_| {});
+        }
+        net.net.run_for(Duration::from_secs(20));
+        let _ = net.ask(7, KadRequest::PutValue(Record::new(*b"k", *b"v")), LIMIT);
+        let _ = net.ask(3, KadRequest::GetValue(b"k".to_vec()), LIMIT);
+        net.net.trace_hash()
+    }
+    assert_eq!(run(5), run(5));
+}
