@@ -41,7 +41,11 @@ impl KadClient {
     }
 
     /// The k peers closest to `key`, closest first.
-    pub fn get_closest_peers(&self, key: &[u8], timeout: Duration) -> Result<Vec<PeerId>, KadError> {
+    pub fn get_closest_peers(
+        &self,
+        key: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<PeerId>, KadError> {
         match self.run(KadRequest::GetClosestPeers(key.to_vec()), timeout)? {
             KadOutput::ClosestPeers(peers) => Ok(peers),
             other => Err(unexpected(other)),
@@ -103,7 +107,12 @@ impl KadClient {
     }
 
     /// Add a peer that speaks the protocol, at `addrs`.
-    pub fn add_peer(&self, peer: PeerId, addrs: Vec<Multiaddr>, timeout: Duration) -> Result<(), KadError> {
+    pub fn add_peer(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        timeout: Duration,
+    ) -> Result<(), KadError> {
         self.run(KadRequest::AddPeer { peer, addrs }, timeout)
             .map(|_| ())
     }

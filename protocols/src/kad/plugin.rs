@@ -152,16 +152,17 @@ impl Kademlia {
                 // own id); it keeps its place if it answers.
                 debug!(%peer, %check, "routing table: bucket full; checking the oldest entry");
                 let message = super::rpc::find_node(self.local.to_bytes());
-                if self
-                    .send_rpc(ctx, check, message, Purpose::Check)
-                    .is_err()
-                {
+                if self.send_rpc(ctx, check, message, Purpose::Check).is_err() {
                     self.drop_peer(ctx, &check);
                 }
             }
             outcome => trace!(%peer, ?outcome, "routing table: not added"),
         }
-        if was_empty && !self.table.is_empty() && !self.bootstrapped_once {
+        if was_empty
+            && !self.table.is_empty()
+            && !self.bootstrapped_once
+            && self.config.bootstrap_interval.is_some()
+        {
             self.schedule_bootstrap(ctx, Duration::ZERO);
         }
     }
@@ -188,7 +189,14 @@ impl Kademlia {
             .distance(&Key::from_peer(peer))
             .bucket_index();
         index
-            .map(|i| self.table.bucket(i).entries().iter().map(|e| e.peer).collect())
+            .map(|i| {
+                self.table
+                    .bucket(i)
+                    .entries()
+                    .iter()
+                    .map(|e| e.peer)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -408,7 +416,12 @@ impl Protocol for Kademlia {
         }
     }
 
-    fn handle_stream_closed(&mut self, ctx: &mut Context<'_>, stream: StreamRef, reason: &StreamError) {
+    fn handle_stream_closed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        reason: &StreamError,
+    ) {
         if self.inbound.contains_key(&stream) {
             self.inbound_closed(ctx, stream, reason);
         } else if let Some(&id) = self.rpc_streams.get(&stream) {
@@ -460,10 +473,7 @@ impl Protocol for Kademlia {
             return;
         };
         if info.protocols.iter().any(|p| *p == self.config.protocol) {
-            let ip = ctx
-                .connection_remote_addr(*conn)
-                .as_ref()
-                .and_then(ip_of);
+            let ip = ctx.connection_remote_addr(*conn).as_ref().and_then(ip_of);
             self.offer_peer(ctx, *peer, ip);
         } else if self.table.contains(peer) {
             // It switched to client mode (or stopped serving the DHT).

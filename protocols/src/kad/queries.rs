@@ -73,7 +73,9 @@ pub(super) enum Kind {
 pub(super) enum Phase {
     Lookup,
     /// Requests out to the closest peers; this many not answered yet.
-    Write { outstanding: usize },
+    Write {
+        outstanding: usize,
+    },
 }
 
 /// One running query.
@@ -250,7 +252,12 @@ impl Kademlia {
                     return Err(Err(KadError::NoKnownPeers));
                 }
                 self.bootstrapped_once = true;
-                (self.local.to_bytes(), Kind::Bootstrap { refresh: Vec::new() })
+                (
+                    self.local.to_bytes(),
+                    Kind::Bootstrap {
+                        refresh: Vec::new(),
+                    },
+                )
             }
             // Handled without a query by the plugin.
             KadRequest::StopProviding(_)
@@ -354,8 +361,7 @@ impl Kademlia {
                         let target = Key::from_bytes(&key);
                         self.table.note_lookup(&target, now);
                         let seeds = self.table.closest(&target, k);
-                        let lookup =
-                            Lookup::new(target, self.local, &seeds, k, self.config.alpha);
+                        let lookup = Lookup::new(target, self.local, &seeds, k, self.config.alpha);
                         if let Some(query) = self.queries.get_mut(&id) {
                             query.key = key;
                             query.lookup = lookup;
@@ -519,7 +525,9 @@ impl Kademlia {
             return;
         };
         match query.phase {
-            Phase::Write { ref mut outstanding } => {
+            Phase::Write {
+                ref mut outstanding,
+            } => {
                 *outstanding = outstanding.saturating_sub(1);
                 match (&mut query.kind, &result) {
                     (Kind::PutValue { record, stored }, Ok(answer)) => {

@@ -85,9 +85,7 @@ impl Lookup {
                 continue;
             }
             let distance = Key::from_peer(&peer).distance(&self.target);
-            let at = self
-                .candidates
-                .partition_point(|c| c.distance < distance);
+            let at = self.candidates.partition_point(|c| c.distance < distance);
             self.candidates.insert(
                 at,
                 Candidate {
@@ -170,8 +168,7 @@ impl Lookup {
     /// Whether the k closest live candidates have all answered (true also
     /// when every candidate failed, or there were none).
     pub fn is_finished(&self) -> bool {
-        self.closest_live()
-            .all(|c| c.state == PeerState::Succeeded)
+        self.closest_live().all(|c| c.state == PeerState::Succeeded)
     }
 
     /// The closest peers that answered, closest first, at most `n`.

@@ -246,7 +246,12 @@ impl RoutingTable {
     /// The buckets worth a refresh at `now`: from the closest non-empty one
     /// (or `floor`, whichever is farther) to the farthest, those no lookup
     /// has targeted within `interval`.
-    pub fn stale_buckets(&self, now: Instant, interval: std::time::Duration, floor: usize) -> Vec<usize> {
+    pub fn stale_buckets(
+        &self,
+        now: Instant,
+        interval: std::time::Duration,
+        floor: usize,
+    ) -> Vec<usize> {
         let lowest = self
             .buckets
             .iter()
@@ -339,24 +344,57 @@ mod tests {
         let now = Instant::now();
         let b255 = peers_in_bucket(&t, 255, 4);
         let b254 = peers_in_bucket(&t, 254, 3);
-        assert_eq!(t.insert(b255[0], ip(10, 0, 0, 1), now), InsertOutcome::Inserted);
-        assert_eq!(t.insert(b255[1], ip(10, 0, 0, 2), now), InsertOutcome::Inserted);
-        assert_eq!(t.insert(b255[2], ip(10, 0, 0, 3), now), InsertOutcome::IpLimited);
+        assert_eq!(
+            t.insert(b255[0], ip(10, 0, 0, 1), now),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            t.insert(b255[1], ip(10, 0, 0, 2), now),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            t.insert(b255[2], ip(10, 0, 0, 3), now),
+            InsertOutcome::IpLimited
+        );
         // Another /24 is fine.
-        assert_eq!(t.insert(b255[2], ip(10, 0, 1, 3), now), InsertOutcome::Inserted);
-        assert_eq!(t.insert(b254[0], ip(10, 0, 0, 4), now), InsertOutcome::Inserted);
+        assert_eq!(
+            t.insert(b255[2], ip(10, 0, 1, 3), now),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            t.insert(b254[0], ip(10, 0, 0, 4), now),
+            InsertOutcome::Inserted
+        );
         // The table holds 3 of 10.0.0.0/24 now.
-        assert_eq!(t.insert(b254[1], ip(10, 0, 0, 5), now), InsertOutcome::IpLimited);
+        assert_eq!(
+            t.insert(b254[1], ip(10, 0, 0, 5), now),
+            InsertOutcome::IpLimited
+        );
         // Loopback is not limited.
-        assert_eq!(t.insert(b254[1], ip(127, 0, 0, 1), now), InsertOutcome::Inserted);
-        assert_eq!(t.insert(b254[2], ip(127, 0, 0, 1), now), InsertOutcome::Inserted);
+        assert_eq!(
+            t.insert(b254[1], ip(127, 0, 0, 1), now),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            t.insert(b254[2], ip(127, 0, 0, 1), now),
+            InsertOutcome::Inserted
+        );
         // Removing frees the network's share.
         assert!(t.remove(&b255[0]));
-        assert_eq!(t.insert(b255[3], ip(10, 0, 0, 9), now), InsertOutcome::Inserted);
+        assert_eq!(
+            t.insert(b255[3], ip(10, 0, 0, 9), now),
+            InsertOutcome::Inserted
+        );
         // IPv6 counts per /48.
         let v6 = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert_eq!(IpGroup::of("2001:db8:1::1".parse().unwrap()), IpGroup::of("2001:db8:1:ffff::2".parse().unwrap()));
-        assert_ne!(IpGroup::of("2001:db8:1::1".parse().unwrap()), IpGroup::of("2001:db8:2::1".parse().unwrap()));
+        assert_eq!(
+            IpGroup::of("2001:db8:1::1".parse().unwrap()),
+            IpGroup::of("2001:db8:1:ffff::2".parse().unwrap())
+        );
+        assert_ne!(
+            IpGroup::of("2001:db8:1::1".parse().unwrap()),
+            IpGroup::of("2001:db8:2::1".parse().unwrap())
+        );
         let _ = v6;
     }
 }

@@ -122,7 +122,12 @@ impl Kademlia {
 
     /// A dial of ours failed: try the next address, or fail every request
     /// waiting for the peer.
-    pub(super) fn on_dial_failure(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &DialError) {
+    pub(super) fn on_dial_failure(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        error: &DialError,
+    ) {
         let Some((peer, mut rest)) = self.dials.remove(&conn) else {
             return;
         };
@@ -184,7 +189,12 @@ impl Kademlia {
     }
 
     /// Deliver a request's outcome on the next turn.
-    fn defer_rpc(&mut self, ctx: &mut Context<'_>, id: RpcId, result: Result<proto::Message, WireError>) {
+    fn defer_rpc(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: RpcId,
+        result: Result<proto::Message, WireError>,
+    ) {
         let Some(rpc) = self.rpcs.get_mut(&id) else {
             return;
         };
@@ -198,7 +208,12 @@ impl Kademlia {
     }
 
     /// Bytes of an answer arrived.
-    pub(super) fn rpc_data(&mut self, ctx: &mut Context<'_>, stream: swarm::StreamRef, data: &[u8]) {
+    pub(super) fn rpc_data(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: swarm::StreamRef,
+        data: &[u8],
+    ) {
         let Some(&id) = self.rpc_streams.get(&stream) else {
             return;
         };

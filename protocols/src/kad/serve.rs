@@ -115,14 +115,24 @@ impl Kademlia {
     }
 
     /// The stream died under us.
-    pub(super) fn inbound_closed(&mut self, ctx: &mut Context<'_>, stream: StreamRef, reason: &StreamError) {
+    pub(super) fn inbound_closed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        reason: &StreamError,
+    ) {
         if let Some(inbound) = self.untrack_inbound(ctx, stream) {
             trace!(peer = %inbound.peer, %reason, "inbound kad stream closed");
         }
     }
 
     /// Refuse the stream: reset it and report why.
-    pub(super) fn inbound_failed(&mut self, ctx: &mut Context<'_>, stream: StreamRef, error: WireError) {
+    pub(super) fn inbound_failed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        error: WireError,
+    ) {
         let Some(inbound) = self.untrack_inbound(ctx, stream) else {
             return;
         };
@@ -134,7 +144,11 @@ impl Kademlia {
         });
     }
 
-    fn untrack_inbound(&mut self, ctx: &mut Context<'_>, stream: StreamRef) -> Option<InboundStream> {
+    fn untrack_inbound(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+    ) -> Option<InboundStream> {
         let inbound = self.inbound.remove(&stream)?;
         self.cancel_timer(ctx, inbound.timer);
         if let Some(n) = self.inbound_per_peer.get_mut(&inbound.peer) {
@@ -188,7 +202,9 @@ impl Kademlia {
                     .as_ref()
                     .ok_or(WireError::Invalid("PUT_VALUE without a record"))?;
                 if wire.key != request.key {
-                    return Err(WireError::Invalid("PUT_VALUE record key differs from the key"));
+                    return Err(WireError::Invalid(
+                        "PUT_VALUE record key differs from the key",
+                    ));
                 }
                 let record = Record {
                     key: wire.key.clone(),
@@ -266,7 +282,8 @@ impl Kademlia {
             }
             let ttl = self.config.address_ttl;
             for addr in &info.addrs {
-                ctx.peer_store_mut().add_address(sender, addr.clone(), ttl, now);
+                ctx.peer_store_mut()
+                    .add_address(sender, addr.clone(), ttl, now);
             }
             let provider = Provider {
                 peer: info.peer,

@@ -304,7 +304,10 @@ mod tests {
         });
         assert_eq!(
             s.put(Record::new(*b"k", [0u8; 10]), t0),
-            Err(StoreError::RecordTooLarge { size: 11, limit: 10 })
+            Err(StoreError::RecordTooLarge {
+                size: 11,
+                limit: 10
+            })
         );
         s.put(Record::new(*b"a", *b"1"), t0).unwrap();
         s.put(Record::new(*b"b", *b"1"), t0).unwrap();
@@ -329,9 +332,13 @@ mod tests {
             s.add_provider(b"z", p(PeerId::random()), t0),
             Err(StoreError::ProviderKeysFull(2))
         );
-        assert_eq!(s.add_provider(b"", p(PeerId::random()), t0), Err(StoreError::InvalidKey(0)));
+        assert_eq!(
+            s.add_provider(b"", p(PeerId::random()), t0),
+            Err(StoreError::InvalidKey(0))
+        );
         // Once expired, room is made again.
-        s.add_provider(b"z", p(PeerId::random()), t0 + 49 * HOUR).unwrap();
+        s.add_provider(b"z", p(PeerId::random()), t0 + 49 * HOUR)
+            .unwrap();
         assert_eq!(s.provider_key_count(), 1);
     }
 
@@ -343,7 +350,8 @@ mod tests {
         let other = swarm::Keypair::generate_ed25519().public();
         let mut k = b"/pk/".to_vec();
         k.extend_from_slice(&key.to_peer_id().to_bytes());
-        s.put(Record::new(k.clone(), key.encode_protobuf()), t0).unwrap();
+        s.put(Record::new(k.clone(), key.encode_protobuf()), t0)
+            .unwrap();
         assert!(matches!(
             s.put(Record::new(k.clone(), other.encode_protobuf()), t0),
             Err(StoreError::Invalid(_))

@@ -63,7 +63,12 @@ impl KadNet {
 
     /// Add a node bootstrapping from `seeds` (node indices), with `config`
     /// adjusted by `tweak`.
-    pub fn add(&mut self, mode: Mode, seeds: &[usize], tweak: impl FnOnce(&mut KadConfig)) -> usize {
+    pub fn add(
+        &mut self,
+        mode: Mode,
+        seeds: &[usize],
+        tweak: impl FnOnce(&mut KadConfig),
+    ) -> usize {
         let i = self.nodes.len();
         let key = keypair(self.seed, i);
         let peer = key.public().to_peer_id();
@@ -99,7 +104,11 @@ impl KadNet {
     pub fn ask(&mut self, n: usize, request: KadRequest, limit: Duration) -> KadResult {
         let (command, outcome) = KadCommand::with_channel(request);
         let kad = self.nodes[n].kad;
-        self.net.swarm(n).handle().send_message(kad, command).unwrap();
+        self.net
+            .swarm(n)
+            .handle()
+            .send_message(kad, command)
+            .unwrap();
         let mut result = None;
         self.net.run_until(limit, |_| match outcome.try_recv() {
             Ok(r) => {
@@ -109,6 +118,40 @@ impl KadNet {
             Err(_) => false,
         });
         result.unwrap_or_else(|| panic!("node {n} did not answer within {limit:?}"))
+    }
+
+    /// Send every `(node, request)` at once and run the network until all
+    /// have answered; the results in the same order.
+    pub fn ask_all(
+        &mut self,
+        requests: Vec<(usize, KadRequest)>,
+        limit: Duration,
+    ) -> Vec<KadResult> {
+        let mut waiting = Vec::new();
+        for (n, request) in requests {
+            let (command, outcome) = KadCommand::with_channel(request);
+            let kad = self.nodes[n].kad;
+            self.net
+                .swarm(n)
+                .handle()
+                .send_message(kad, command)
+                .unwrap();
+            waiting.push(outcome);
+        }
+        let mut results: Vec<Option<KadResult>> = waiting.iter().map(|_| None).collect();
+        self.net.run_until(limit, |_| {
+            for (slot, outcome) in results.iter_mut().zip(&waiting) {
+                if slot.is_none() {
+                    *slot = outcome.try_recv().ok();
+                }
+            }
+            results.iter().all(Option::is_some)
+        });
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.unwrap_or_else(|| panic!("request {i} got no answer within {limit:?}")))
+            .collect()
     }
 
     /// Node `n`'s routing table.
