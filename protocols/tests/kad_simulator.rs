@@ -1,5 +1,5 @@
 //! Kademlia on the virtual network: 50 seeded nodes (45 servers, 5
-//! clients) bootstrap from three seeds; then records, providers, peer
+//! clients) join through three seeds; then records, providers, peer
 //! lookups, closest-peer lookups and `dial_with_id` through peer routing
 //! all work, and clients never enter a routing table.
 
@@ -56,8 +56,9 @@ fn network(seed: u64) -> KadNet {
     net
 }
 
+/// One network for everything (building it is most of the cost).
 #[test]
-fn a_fifty_node_network_routes_stores_and_finds() {
+fn a_fifty_node_network_routes_stores_finds_and_dials_by_id() {
     let mut net = network(11);
     let servers: Vec<PeerId> = net.nodes[..SERVERS].iter().map(|n| n.peer).collect();
     let clients: Vec<PeerId> = net.nodes[SERVERS..].iter().map(|n| n.peer).collect();
@@ -153,11 +154,8 @@ fn a_fifty_node_network_routes_stores_and_finds() {
     assert_eq!(r, Ok(KadOutput::PeerAddrs(vec![net.net.multiaddr(33)])));
     let r = net.ask(20, KadRequest::FindPeer(PeerId::random()), LIMIT);
     assert_eq!(r, Err(KadError::NotFound));
-}
 
-#[test]
-fn dial_with_id_finds_an_unknown_peer_through_the_dht() {
-    let mut net = network(12);
+    // dial_with_id of a peer nobody told us about finds it through the DHT.
     // A newcomer that only knows seed 0 joins and looks itself up (no
     // bucket refreshes), so only the nodes closest to it learn it.
     let newcomer = net.add(Mode::Server, &[0], |c| c.bootstrap_interval = None);
