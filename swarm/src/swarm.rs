@@ -186,6 +186,12 @@ impl Swarm {
         self.core.dropped_datagrams
     }
 
+    /// How many streams and packet flows this swarm has handed to threads
+    /// (detached by a plugin, or opened by a [`SwarmHandle`]), ever.
+    pub fn handed_to_threads(&self) -> u64 {
+        self.core.handed_to_threads
+    }
+
     /// Number of streams in the table across all connections.
     pub fn stream_count(&self) -> usize {
         self.core

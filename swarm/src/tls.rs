@@ -101,6 +101,12 @@ impl TlsIdentity {
         })
     }
 
+    /// Use `cache` instead of this identity's own table of verified
+    /// certificates (for verifiers built from now on).
+    pub(crate) fn share_verified_certificates(&mut self, cache: Arc<VerifiedCertificates>) {
+        self.verified = cache;
+    }
+
     /// [`peer_id_from_chain`] for a chain that a verifier of this identity
     /// may have checked already: an identical certificate costs a lookup
     /// and a validity check.

@@ -69,12 +69,31 @@
 //! replays too; what stays with the OS inside TLS has fixed sizes and
 //! cannot change a datagram's fate or timing. Then the same program gives
 //! the same [`VirtualNet::trace_hash`] over every swarm event (which node,
-//! what, at what virtual time).
+//! what, at what virtual time). (One real-clock read remains inside TLS:
+//! the validity dates of a peer's certificate are checked against the
+//! system time; libp2p certificates are valid for years, so it cannot
+//! change a run.)
 //!
-//! One thing cannot be replayed: a stream handed to a thread
-//! (`Context::detach_stream`). It works here (its waker marks the node),
-//! but when the thread reads and writes depends on the real scheduler, so
-//! a run that uses one is not deterministic.
+//! # What the simulator caches
+//!
+//! Every connection runs the real QUIC and TLS handshake: key exchange,
+//! the CertificateVerify signature over that handshake's transcript, the
+//! PeerId check. The one thing shared between swarms is the verification
+//! of a certificate's own signatures (its self-signature and the host
+//! key's signature over it), which depends only on the certificate's
+//! bytes: all swarms of a network share one [`CertificateCache`], so each
+//! node's certificate is verified once per run instead of once per
+//! connection. A swarm added with its own
+//! [`SwarmConfig::certificate_cache`] keeps it.
+//!
+//! One thing cannot be replayed: a stream or packet flow handed to a
+//! thread (`Context::detach_stream`, `SwarmHandle::open_stream`,
+//! `Context::detach_packet_flow`). It works here (its waker marks the
+//! node), but when the thread reads and writes depends on the real
+//! scheduler, so a run that uses one is not deterministic. The network
+//! says so: the first time a node does it, a warning is logged and
+//! [`VirtualNet::replayable`] turns false for the rest of the run (the
+//! `netsim` summary carries it).
 mod link;
 mod node;
 
@@ -92,7 +111,9 @@ pub use link::{LinkConfig, LinkModel, LinkStats, LossyLink};
 use node::in_node;
 pub use node::{Node, VirtualBinder, current_node};
 
-use crate::{Multiaddr, PeerId, Swarm, SwarmConfig, SwarmEvent, Wake};
+use tracing::warn;
+
+use crate::{CertificateCache, Multiaddr, PeerId, Swarm, SwarmConfig, SwarmEvent, Wake};
 
 /// The UDP port every swarm added with [`VirtualNet::add_swarm`] listens on.
 pub const LISTEN_PORT: u16 = 1000;
@@ -257,7 +278,16 @@ pub struct VirtualNet {
     sent: Vec<(SocketAddr, Vec<u8>)>,
     deliveries: Vec<(Duration, Vec<u8>)>,
     candidates: Vec<usize>,
+    /// Verified peer certificates, shared by every swarm added here.
+    certificates: CertificateCache,
+    /// Some node handed work to a thread (see [`VirtualNet::replayable`]).
+    uses_threads: bool,
 }
+
+/// How many certificates the swarms of one network share (see
+/// [`CertificateCache`]): one per node for networks far bigger than any
+/// run so far, at about half a KiB each.
+const SHARED_CERTIFICATES: usize = 1 << 17;
 
 impl VirtualNet {
     /// An empty network whose link is a [`LossyLink`] doing what `link`
@@ -297,6 +327,8 @@ impl VirtualNet {
             sent: Vec::new(),
             deliveries: Vec::new(),
             candidates: Vec::new(),
+            certificates: CertificateCache::new(SHARED_CERTIFICATES),
+            uses_threads: false,
         }
     }
 
@@ -320,9 +352,17 @@ impl VirtualNet {
         self.stats
     }
 
+    /// Whether this run can be replayed: false once any node handed a
+    /// stream or packet flow to a thread (see the module docs), whose
+    /// timing comes from the real scheduler.
+    pub fn replayable(&self) -> bool {
+        !self.uses_threads
+    }
+
     /// A hash over every swarm event so far: which node, what, at what
     /// virtual time. Two runs of the same program with the same seeds
-    /// (network and swarms, see [`SwarmConfig::seed`]) give the same hash.
+    /// (network and swarms, see [`SwarmConfig::seed`]) give the same hash,
+    /// as long as the run is [`replayable`](VirtualNet::replayable).
     pub fn trace_hash(&self) -> u64 {
         self.hasher.finish()
     }
@@ -369,11 +409,14 @@ impl VirtualNet {
     /// returns its index.
     pub fn add_swarm_with(
         &mut self,
-        config: SwarmConfig,
+        mut config: SwarmConfig,
         ip: impl Into<IpAddr>,
         setup: impl FnOnce(&mut Swarm),
     ) -> usize {
         let ip = ip.into();
+        config
+            .certificate_cache
+            .get_or_insert_with(|| self.certificates.clone());
         let binder = VirtualBinder {
             ip,
             next_port: 2000,
@@ -611,6 +654,13 @@ impl VirtualNet {
             let node = &mut slot.node;
             in_node(i, || node.poll_transmits(now, buf, &mut sent));
             out.extend(sent.drain(..).map(|(to, data)| (slot.addr, to, data)));
+            if !self.uses_threads && slot.node.uses_threads() {
+                self.uses_threads = true;
+                warn!(
+                    node = i,
+                    "a node handed a stream to a thread: this run is no longer replayable"
+                );
+            }
             let timeout = in_node(i, || slot.node.poll_timeout());
             if timeout != slot.timeout {
                 slot.timeout = timeout;

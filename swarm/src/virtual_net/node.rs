@@ -58,6 +58,13 @@ pub trait Node: Any {
     /// When the node next needs [`Node::feed_timeout`], if ever.
     fn poll_timeout(&mut self) -> Option<Instant>;
 
+    /// Whether the node handed work to a thread of its own, whose timing
+    /// the network cannot replay (a swarm: a stream or packet flow handed
+    /// to a thread). Default: never.
+    fn uses_threads(&self) -> bool {
+        false
+    }
+
     /// The time is `now`, and a timeout the node asked for is due.
     fn feed_timeout(&mut self, now: Instant);
 }
@@ -84,6 +91,10 @@ impl Node for Swarm {
 
     fn poll_timeout(&mut self) -> Option<Instant> {
         Swarm::poll_timeout(self)
+    }
+
+    fn uses_threads(&self) -> bool {
+        self.handed_to_threads() > 0
     }
 
     fn feed_timeout(&mut self, now: Instant) {
