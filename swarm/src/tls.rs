@@ -134,6 +134,9 @@ impl TlsIdentity {
         config.alpn_protocols = vec![ALPN.to_vec()];
         // No tickets, so no resumption: every client's certificate goes through the verifier.
         config.send_tls13_tickets = 0;
+        // Nor a session cache: it would only hold nothing, at ~25 KiB per
+        // swarm (rustls preallocates it).
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Arc::new(config))
     }
 

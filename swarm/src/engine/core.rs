@@ -91,6 +91,9 @@ pub(crate) struct Core {
     pub(crate) peer_routing: PeerRouting,
     /// Streams and packet flows ever handed to a thread.
     pub(crate) handed_to_threads: u64,
+    /// Every published event, kept for a driver on this thread (see
+    /// `Swarm::record_events`).
+    pub(crate) recorded_events: Option<Vec<SwarmEvent>>,
 }
 
 impl Core {
@@ -159,6 +162,7 @@ impl Core {
             rng,
             peer_routing: PeerRouting::default(),
             handed_to_threads: 0,
+            recorded_events: None,
         })
     }
 

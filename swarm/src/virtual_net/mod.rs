@@ -101,9 +101,9 @@ use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt::Write as _;
 use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -202,6 +202,17 @@ impl Wake for MarkWoken {
     }
 }
 
+/// Feeds formatted text to a hasher as it is written. SipHash hashes a
+/// byte stream, so text written in pieces hashes as the whole would.
+struct HashWriter<'a>(&'a mut DefaultHasher);
+
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// One node's place on the network.
 struct Slot {
     addr: SocketAddr,
@@ -214,8 +225,6 @@ struct Slot {
     dark: bool,
     /// Its side of a partition: datagrams pass only within a side.
     side: u32,
-    /// A swarm's events, for the trace.
-    events: Option<Receiver<SwarmEvent>>,
 }
 
 /// One entry of the event trace ([`VirtualNet::event_trace`]).
@@ -276,6 +285,7 @@ pub struct VirtualNet {
     /// of one datagram.
     outgoing: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     sent: Vec<(SocketAddr, Vec<u8>)>,
+    events: Vec<SwarmEvent>,
     deliveries: Vec<(Duration, Vec<u8>)>,
     candidates: Vec<usize>,
     /// Verified peer certificates, shared by every swarm added here.
@@ -325,6 +335,7 @@ impl VirtualNet {
             buf: Vec::with_capacity(64 * 1024),
             outgoing: Vec::new(),
             sent: Vec::new(),
+            events: Vec::new(),
             deliveries: Vec::new(),
             candidates: Vec::new(),
             certificates: CertificateCache::new(SHARED_CERTIFICATES),
@@ -373,15 +384,10 @@ impl VirtualNet {
     ///
     /// If another node has `addr`.
     pub fn add_node(&mut self, addr: SocketAddr, node: Box<dyn Node>) -> usize {
-        self.add_slot(addr, node, None)
+        self.add_slot(addr, node)
     }
 
-    fn add_slot(
-        &mut self,
-        addr: SocketAddr,
-        node: Box<dyn Node>,
-        events: Option<Receiver<SwarmEvent>>,
-    ) -> usize {
+    fn add_slot(&mut self, addr: SocketAddr, node: Box<dyn Node>) -> usize {
         let index = self.slots.len();
         let previous = self.routes.insert(addr, index);
         assert!(previous.is_none(), "two nodes at {addr}");
@@ -392,7 +398,6 @@ impl VirtualNet {
             dirty: false,
             dark: false,
             side: 0,
-            events,
         }));
         self.mark(index);
         index
@@ -426,17 +431,17 @@ impl VirtualNet {
             woken: self.woken.clone(),
         });
         let mut swarm = Swarm::new(config, Box::new(binder), waker, self.now).expect("swarm");
-        // Subscribed first, so the trace sees the listen address too.
-        // Drained at every flush of the node; a channel preallocates its
-        // capacity, so it is kept small for networks of thousands.
-        let events = swarm.handle().subscribe(256).expect("subscribe");
+        // Recording from the start, so the trace sees the listen address
+        // too; drained at every flush of the node.
+        swarm.record_events();
+        // Started now, so that plugins added by `setup` start at once.
         swarm.feed_wakeup(self.now);
         setup(&mut swarm);
         let addr = SocketAddr::new(ip, LISTEN_PORT);
         swarm
             .listen(&crate::address::quic_multiaddr(addr))
             .expect("listen");
-        self.add_slot(addr, Box::new(swarm), Some(events))
+        self.add_slot(addr, Box::new(swarm))
     }
 
     /// Remove node `n` (churn): it is dropped at once, with no goodbye, as a
@@ -644,6 +649,7 @@ impl VirtualNet {
         // Reused, so that a test counting a node's allocations does not see
         // the network's own buffers grow inside that node's calls.
         let mut sent = std::mem::take(&mut self.sent);
+        let mut events = std::mem::take(&mut self.events);
         let at = now - self.start;
         for &i in &dirty {
             let Some(slot) = self.slots[i].as_mut() else {
@@ -668,14 +674,20 @@ impl VirtualNet {
                     self.timeouts.push(Reverse((t, i)));
                 }
             }
-            if let Some(events) = &slot.events {
-                while let Ok(event) = events.try_recv() {
-                    let event = format!("{event:?}");
-                    self.hasher.write_u128(at.as_nanos());
-                    self.hasher.write_usize(i);
-                    self.hasher.write(event.as_bytes());
-                    if let Some(trace) = &mut self.event_trace {
+            slot.node.take_events(&mut events);
+            for event in events.drain(..) {
+                self.hasher.write_u128(at.as_nanos());
+                self.hasher.write_usize(i);
+                // The hash takes the event's Debug text as a byte stream,
+                // written in pieces: no String unless the trace keeps it.
+                match &mut self.event_trace {
+                    Some(trace) => {
+                        let event = format!("{event:?}");
+                        self.hasher.write(event.as_bytes());
                         trace.push(TracedEvent { at, node: i, event });
+                    }
+                    None => {
+                        let _ = write!(HashWriter(&mut self.hasher), "{event:?}");
                     }
                 }
             }
@@ -687,6 +699,7 @@ impl VirtualNet {
         }
         self.outgoing = out;
         self.sent = sent;
+        self.events = events;
     }
 
     /// The earliest current entry of the timeout heap (stale ones go).

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::{SocketBinder, Swarm};
+use crate::{SocketBinder, Swarm, SwarmEvent};
 
 thread_local! {
     /// The node the network is calling into on this thread (`usize::MAX`:
@@ -58,6 +58,12 @@ pub trait Node: Any {
     /// When the node next needs [`Node::feed_timeout`], if ever.
     fn poll_timeout(&mut self) -> Option<Instant>;
 
+    /// Move the swarm events the node recorded since the last call onto
+    /// `out`, for the trace. Default: a node without events.
+    fn take_events(&mut self, out: &mut Vec<SwarmEvent>) {
+        let _ = out;
+    }
+
     /// Whether the node handed work to a thread of its own, whose timing
     /// the network cannot replay (a swarm: a stream or packet flow handed
     /// to a thread). Default: never.
@@ -95,6 +101,10 @@ impl Node for Swarm {
 
     fn uses_threads(&self) -> bool {
         self.handed_to_threads() > 0
+    }
+
+    fn take_events(&mut self, out: &mut Vec<SwarmEvent>) {
+        self.take_recorded_events(out);
     }
 
     fn feed_timeout(&mut self, now: Instant) {
