@@ -12,7 +12,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -96,6 +96,9 @@ struct NetArgs {
     /// Bytes that may queue for a node's uplink before datagrams drop.
     #[arg(long, default_value_t = 65536)]
     queue_bytes: usize,
+    /// Give the nodes IPv6 addresses (fd00::/64) instead of IPv4 (10/8).
+    #[arg(long)]
+    ipv6: bool,
     /// Give up after this much virtual time, in seconds.
     #[arg(long, default_value_t = 600.0)]
     max_virtual_s: f64,
@@ -174,10 +177,15 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Node `i`'s address: 10.x.y.z, unique up to 16 million nodes.
-fn node_ip(i: usize) -> Ipv4Addr {
+/// Node `i`'s address: 10.x.y.z (unique up to 16 million nodes), or
+/// fd00::i with `ipv6`.
+fn node_ip(i: usize, ipv6: bool) -> IpAddr {
     let i = i as u32 + 1;
-    Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8)
+    if ipv6 {
+        Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(i)).into()
+    } else {
+        Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8).into()
+    }
 }
 
 fn ping(args: PingArgs) -> anyhow::Result<()> {
@@ -191,7 +199,7 @@ fn ping(args: PingArgs) -> anyhow::Result<()> {
     let mut peers = Vec::with_capacity(net_args.nodes);
     let interval = Duration::from_secs_f64(args.interval_s);
     for i in 0..net_args.nodes {
-        peers.push(add_node(&mut net, &mut rng, i, &seen, interval)?.0);
+        peers.push(add_node(&mut net, &mut rng, i, &seen, interval, net_args.ipv6)?.0);
     }
     let mut dials = 0u64;
     for i in 0..net_args.nodes {
@@ -280,13 +288,14 @@ fn add_node(
     i: usize,
     seen: &Arc<Mutex<Seen>>,
     interval: Duration,
+    ipv6: bool,
 ) -> anyhow::Result<(usize, PluginId)> {
     let mut config = SwarmConfig::new(Keypair::ed25519_from_bytes(rng.random::<[u8; 32]>())?);
     config.seed = Some(rng.random());
     // Pinged connections stay busy; a long idle timeout keeps the rest.
     config.idle_connection_timeout = Duration::from_secs(3600);
     let mut recorder = None;
-    let n = net.add_swarm_with(config, node_ip(i), |s| {
+    let n = net.add_swarm_with(config, node_ip(i, ipv6), |s| {
         s.add_protocol(Box::new(Ping::new(PingConfig {
             interval,
             ..PingConfig::default()
@@ -322,7 +331,14 @@ fn churn(args: ChurnArgs) -> anyhow::Result<()> {
         }
     };
     for _ in 0..net_args.nodes {
-        let node = add_node(&mut net, &mut rng, next_ip, &seen, PING_INTERVAL)?;
+        let node = add_node(
+            &mut net,
+            &mut rng,
+            next_ip,
+            &seen,
+            PING_INTERVAL,
+            net_args.ipv6,
+        )?;
         next_ip += 1;
         live.push(node);
     }
@@ -339,7 +355,14 @@ fn churn(args: ChurnArgs) -> anyhow::Result<()> {
         left.push(net.swarm(gone.0).local_peer_id());
         net.remove_node(gone.0);
         leaves += 1;
-        let node = add_node(&mut net, &mut rng, next_ip, &seen, PING_INTERVAL)?;
+        let node = add_node(
+            &mut net,
+            &mut rng,
+            next_ip,
+            &seen,
+            PING_INTERVAL,
+            net_args.ipv6,
+        )?;
         next_ip += 1;
         dial(&mut net, &mut rng, &live, node);
         live.push(node);
