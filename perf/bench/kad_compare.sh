@@ -111,6 +111,7 @@ impls = list(dict.fromkeys(r["bench_impl"] for r in rows))
 metrics = [("ok", "ok lookups"), ("latency_ms_p50", "latency p50 (ms)"),
            ("latency_ms_p99", "latency p99 (ms)"), ("cpu_s_per_1000", "CPU s / 1,000 lookups"),
            ("wall_s", "wall (s)"), ("exact", "lookups returning exactly the k closest"),
+           ("requests_per_lookup", "FIND_NODE requests per lookup"),
            ("idle_cpu_s_per_s", "idle CPU s / s before the lookups")]
 def cell(impl, key):
     vals = [r[key] for r in rows if r["bench_impl"] == impl and key in r]

@@ -26,7 +26,8 @@
 //! `latency_ms_*` are nearest-rank percentiles over the ok lookups.
 //! `exact` counts lookups whose result is exactly the k closest nodes to the
 //! key (by SHA-256 XOR distance, the querying node left out), computed after
-//! the measured span. `idle_cpu_s_per_s` is the process's CPU use per
+//! the measured span. `requests_per_lookup` is the FIND_NODE requests all
+//! nodes answered during the lookups, per lookup. `idle_cpu_s_per_s` is the process's CPU use per
 //! second while the fully connected network sits idle just before the
 //! lookups (QUIC keep-alives, timers): part of `cpu_s` is that, not lookups.
 
@@ -39,7 +40,7 @@ use clap::Parser;
 use libp2p::kad::{K_VALUE, KBucketKey};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rust_libp2p_peer::{
-    KadConfig, KadMode, MultistreamVersion, PeerConfig, PeerId, RustPeer, identity,
+    KadConfig, KadMode, MultistreamVersion, PeerConfig, PeerEvent, PeerId, RustPeer, identity,
 };
 
 /// Kademlia lookup benchmark: N rust-libp2p 0.57 kad nodes in one process
@@ -196,6 +197,20 @@ fn run(args: &Args) -> Result<(), String> {
     let wall_s = wall_start.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds()? - cpu_before;
 
+    // FIND_NODE requests the nodes answered during the lookups (events were
+    // drained before), i.e. the requests a lookup costs the network.
+    let find_node: usize = nodes
+        .iter()
+        .map(|n| {
+            n.drain_events()
+                .iter()
+                .filter(|e| {
+                    matches!(e, PeerEvent::KadInboundRequest { request } if request.starts_with("FindNode"))
+                })
+                .count()
+        })
+        .sum();
+
     // Evaluation, outside the measured span.
     let peer_keys: Vec<KBucketKey<PeerId>> = ids.iter().map(|p| KBucketKey::from(*p)).collect();
     let mut latencies = Vec::new();
@@ -242,7 +257,7 @@ fn run(args: &Args) -> Result<(), String> {
             r#"{{"impl":"rust-libp2p","nodes":{},"lookups":{},"ok":{},"#,
             r#""latency_ms_p50":{},"latency_ms_p99":{},"cpu_s":{},"cpu_s_per_1000":{},"#,
             r#""wall_s":{},"concurrency":1,"seed":{},"exact":{},"recall_mean":{},"#,
-            r#""idle_cpu_s_per_s":{},"table_fill_min":{},"table_fill_mean":{},"#,
+            r#""requests_per_lookup":{},"idle_cpu_s_per_s":{},"table_fill_min":{},"table_fill_mean":{},"#,
             r#""bootstrap_rounds":{},"setup_s":{}}}"#
         ),
         args.nodes,
@@ -256,6 +271,7 @@ fn run(args: &Args) -> Result<(), String> {
         args.seed,
         exact,
         round3(recall_mean),
+        round3(find_node as f64 / args.lookups.max(1) as f64),
         round3(idle_cpu_per_s),
         round3(fill_min),
         round3(fill_mean),
