@@ -24,6 +24,40 @@
 //!   marked disconnected but is not removed from the table.
 //! * In client mode the node refuses inbound DHT streams and does not list
 //!   the protocol in identify, but still sends requests.
+//! * A confirmed peer is one that negotiated a DHT stream on the connection
+//!   in *either* direction: if this node dialed a client-mode peer and that
+//!   peer sends it a request on that connection, libp2p-kad inserts it
+//!   (a later identify without the protocol only marks it disconnected).
+//! * libp2p-kad's automatic mode (`KadConfig::mode = None`) stays client on
+//!   loopback, since no external address is ever confirmed there: a stock
+//!   rust-libp2p node must be set to server mode to serve.
+//!
+//! # Wire behaviour of libp2p-kad 0.49 worth matching
+//!
+//! * Addresses in its routing table and in `closerPeers` / `providerPeers`
+//!   carry `/p2p/<id>`; addresses it receives are given that suffix, and one
+//!   naming another peer is dropped. A peer with an unparsable id is
+//!   dropped, the rest of the response is kept.
+//! * Responses leave out the requester and hold at most k = 20 peers.
+//! * `PING` requests are not answered: it logs and closes the stream.
+//! * Outbound: one request per stream. Inbound: it waits for further
+//!   requests on the same stream; at most 32 streams per connection each way;
+//!   messages up to 16 KiB; a stream times out after 10 s.
+//! * A `PUT_VALUE` reply counts as stored if it carries any record; the echo
+//!   is not compared. A `PUT_VALUE` reply without a record is an error.
+//! * Records carry rust-libp2p's extension fields `publisher` (666) and
+//!   `ttl` (777, seconds; 0 = no expiry); a received ttl sets the expiry.
+//!   A record it stores as a non-closest node gets an expiry shortened
+//!   exponentially with the number of nodes between it and the key.
+//! * `ADD_PROVIDER` is accepted only when the provider entry is the sender;
+//!   the entry is stored with whatever addresses it carries (possibly none).
+//!   It announces itself with confirmed external addresses only (none on
+//!   loopback) and answers `GET_PROVIDERS` for an address-less provider with
+//!   the routing table's addresses for it (its own listen addresses when the
+//!   provider is itself).
+//! * On insertion while the table holds fewer than k peers it runs a
+//!   bootstrap by itself (throttled to one per 500 ms), and periodically
+//!   (every 5 min by default, [`KadConfig::periodic_bootstrap_interval`]).
 
 use std::{
     collections::HashMap,
