@@ -39,7 +39,11 @@ fn pair(republish: Option<Duration>) -> (KadNet, usize, usize) {
 #[test]
 fn records_and_providers_expire_after_their_ttl_without_republishing() {
     let (mut net, publisher, holder) = pair(None);
-    let r = net.ask(publisher, KadRequest::PutValue(Record::new(*b"k", *b"v")), LIMIT);
+    let r = net.ask(
+        publisher,
+        KadRequest::PutValue(Record::new(*b"k", *b"v")),
+        LIMIT,
+    );
     assert_eq!(r, Ok(KadOutput::Stored(1)));
     let r = net.ask(publisher, KadRequest::StartProviding(b"p".to_vec()), LIMIT);
     assert_eq!(r, Ok(KadOutput::Providing(1)));
@@ -57,7 +61,11 @@ fn records_and_providers_expire_after_their_ttl_without_republishing() {
 #[test]
 fn republishing_keeps_records_and_providers_alive() {
     let (mut net, publisher, holder) = pair(Some(20 * MINUTE));
-    let r = net.ask(publisher, KadRequest::PutValue(Record::new(*b"k", *b"v")), LIMIT);
+    let r = net.ask(
+        publisher,
+        KadRequest::PutValue(Record::new(*b"k", *b"v")),
+        LIMIT,
+    );
     assert_eq!(r, Ok(KadOutput::Stored(1)));
     let r = net.ask(publisher, KadRequest::StartProviding(b"p".to_vec()), LIMIT);
     assert_eq!(r, Ok(KadOutput::Providing(1)));

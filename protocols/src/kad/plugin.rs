@@ -373,18 +373,13 @@ impl Protocol for Kademlia {
 
     fn handle_find_peer(&mut self, ctx: &mut Context<'_>, peer: PeerId) {
         debug!(%peer, "peer routing: looking the peer up");
-        self.start_query(
-            ctx,
-            super::api::QueryId::next(),
-            KadRequest::FindPeer(peer),
-            None,
-        );
-        // `start_query` finishes a query that cannot start (no peers) at
-        // once; the routing answer is given when the query ends.
-        if let Some(q) = self.queries.values_mut().find(|q| q.is_find_peer(&peer)) {
-            q.set_routing();
-        } else {
-            ctx.peer_routing_done(peer);
+        let id = super::api::QueryId::next();
+        self.start_query(ctx, id, KadRequest::FindPeer(peer), None);
+        // A query that could not start (no peers) has ended already; the
+        // routing answer is given when the query ends.
+        match self.queries.get_mut(&id) {
+            Some(query) => query.set_routing(),
+            None => ctx.peer_routing_done(peer),
         }
     }
 
@@ -472,7 +467,7 @@ impl Protocol for Kademlia {
         else {
             return;
         };
-        if info.protocols.iter().any(|p| *p == self.config.protocol) {
+        if info.protocols.contains(&self.config.protocol) {
             let ip = ctx.connection_remote_addr(*conn).as_ref().and_then(ip_of);
             self.offer_peer(ctx, *peer, ip);
         } else if self.table.contains(peer) {
