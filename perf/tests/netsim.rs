@@ -44,6 +44,7 @@ fn ping_scenario_reports_its_figures_and_replays_by_seed() {
     // 20 ms + [0, 5 ms) each way.
     assert!((40.0..=50.0).contains(&p50) && p50 <= p99, "{a}");
     assert!(a["peak_rss_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(a["replayable"], true, "nothing was handed to a thread");
     assert_eq!(
         run(5)["trace_hash"],
         a["trace_hash"],
@@ -73,4 +74,17 @@ fn churn_scenario_leaves_no_connection_to_departed_nodes() {
     assert_eq!(s["failed_dials"], 0, "{s}");
     assert_eq!(s["leaked_connections"], 0, "{s}");
     assert!(s["pings"].as_u64().unwrap() > 0, "{s}");
+}
+
+#[test]
+fn ping_scenario_runs_on_ipv6_addresses() {
+    let a = summary(&[
+        "ping", "--nodes", "8", "--conns", "2", "--pings", "2", "--ipv6",
+    ]);
+    assert_eq!(a["finished"], true, "{a}");
+    assert_eq!(a["connections_made"], 16, "{a}");
+    assert_eq!(a["handshakes_failed"], 0, "{a}");
+    // Other addresses, other events: the trace differs from the IPv4 run.
+    let v4 = summary(&["ping", "--nodes", "8", "--conns", "2", "--pings", "2"]);
+    assert_ne!(a["trace_hash"], v4["trace_hash"], "{a}");
 }

@@ -6,6 +6,7 @@ use libp2p_identity::Keypair;
 
 use crate::limits::Limits;
 use crate::multistream::MultistreamLimits;
+use crate::verified_certificates::CertificateCache;
 
 /// Everything a swarm needs to start. `SwarmConfig::new(keypair)` gives
 /// defaults that interoperate with rust-libp2p and go-libp2p.
@@ -55,6 +56,11 @@ pub struct SwarmConfig {
     /// stateless-reset and token keys. Not for production: a seeded node's
     /// keys are only as secret as its seed.
     pub seed: Option<u64>,
+    /// A table of verified peer certificates shared with other swarms of
+    /// this process. `None` (the default): the swarm keeps its own. The
+    /// simulator gives all its swarms one, so that each node's certificate
+    /// is verified once per run rather than once per connection.
+    pub certificate_cache: Option<CertificateCache>,
 }
 
 impl SwarmConfig {
@@ -73,6 +79,7 @@ impl SwarmConfig {
             datagram_receive_buffer: Some(1 << 20),
             max_packet_size: 1200,
             seed: None,
+            certificate_cache: None,
         }
     }
 }

@@ -113,4 +113,5 @@ pub use protocol::{Context, Protocol};
 pub use runtime::{Runtime, RuntimeError};
 pub use swarm::{MAX_DATAGRAMS_PER_TURN, Swarm};
 pub use transport::quic::SocketBinder;
+pub use verified_certificates::CertificateCache;
 pub use wake::{NoWake, Wake};

@@ -186,6 +186,28 @@ impl Swarm {
         self.core.dropped_datagrams
     }
 
+    /// Keep every [`SwarmEvent`] from now on, for
+    /// [`Swarm::take_recorded_events`]: what a driver on the swarm's own
+    /// thread (the simulator) uses instead of a subscriber channel, so that
+    /// no event is dropped and nothing is allocated ahead of time.
+    pub fn record_events(&mut self) {
+        self.core.recorded_events.get_or_insert_with(Vec::new);
+    }
+
+    /// Move the events recorded since the last call onto `out`, oldest
+    /// first (nothing unless [`Swarm::record_events`] was called).
+    pub fn take_recorded_events(&mut self, out: &mut Vec<SwarmEvent>) {
+        if let Some(log) = &mut self.core.recorded_events {
+            out.append(log);
+        }
+    }
+
+    /// How many streams and packet flows this swarm has handed to threads
+    /// (detached by a plugin, or opened by a [`SwarmHandle`]), ever.
+    pub fn handed_to_threads(&self) -> u64 {
+        self.core.handed_to_threads
+    }
+
     /// Number of streams in the table across all connections.
     pub fn stream_count(&self) -> usize {
         self.core

@@ -101,6 +101,12 @@ impl TlsIdentity {
         })
     }
 
+    /// Use `cache` instead of this identity's own table of verified
+    /// certificates (for verifiers built from now on).
+    pub(crate) fn share_verified_certificates(&mut self, cache: Arc<VerifiedCertificates>) {
+        self.verified = cache;
+    }
+
     /// [`peer_id_from_chain`] for a chain that a verifier of this identity
     /// may have checked already: an identical certificate costs a lookup
     /// and a validity check.
@@ -128,6 +134,9 @@ impl TlsIdentity {
         config.alpn_protocols = vec![ALPN.to_vec()];
         // No tickets, so no resumption: every client's certificate goes through the verifier.
         config.send_tls13_tickets = 0;
+        // Nor a session cache: it would only hold nothing, at ~25 KiB per
+        // swarm (rustls preallocates it).
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Arc::new(config))
     }
 

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use libp2p_identity::PeerId;
 
-/// How many certificates are remembered. When full, the table starts over:
-/// a flood of fresh certificates costs what it would cost without a cache.
+/// How many certificates a swarm's own table remembers. When full, the
+/// table starts over: a flood of fresh certificates costs what it would
+/// cost without a cache.
 const CAPACITY: usize = 1024;
 
 /// What a verified certificate proved, and what later uses need from it.
@@ -35,12 +36,26 @@ pub(crate) struct Verified {
 /// proved. Shared by the client and server verifiers of one identity and by
 /// the swarm thread; keyed by the whole DER (SipHash: the bytes are the
 /// peer's), so only an identical certificate hits.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct VerifiedCertificates {
     table: Mutex<HashMap<Box<[u8]>, Verified>>,
+    capacity: usize,
+}
+
+impl Default for VerifiedCertificates {
+    fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
 }
 
 impl VerifiedCertificates {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            table: Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
     /// What verifying `der` proved, if it was verified before.
     pub(crate) fn get(&self, der: &[u8]) -> Option<Verified> {
         self.lock().get(der).cloned()
@@ -49,7 +64,7 @@ impl VerifiedCertificates {
     /// Remember a certificate that passed every check.
     pub(crate) fn insert(&self, der: &[u8], verified: Verified) {
         let mut table = self.lock();
-        if table.len() >= CAPACITY && !table.contains_key(der) {
+        if table.len() >= self.capacity && !table.contains_key(der) {
             table.clear();
         }
         table.insert(der.into(), verified);
@@ -64,6 +79,25 @@ impl VerifiedCertificates {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<[u8]>, Verified>> {
         // The table holds no invariant a panicking holder could break.
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A table of verified peer certificates that several swarms of one
+/// process share (see [`SwarmConfig::certificate_cache`]): a certificate
+/// any of them verified costs the others a lookup. Meant for simulations,
+/// where thousands of swarms meet the same few thousand certificates; the
+/// handshake itself (key exchange, the CertificateVerify signature over
+/// the transcript, validity dates) still runs in full every time.
+///
+/// [`SwarmConfig::certificate_cache`]: crate::SwarmConfig::certificate_cache
+#[derive(Clone, Debug)]
+pub struct CertificateCache(pub(crate) Arc<VerifiedCertificates>);
+
+impl CertificateCache {
+    /// A shared table of at most `capacity` certificates (it starts over
+    /// when full, as a swarm's own table of 1,024 does).
+    pub fn new(capacity: usize) -> Self {
+        Self(Arc::new(VerifiedCertificates::with_capacity(capacity)))
     }
 }
 

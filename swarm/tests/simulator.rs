@@ -218,3 +218,46 @@ fn pairs_get_their_own_latency_within_the_spread() {
     }
     assert!(distinct.len() > 15, "pairs share delays: {distinct:?}");
 }
+
+/// Accepts streams of one protocol and does nothing with them.
+struct Sink;
+
+impl swarm::Protocol for Sink {
+    fn name(&self) -> &'static str {
+        "sink"
+    }
+    fn protocol_ids(&self) -> Vec<String> {
+        vec!["/test/sink/1".into()]
+    }
+}
+
+/// A stream handed to a thread makes the run unreplayable, and the network
+/// says so instead of hashing a trace that may not repeat.
+#[test]
+fn a_stream_handed_to_a_thread_marks_the_run_not_replayable() {
+    let mut net = VirtualNet::new(4, LinkConfig::clean());
+    let a = net.add_swarm(config(1), Ipv4Addr::new(10, 0, 0, 1));
+    let b = net.add_swarm_with(config(2), Ipv4Addr::new(10, 0, 0, 2), |s| {
+        s.add_protocol(Box::new(Sink));
+    });
+    let to_b = net.dial_addr(b);
+    let peer_b = peer(&mut net, b);
+    let conn = net.swarm(a).dial(&to_b, false).expect("dial");
+    let outcome = net.run_until(Duration::from_secs(5), |net| {
+        !net.swarm(a).connections_to(&peer_b).is_empty()
+    });
+    assert_eq!(outcome, Outcome::Done);
+    let stream = net.swarm(a).with_context(PluginId::external(), |ctx| {
+        ctx.open_stream(conn, "/test/sink/1").expect("open")
+    });
+    net.run_for(Duration::from_secs(1));
+    assert!(net.replayable(), "nothing was handed to a thread yet");
+    let detached = net
+        .swarm(a)
+        .with_context(PluginId::external(), |ctx| ctx.detach_stream(stream))
+        .expect("detach");
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.swarm(a).handed_to_threads(), 1);
+    assert!(!net.replayable(), "a thread's stream went unnoticed");
+    drop(detached);
+}

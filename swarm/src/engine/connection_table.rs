@@ -86,7 +86,7 @@ impl Core {
         self.next_generation = self.next_generation.wrapping_add(1);
         let index = self.connections.insert(Connection {
             generation,
-            transport: Transport::Quic(quic),
+            transport: Transport::Quic(Box::new(quic)),
             quic_handle,
             socket,
             origin,

@@ -44,7 +44,7 @@ impl ConnectionIdGenerator for SeededConnectionIds {
     }
 }
 
-use super::peer_routing::PeerRouting;
+use super::peer_searches::PeerRouting;
 use super::queues::{Callback, Deadline};
 use crate::transport::quic::{Socket, SocketBinder};
 
@@ -89,6 +89,11 @@ pub(crate) struct Core {
     pub(crate) rng: StdRng,
     /// The peer router and the dials waiting for it.
     pub(crate) peer_routing: PeerRouting,
+    /// Streams and packet flows ever handed to a thread.
+    pub(crate) handed_to_threads: u64,
+    /// Every published event, kept for a driver on this thread (see
+    /// `Swarm::record_events`).
+    pub(crate) recorded_events: Option<Vec<SwarmEvent>>,
 }
 
 impl Core {
@@ -105,10 +110,13 @@ impl Core {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        let tls = match config.seed {
+        let mut tls = match config.seed {
             Some(_) => TlsIdentity::from_seed(&config.keypair, rng.random())?,
             None => TlsIdentity::new(&config.keypair)?,
         };
+        if let Some(shared) = &config.certificate_cache {
+            tls.share_verified_certificates(shared.0.clone());
+        }
         let mut endpoint_config = EndpointConfig::default();
         if config.seed.is_some() {
             // quinn-proto's own generator draws connection ids from the
@@ -153,6 +161,8 @@ impl Core {
             scratch: Vec::new(),
             rng,
             peer_routing: PeerRouting::default(),
+            handed_to_threads: 0,
+            recorded_events: None,
         })
     }
 

@@ -100,6 +100,7 @@ impl Core {
             // The plugin already saw the end; keep the handle consistent.
             shared.lock().recv_fin = true;
         }
+        self.handed_to_threads += 1;
         // Data may already wait in the transport for the new owner.
         self.notifier.notify(sref);
         Ok(DetachedStream::new(shared))

@@ -39,6 +39,7 @@ mod lifecycle;
 mod negotiation;
 mod packet_flows;
 mod peer_routing;
+mod peer_searches;
 mod publish;
 mod queues;
 mod quic_events;

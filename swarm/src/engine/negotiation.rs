@@ -230,6 +230,7 @@ impl Core {
                     st.recv.push_back(remainder);
                 }
                 stream.owner = Owner::Thread(shared.clone());
+                self.handed_to_threads += 1;
                 // If the requester gave up, the handle is dropped with the
                 // message, which already asks to close the stream.
                 let _ = reply.send(Ok(DetachedStream::new(shared)));

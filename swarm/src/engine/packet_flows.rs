@@ -146,6 +146,7 @@ impl Core {
         }
         let shared = FlowShared::new(flow, max, notifier);
         *thread = Some(shared.clone());
+        self.handed_to_threads += 1;
         Ok(DetachedPacketFlow::new(shared))
     }
 

@@ -10,8 +10,6 @@
 //! [`Context::register_peer_router`]: crate::Context::register_peer_router
 //! [`Limits::peer_routing_timeout`]: crate::Limits::peer_routing_timeout
 
-use std::collections::HashMap;
-
 use libp2p_identity::PeerId;
 use tracing::{debug, info, warn};
 
@@ -20,36 +18,10 @@ use crate::error::DialError;
 use crate::events::SwarmEvent;
 use crate::ids::{ConnId, PluginId};
 
+use super::peer_searches::{ROUTING_INDEX, Search, WaitingDial};
+
 use super::core::Core;
 use super::queues::{Callback, Deadline};
-
-/// The slab index no connection ever has: a dial waiting for peer routing
-/// gets a [`ConnId`] with this index, so any call on it before the dial
-/// starts is refused as an unknown connection.
-const ROUTING_INDEX: u32 = u32::MAX;
-
-/// The router and the searches it is running.
-#[derive(Default)]
-pub(crate) struct PeerRouting {
-    router: Option<PluginId>,
-    searches: HashMap<PeerId, Search>,
-    next_search: u64,
-    next_placeholder: u32,
-}
-
-/// One search for one PeerId, and the dials that wait for it.
-struct Search {
-    serial: u64,
-    waiting: Vec<WaitingDial>,
-}
-
-/// A dial by PeerId waiting for the router.
-struct WaitingDial {
-    /// The id the caller got back from `dial_with_id`.
-    placeholder: ConnId,
-    force_new: bool,
-    requester: Requester,
-}
 
 impl Core {
     /// Make `plugin` the swarm's peer router (the last one registered wins).

@@ -17,8 +17,12 @@ impl Core {
     }
 
     /// Send an event to subscribers without ever blocking the swarm thread:
-    /// a full subscriber loses the event (counted and logged).
+    /// a full subscriber loses the event (counted and logged). The log of
+    /// a recording driver keeps every event.
     pub(crate) fn publish(&mut self, event: SwarmEvent) {
+        if let Some(log) = &mut self.recorded_events {
+            log.push(event.clone());
+        }
         self.subscribers
             .retain(|s| match s.try_send(event.clone()) {
                 Ok(()) => true,

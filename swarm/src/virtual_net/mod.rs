@@ -69,12 +69,31 @@
 //! replays too; what stays with the OS inside TLS has fixed sizes and
 //! cannot change a datagram's fate or timing. Then the same program gives
 //! the same [`VirtualNet::trace_hash`] over every swarm event (which node,
-//! what, at what virtual time).
+//! what, at what virtual time). (One real-clock read remains inside TLS:
+//! the validity dates of a peer's certificate are checked against the
+//! system time; libp2p certificates are valid for years, so it cannot
+//! change a run.)
 //!
-//! One thing cannot be replayed: a stream handed to a thread
-//! (`Context::detach_stream`). It works here (its waker marks the node),
-//! but when the thread reads and writes depends on the real scheduler, so
-//! a run that uses one is not deterministic.
+//! # What the simulator caches
+//!
+//! Every connection runs the real QUIC and TLS handshake: key exchange,
+//! the CertificateVerify signature over that handshake's transcript, the
+//! PeerId check. The one thing shared between swarms is the verification
+//! of a certificate's own signatures (its self-signature and the host
+//! key's signature over it), which depends only on the certificate's
+//! bytes: all swarms of a network share one [`CertificateCache`], so each
+//! node's certificate is verified once per run instead of once per
+//! connection. A swarm added with its own
+//! [`SwarmConfig::certificate_cache`] keeps it.
+//!
+//! One thing cannot be replayed: a stream or packet flow handed to a
+//! thread (`Context::detach_stream`, `SwarmHandle::open_stream`,
+//! `Context::detach_packet_flow`). It works here (its waker marks the
+//! node), but when the thread reads and writes depends on the real
+//! scheduler, so a run that uses one is not deterministic. The network
+//! says so: the first time a node does it, a warning is logged and
+//! [`VirtualNet::replayable`] turns false for the rest of the run (the
+//! `netsim` summary carries it).
 mod link;
 mod node;
 
@@ -82,9 +101,9 @@ use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt::Write as _;
 use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,7 +111,9 @@ pub use link::{LinkConfig, LinkModel, LinkStats, LossyLink};
 use node::in_node;
 pub use node::{Node, VirtualBinder, current_node};
 
-use crate::{Multiaddr, PeerId, Swarm, SwarmConfig, SwarmEvent, Wake};
+use tracing::warn;
+
+use crate::{CertificateCache, Multiaddr, PeerId, Swarm, SwarmConfig, SwarmEvent, Wake};
 
 /// The UDP port every swarm added with [`VirtualNet::add_swarm`] listens on.
 pub const LISTEN_PORT: u16 = 1000;
@@ -181,6 +202,17 @@ impl Wake for MarkWoken {
     }
 }
 
+/// Feeds formatted text to a hasher as it is written. SipHash hashes a
+/// byte stream, so text written in pieces hashes as the whole would.
+struct HashWriter<'a>(&'a mut DefaultHasher);
+
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// One node's place on the network.
 struct Slot {
     addr: SocketAddr,
@@ -193,8 +225,6 @@ struct Slot {
     dark: bool,
     /// Its side of a partition: datagrams pass only within a side.
     side: u32,
-    /// A swarm's events, for the trace.
-    events: Option<Receiver<SwarmEvent>>,
 }
 
 /// One entry of the event trace ([`VirtualNet::event_trace`]).
@@ -255,9 +285,19 @@ pub struct VirtualNet {
     /// of one datagram.
     outgoing: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     sent: Vec<(SocketAddr, Vec<u8>)>,
+    events: Vec<SwarmEvent>,
     deliveries: Vec<(Duration, Vec<u8>)>,
     candidates: Vec<usize>,
+    /// Verified peer certificates, shared by every swarm added here.
+    certificates: CertificateCache,
+    /// Some node handed work to a thread (see [`VirtualNet::replayable`]).
+    uses_threads: bool,
 }
+
+/// How many certificates the swarms of one network share (see
+/// [`CertificateCache`]): one per node for networks far bigger than any
+/// run so far, at about half a KiB each.
+const SHARED_CERTIFICATES: usize = 1 << 17;
 
 impl VirtualNet {
     /// An empty network whose link is a [`LossyLink`] doing what `link`
@@ -295,8 +335,11 @@ impl VirtualNet {
             buf: Vec::with_capacity(64 * 1024),
             outgoing: Vec::new(),
             sent: Vec::new(),
+            events: Vec::new(),
             deliveries: Vec::new(),
             candidates: Vec::new(),
+            certificates: CertificateCache::new(SHARED_CERTIFICATES),
+            uses_threads: false,
         }
     }
 
@@ -320,9 +363,17 @@ impl VirtualNet {
         self.stats
     }
 
+    /// Whether this run can be replayed: false once any node handed a
+    /// stream or packet flow to a thread (see the module docs), whose
+    /// timing comes from the real scheduler.
+    pub fn replayable(&self) -> bool {
+        !self.uses_threads
+    }
+
     /// A hash over every swarm event so far: which node, what, at what
     /// virtual time. Two runs of the same program with the same seeds
-    /// (network and swarms, see [`SwarmConfig::seed`]) give the same hash.
+    /// (network and swarms, see [`SwarmConfig::seed`]) give the same hash,
+    /// as long as the run is [`replayable`](VirtualNet::replayable).
     pub fn trace_hash(&self) -> u64 {
         self.hasher.finish()
     }
@@ -333,15 +384,10 @@ impl VirtualNet {
     ///
     /// If another node has `addr`.
     pub fn add_node(&mut self, addr: SocketAddr, node: Box<dyn Node>) -> usize {
-        self.add_slot(addr, node, None)
+        self.add_slot(addr, node)
     }
 
-    fn add_slot(
-        &mut self,
-        addr: SocketAddr,
-        node: Box<dyn Node>,
-        events: Option<Receiver<SwarmEvent>>,
-    ) -> usize {
+    fn add_slot(&mut self, addr: SocketAddr, node: Box<dyn Node>) -> usize {
         let index = self.slots.len();
         let previous = self.routes.insert(addr, index);
         assert!(previous.is_none(), "two nodes at {addr}");
@@ -352,7 +398,6 @@ impl VirtualNet {
             dirty: false,
             dark: false,
             side: 0,
-            events,
         }));
         self.mark(index);
         index
@@ -369,11 +414,14 @@ impl VirtualNet {
     /// returns its index.
     pub fn add_swarm_with(
         &mut self,
-        config: SwarmConfig,
+        mut config: SwarmConfig,
         ip: impl Into<IpAddr>,
         setup: impl FnOnce(&mut Swarm),
     ) -> usize {
         let ip = ip.into();
+        config
+            .certificate_cache
+            .get_or_insert_with(|| self.certificates.clone());
         let binder = VirtualBinder {
             ip,
             next_port: 2000,
@@ -383,17 +431,17 @@ impl VirtualNet {
             woken: self.woken.clone(),
         });
         let mut swarm = Swarm::new(config, Box::new(binder), waker, self.now).expect("swarm");
-        // Subscribed first, so the trace sees the listen address too.
-        // Drained at every flush of the node; a channel preallocates its
-        // capacity, so it is kept small for networks of thousands.
-        let events = swarm.handle().subscribe(256).expect("subscribe");
+        // Recording from the start, so the trace sees the listen address
+        // too; drained at every flush of the node.
+        swarm.record_events();
+        // Started now, so that plugins added by `setup` start at once.
         swarm.feed_wakeup(self.now);
         setup(&mut swarm);
         let addr = SocketAddr::new(ip, LISTEN_PORT);
         swarm
             .listen(&crate::address::quic_multiaddr(addr))
             .expect("listen");
-        self.add_slot(addr, Box::new(swarm), Some(events))
+        self.add_slot(addr, Box::new(swarm))
     }
 
     /// Remove node `n` (churn): it is dropped at once, with no goodbye, as a
@@ -601,6 +649,7 @@ impl VirtualNet {
         // Reused, so that a test counting a node's allocations does not see
         // the network's own buffers grow inside that node's calls.
         let mut sent = std::mem::take(&mut self.sent);
+        let mut events = std::mem::take(&mut self.events);
         let at = now - self.start;
         for &i in &dirty {
             let Some(slot) = self.slots[i].as_mut() else {
@@ -611,6 +660,13 @@ impl VirtualNet {
             let node = &mut slot.node;
             in_node(i, || node.poll_transmits(now, buf, &mut sent));
             out.extend(sent.drain(..).map(|(to, data)| (slot.addr, to, data)));
+            if !self.uses_threads && slot.node.uses_threads() {
+                self.uses_threads = true;
+                warn!(
+                    node = i,
+                    "a node handed a stream to a thread: this run is no longer replayable"
+                );
+            }
             let timeout = in_node(i, || slot.node.poll_timeout());
             if timeout != slot.timeout {
                 slot.timeout = timeout;
@@ -618,14 +674,20 @@ impl VirtualNet {
                     self.timeouts.push(Reverse((t, i)));
                 }
             }
-            if let Some(events) = &slot.events {
-                while let Ok(event) = events.try_recv() {
-                    let event = format!("{event:?}");
-                    self.hasher.write_u128(at.as_nanos());
-                    self.hasher.write_usize(i);
-                    self.hasher.write(event.as_bytes());
-                    if let Some(trace) = &mut self.event_trace {
+            slot.node.take_events(&mut events);
+            for event in events.drain(..) {
+                self.hasher.write_u128(at.as_nanos());
+                self.hasher.write_usize(i);
+                // The hash takes the event's Debug text as a byte stream,
+                // written in pieces: no String unless the trace keeps it.
+                match &mut self.event_trace {
+                    Some(trace) => {
+                        let event = format!("{event:?}");
+                        self.hasher.write(event.as_bytes());
                         trace.push(TracedEvent { at, node: i, event });
+                    }
+                    None => {
+                        let _ = write!(HashWriter(&mut self.hasher), "{event:?}");
                     }
                 }
             }
@@ -637,6 +699,7 @@ impl VirtualNet {
         }
         self.outgoing = out;
         self.sent = sent;
+        self.events = events;
     }
 
     /// The earliest current entry of the timeout heap (stale ones go).

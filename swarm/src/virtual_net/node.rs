@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::{SocketBinder, Swarm};
+use crate::{SocketBinder, Swarm, SwarmEvent};
 
 thread_local! {
     /// The node the network is calling into on this thread (`usize::MAX`:
@@ -58,6 +58,19 @@ pub trait Node: Any {
     /// When the node next needs [`Node::feed_timeout`], if ever.
     fn poll_timeout(&mut self) -> Option<Instant>;
 
+    /// Move the swarm events the node recorded since the last call onto
+    /// `out`, for the trace. Default: a node without events.
+    fn take_events(&mut self, out: &mut Vec<SwarmEvent>) {
+        let _ = out;
+    }
+
+    /// Whether the node handed work to a thread of its own, whose timing
+    /// the network cannot replay (a swarm: a stream or packet flow handed
+    /// to a thread). Default: never.
+    fn uses_threads(&self) -> bool {
+        false
+    }
+
     /// The time is `now`, and a timeout the node asked for is due.
     fn feed_timeout(&mut self, now: Instant);
 }
@@ -84,6 +97,14 @@ impl Node for Swarm {
 
     fn poll_timeout(&mut self) -> Option<Instant> {
         Swarm::poll_timeout(self)
+    }
+
+    fn uses_threads(&self) -> bool {
+        self.handed_to_threads() > 0
+    }
+
+    fn take_events(&mut self, out: &mut Vec<SwarmEvent>) {
+        self.take_recorded_events(out);
     }
 
     fn feed_timeout(&mut self, now: Instant) {
