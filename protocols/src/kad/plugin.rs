@@ -437,10 +437,7 @@ impl Protocol for Kademlia {
                     .unwrap_or(Err(super::WireError::Timeout(timeout)));
                 self.complete_rpc(ctx, id, result);
             }
-            TimerKind::Inbound(stream) => {
-                let timeout = self.config.request_timeout;
-                self.inbound_failed(ctx, stream, super::WireError::Timeout(timeout));
-            }
+            TimerKind::Inbound(stream) => self.inbound_idle(ctx, stream),
             TimerKind::Query(id) => self.query_timed_out(ctx, id),
             TimerKind::Housekeeping => self.housekeeping(ctx),
             TimerKind::Bootstrap => {
