@@ -253,20 +253,27 @@ impl Kademlia {
         }
     }
 
-    /// Expire what is old; republish what is due.
+    /// Expire what is old; republish what is due. Republishing starts at
+    /// most a quarter of [`KadConfig::max_queries`] per round, so that a
+    /// node providing many keys neither starves its own queries nor drops
+    /// republications: what is left stays due for the next round.
     fn housekeeping(&mut self, ctx: &mut Context<'_>) {
         let now = ctx.now();
         self.store.expire(now);
+        let room = (self.config.max_queries / 4)
+            .max(1)
+            .min(self.config.max_queries.saturating_sub(self.queries.len()));
         let due: Vec<Vec<u8>> = self
             .provided
             .iter()
             .filter(|(_, next)| **next <= now)
             .map(|(k, _)| k.clone())
+            .take(room)
             .collect();
+        let mut started = due.len();
         for key in due {
-            self.provided
-                .insert(key.clone(), now + self.config.provider_republish_interval);
             debug!(key = ?String::from_utf8_lossy(&key), "republishing provider record");
+            // `prepare` sets the next republication.
             self.start_query(
                 ctx,
                 super::api::QueryId::next(),
@@ -274,17 +281,16 @@ impl Kademlia {
                 None,
             );
         }
-        if let Some(interval) = self.config.record_republish_interval {
+        if self.config.record_republish_interval.is_some() {
             let due: Vec<Record> = self
                 .published
                 .values()
                 .filter(|(_, next)| *next <= now)
                 .map(|(r, _)| r.clone())
+                .take(room.saturating_sub(started))
                 .collect();
+            started += due.len();
             for record in due {
-                if let Some(entry) = self.published.get_mut(&record.key) {
-                    entry.1 = now + interval;
-                }
                 debug!(key = ?String::from_utf8_lossy(&record.key), "republishing record");
                 self.start_query(
                     ctx,
@@ -293,6 +299,9 @@ impl Kademlia {
                     None,
                 );
             }
+        }
+        if started > 0 {
+            debug!(started, "republishing");
         }
         let interval = self.config.housekeeping_interval;
         self.set_timer(ctx, interval, TimerKind::Housekeeping);
@@ -405,9 +414,11 @@ impl Protocol for Kademlia {
 
     fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
         // An answerer stops our send side once it has our request; the
-        // answer may still come. An asker that stops our answers is gone.
+        // answer may still come. An asker that stops our answers is done
+        // with the stream (rust-libp2p stops it when it drops a stream it
+        // got its answer on).
         if self.inbound.contains_key(&stream) {
-            self.inbound_failed(ctx, stream, StreamError::Stopped(code).into());
+            self.inbound_stopped(ctx, stream, code);
         }
     }
 

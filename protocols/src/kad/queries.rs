@@ -558,7 +558,13 @@ impl Kademlia {
                                 // The peer itself answered: we reach it.
                                 found.extend(store.addresses(target, now));
                             }
-                            found.dedup();
+                            let mut unique: Vec<Multiaddr> = Vec::with_capacity(found.len());
+                            for addr in found.drain(..) {
+                                if !unique.contains(&addr) {
+                                    unique.push(addr);
+                                }
+                            }
+                            *found = unique;
                         }
                         Kind::GetValue { records, .. } => {
                             if let Some(record) = valid_record

@@ -148,6 +148,18 @@ impl Kademlia {
         self.inbound_failed(ctx, stream, WireError::Timeout(timeout));
     }
 
+    /// The asker stopped our answers. After answers that is how some
+    /// implementations say goodbye; before any, it is a failure.
+    pub(super) fn inbound_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        let answered = self.inbound.get(&stream).is_some_and(|i| i.requests > 0);
+        if answered {
+            self.untrack_inbound(ctx, stream);
+            let _ = ctx.abort(stream, 0);
+            return;
+        }
+        self.inbound_failed(ctx, stream, StreamError::Stopped(code).into());
+    }
+
     /// Refuse the stream: reset it and report why.
     pub(super) fn inbound_failed(
         &mut self,
