@@ -57,6 +57,9 @@ pub struct Kademlia {
     pub(super) rpc_streams: HashMap<StreamRef, RpcId>,
     /// Requests waiting for a connection to their peer, in order.
     pub(super) waiting_for_conn: HashMap<PeerId, Vec<RpcId>>,
+    /// Failed dials in a row to routing table entries (entries only, so
+    /// bounded by the table).
+    pub(super) dial_failures: HashMap<PeerId, u8>,
     /// Our dials: the peer, and the addresses still to try.
     pub(super) dials: HashMap<ConnId, (PeerId, Vec<Multiaddr>)>,
     pub(super) next_rpc: u64,
@@ -96,6 +99,7 @@ impl Kademlia {
             rpc_streams: HashMap::new(),
             waiting_for_conn: HashMap::new(),
             dials: HashMap::new(),
+            dial_failures: HashMap::new(),
             next_rpc: 0,
             deferred: HashMap::new(),
             timers: HashMap::new(),
@@ -171,6 +175,7 @@ impl Kademlia {
     /// advertising the protocol), reporting what changed.
     pub(super) fn drop_peer(&mut self, ctx: &mut Context<'_>, peer: &PeerId) {
         let before: Vec<PeerId> = self.bucket_peers(peer);
+        self.dial_failures.remove(peer);
         if self.table.remove(peer) {
             debug!(%peer, "routing table: removed");
             ctx.emit(KadEvent::PeerRemoved(*peer));
@@ -373,6 +378,7 @@ impl Protocol for Kademlia {
 
     fn handle_new_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, peer: PeerId) {
         self.dials.remove(&conn);
+        self.dial_failures.remove(&peer);
         self.flush_waiting(ctx, peer);
     }
 
