@@ -13,7 +13,10 @@
 //! * `libp2p-stream`, used for the echo protocols
 //!   ([`PeerConfig::echo_protocols`]), for [`RustPeer::request`], and for the
 //!   `/perf/1.0.0` client ([`RustPeer::perf`]) and server
-//!   ([`PeerConfig::perf_server`]).
+//!   ([`PeerConfig::perf_server`]);
+//! * optionally Kademlia (libp2p-kad 0.49, [`PeerConfig::kad`]), driven by
+//!   the blocking `kad_*` methods of [`RustPeer`]; see [`KadConfig`] and the
+//!   notes in the `kad` module on how libp2p-kad fills its routing table.
 //!
 //! # Multistream-select on outbound streams
 //!
@@ -62,10 +65,16 @@ use libp2p::{
     ping,
     swarm::{
         ConnectionId, NetworkBehaviour, SwarmEvent,
+        behaviour::toggle::Toggle,
         dial_opts::{DialOpts, PeerCondition},
     },
 };
 use tokio::sync::mpsc as tokio_mpsc;
+
+mod kad;
+
+use kad::KadCommand;
+pub use kad::{KAD_PROTOCOL, KadConfig, KadError, KadMode, KadPeerInfo, KadRecord};
 
 pub use libp2p::core::upgrade::Version as MultistreamVersion;
 pub use libp2p::identity::PublicKey;
@@ -86,6 +95,9 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Extra time granted to the blocking side on top of a background task's own
 /// timeout, so that the task's precise error wins over a generic one.
 const REPLY_GRACE: Duration = Duration::from_secs(2);
+
+/// Bound on kad calls that only touch local state (routing table, mode).
+const KAD_LOCAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of the chunks written by the perf client and server.
 const PERF_CHUNK: usize = 64 * 1024;
@@ -113,6 +125,9 @@ pub struct PeerConfig {
     /// Swarm idle connection timeout: a connection with no open streams is
     /// closed after this long. Default: 30 s.
     pub idle_connection_timeout: Duration,
+    /// Run Kademlia with these settings; `None` (the default) leaves it out,
+    /// so identify does not list a DHT protocol.
+    pub kad: Option<KadConfig>,
 }
 
 impl Default for PeerConfig {
@@ -126,6 +141,7 @@ impl Default for PeerConfig {
             perf_server: false,
             multistream_version: MultistreamVersion::V1Lazy,
             idle_connection_timeout: Duration::from_secs(30),
+            kad: None,
         }
     }
 }
@@ -235,6 +251,26 @@ pub enum PeerEvent {
         /// Bytes read from the stream.
         bytes_read: usize,
     },
+    /// Kademlia added a peer to its routing table or learnt a new address
+    /// for one.
+    KadRoutingUpdated {
+        /// The peer.
+        peer: PeerId,
+        /// Whether the peer was not in the table before.
+        is_new_peer: bool,
+        /// All its addresses in the table now.
+        addresses: Vec<Multiaddr>,
+    },
+    /// Kademlia answered an inbound request; `request` is libp2p-kad's
+    /// `InboundRequest` in `Debug` form without record contents, e.g.
+    /// `FindNode { num_closer_peers: 3 }`, `GetRecord { .. }`,
+    /// `PutRecord { source: <peer> }`, `AddProvider`, `GetProvider { .. }`.
+    KadInboundRequest {
+        /// The kind of request and its counts.
+        request: String,
+    },
+    /// Kademlia switched between client and server mode.
+    KadModeChanged(KadMode),
     /// Anything else worth logging (listener errors, incoming connection
     /// errors, failed inbound streams, address candidates, ...).
     Other(String),
@@ -270,6 +306,7 @@ enum Command {
     AddExternalAddress(Multiaddr),
     Disconnect(PeerId),
     ConnectedPeers(std_mpsc::Sender<Vec<PeerId>>),
+    Kad(KadCommand),
     Shutdown,
 }
 
@@ -474,6 +511,191 @@ impl RustPeer {
         rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
     }
 
+    /// Add `addr` for `peer` to the Kademlia routing table (libp2p-kad's
+    /// `add_address`: no check that the peer speaks the DHT protocol).
+    /// `Ok(true)` if the peer is in the table (or pending insertion) now,
+    /// `Ok(false)` if its bucket is full or the address names another peer.
+    pub fn kad_add_address(&self, peer: PeerId, addr: Multiaddr) -> Result<bool, KadError> {
+        self.kad_call(KAD_LOCAL_TIMEOUT, |reply| KadCommand::AddAddress {
+            peer,
+            addr,
+            reply,
+        })
+    }
+
+    /// Remove `peer` from the Kademlia routing table; `Ok(true)` if it was
+    /// there.
+    pub fn kad_remove_peer(&self, peer: PeerId) -> Result<bool, KadError> {
+        self.kad_call(KAD_LOCAL_TIMEOUT, |reply| KadCommand::RemovePeer {
+            peer,
+            reply,
+        })
+    }
+
+    /// Run one Kademlia bootstrap (a lookup of our own id, then one lookup
+    /// of a random key in each bucket farther than the closest non-empty
+    /// one) and wait until all its steps are done; returns the number of
+    /// routing table entries then. [`KadError::NoKnownPeers`] if the table
+    /// is empty. Bounded by `timeout`.
+    pub fn kad_bootstrap(&self, timeout: Duration) -> Result<usize, KadError> {
+        self.kad_call(timeout, |reply| KadCommand::Bootstrap { timeout, reply })
+    }
+
+    /// Store `value` under `key` locally and at the closest peers to `key`
+    /// (libp2p-kad `put_record`, the record's publisher is this node).
+    /// Returns how many remote peers acknowledged it (this node's own copy
+    /// not counted), at most the replication factor;
+    /// [`KadError::QuorumFailed`] if none did. An empty routing table gives
+    /// `QuorumFailed` too (libp2p-kad does not fail early).
+    pub fn kad_put_value(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, KadError> {
+        self.kad_call(timeout, |reply| KadCommand::PutValue {
+            key,
+            value,
+            timeout,
+            reply,
+        })
+    }
+
+    /// Look `key` up and return every record found during the whole lookup
+    /// (one per peer that returned it, plus this node's own copy first, with
+    /// `from: None`). [`KadError::NotFound`] if none. If `timeout` passes with
+    /// some records found, those are returned.
+    pub fn kad_get_value(
+        &self,
+        key: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<KadRecord>, KadError> {
+        self.kad_call(timeout, |reply| KadCommand::GetValue {
+            key,
+            first_only: false,
+            timeout,
+            reply,
+        })
+    }
+
+    /// Like [`RustPeer::kad_get_value`] but stops the lookup at the first
+    /// record found and returns it.
+    pub fn kad_get_first_value(
+        &self,
+        key: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<KadRecord, KadError> {
+        let mut found = self.kad_call(timeout, |reply| KadCommand::GetValue {
+            key,
+            first_only: true,
+            timeout,
+            reply,
+        })?;
+        found.pop().ok_or(KadError::NotFound)
+    }
+
+    /// Announce this node as a provider of `key` (libp2p-kad
+    /// `start_providing`): stored locally, then ADD_PROVIDER to the closest
+    /// peers found. libp2p-kad reports success without saying how many
+    /// peers took it, even when there were none; the provider entry it sends
+    /// carries only confirmed external addresses (none on loopback unless
+    /// [`RustPeer::add_external_listen_addr`] was called).
+    pub fn kad_start_providing(&self, key: Vec<u8>, timeout: Duration) -> Result<(), KadError> {
+        self.kad_call(timeout, |reply| KadCommand::StartProviding {
+            key,
+            timeout,
+            reply,
+        })
+    }
+
+    /// Look up the providers of `key`, collecting them over the whole lookup
+    /// (this node itself first if it provides `key`).
+    /// [`KadError::NotFound`] if none. If `timeout` passes with some found,
+    /// those are returned.
+    pub fn kad_get_providers(
+        &self,
+        key: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<PeerId>, KadError> {
+        self.kad_call(timeout, |reply| KadCommand::GetProviders {
+            key,
+            timeout,
+            reply,
+        })
+    }
+
+    /// Iterative lookup of the peers closest to `key` (libp2p-kad
+    /// `get_closest_peers`: the key's SHA-256 is the target; up to the
+    /// replication factor peers that answered, closest first, this node not
+    /// included). Addresses are those the lookup learnt, or else the routing
+    /// table's. [`KadError::Timeout`] if the lookup timed out.
+    pub fn kad_get_closest_peers(
+        &self,
+        key: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<KadPeerInfo>, KadError> {
+        self.kad_call(timeout, |reply| KadCommand::GetClosestPeers {
+            key,
+            timeout,
+            reply,
+        })
+    }
+
+    /// Find the addresses of `peer`: a closest-peers lookup of its id that
+    /// must return the peer itself. [`KadError::NotFound`] otherwise.
+    pub fn kad_find_peer(
+        &self,
+        peer: PeerId,
+        timeout: Duration,
+    ) -> Result<Vec<Multiaddr>, KadError> {
+        self.kad_call(timeout, |reply| KadCommand::FindPeer {
+            peer,
+            timeout,
+            reply,
+        })
+    }
+
+    /// Switch Kademlia to client or server mode; `None` gives libp2p-kad's
+    /// automatic mode (server once an external address is confirmed). The
+    /// change reaches existing connections at once, and identify pushes the
+    /// new protocol list to connected peers (a push reaches a rust-libp2p
+    /// listener only with [`MultistreamVersion::V1`], see the crate docs).
+    pub fn kad_set_mode(&self, mode: Option<KadMode>) {
+        self.send(Command::Kad(KadCommand::SetMode(mode)));
+    }
+
+    /// The current Kademlia mode; `None` if Kademlia is disabled or the node
+    /// does not answer within 5 s.
+    pub fn kad_mode(&self) -> Option<KadMode> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Command::Kad(KadCommand::Mode(tx)));
+        rx.recv_timeout(KAD_LOCAL_TIMEOUT).ok().flatten()
+    }
+
+    /// The Kademlia routing table: every entry with its addresses (empty if
+    /// Kademlia is disabled or the node does not answer within 5 s).
+    pub fn kad_routing_table(&self) -> Vec<KadPeerInfo> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Command::Kad(KadCommand::RoutingTable(tx)));
+        rx.recv_timeout(KAD_LOCAL_TIMEOUT).unwrap_or_default()
+    }
+
+    fn kad_call<T>(
+        &self,
+        timeout: Duration,
+        make: impl FnOnce(std_mpsc::Sender<Result<T, KadError>>) -> KadCommand,
+    ) -> Result<T, KadError> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Command::Kad(make(tx)));
+        match rx.recv_timeout(timeout + REPLY_GRACE) {
+            Ok(r) => r,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(KadError::Timeout),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                Err(KadError::Other("background thread gone".to_string()))
+            }
+        }
+    }
+
     /// The next event, waiting at most `timeout`.
     pub fn next_event(&self, timeout: Duration) -> Option<PeerEvent> {
         lock(&self.events).recv_timeout(timeout).ok()
@@ -550,6 +772,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     identify: identify::Behaviour,
     stream: libp2p_stream::Behaviour,
+    kad: Toggle<libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>>,
 }
 
 type EventTx = std_mpsc::Sender<PeerEvent>;
@@ -594,6 +817,12 @@ struct Node {
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     /// Blocking `connect` calls waiting for their connection.
     pending_connects: HashMap<ConnectionId, std_mpsc::Sender<Result<PeerId, String>>>,
+    /// Kademlia queries that blocking `kad_*` calls wait for.
+    kad_pending: kad::PendingMap,
+    /// [`KadConfig::add_identified_peers`].
+    kad_add_identified: bool,
+    /// [`KadConfig::replication_factor`].
+    kad_replication: usize,
 }
 
 type StartError = (String, std_mpsc::Sender<Result<(), String>>);
@@ -610,6 +839,14 @@ impl Node {
         let agent = cfg.agent_version.clone();
         let version = cfg.multistream_version;
         let idle = cfg.idle_connection_timeout;
+        let local = keypair.public().to_peer_id();
+        let kad_behaviour = match &cfg.kad {
+            Some(k) => match kad::behaviour(local, k) {
+                Ok(b) => Some(b),
+                Err(e) => return Err((e, ready)),
+            },
+            None => None,
+        };
         let built = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_quic()
@@ -620,6 +857,7 @@ impl Node {
                         .with_agent_version(agent),
                 ),
                 stream: libp2p_stream::Behaviour::new(),
+                kad: Toggle::from(kad_behaviour),
             });
         let mut swarm = match built {
             Ok(b) => b
@@ -676,17 +914,27 @@ impl Node {
             ready,
             addresses: HashMap::new(),
             pending_connects: HashMap::new(),
+            kad_pending: HashMap::new(),
+            kad_add_identified: cfg.kad.as_ref().is_some_and(|k| k.add_identified_peers),
+            kad_replication: cfg.kad.as_ref().map_or(0, |k| k.replication_factor.get()),
         })
     }
 
     async fn run(&mut self, mut cmd_rx: tokio_mpsc::UnboundedReceiver<Command>) {
         loop {
+            // Deadlines of blocking kad calls; far in the future when there
+            // are none (the branch is disabled then anyway).
+            let deadline = self.kad_next_deadline();
+            let wake = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 cmd = cmd_rx.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(cmd) => self.on_command(cmd),
                 },
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                _ = tokio::time::sleep_until(wake.into()), if deadline.is_some() => {
+                    self.kad_expire(Instant::now());
+                }
             }
         }
     }
@@ -768,6 +1016,7 @@ impl Node {
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::Kad(cmd) => self.on_kad_command(cmd),
             Command::Shutdown => {}
         }
     }
@@ -874,6 +1123,7 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => self.on_identify(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Stream(())) => {}
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
             // Dialing, IncomingConnection, external address bookkeeping: not
             // interesting for tests.
             _ => {}
@@ -882,10 +1132,13 @@ impl Node {
 
     fn on_identify(&mut self, ev: identify::Event) {
         let ev = match ev {
-            identify::Event::Received { peer_id, info, .. } => PeerEvent::IdentifyReceived {
-                peer: peer_id,
-                info: info.into(),
-            },
+            identify::Event::Received { peer_id, info, .. } => {
+                self.kad_on_identify(peer_id, &info.protocols, &info.listen_addrs);
+                PeerEvent::IdentifyReceived {
+                    peer: peer_id,
+                    info: info.into(),
+                }
+            }
             identify::Event::Sent { peer_id, .. } => PeerEvent::IdentifySent { peer: peer_id },
             identify::Event::Pushed { peer_id, .. } => PeerEvent::IdentifyPushed { peer: peer_id },
             identify::Event::Error { peer_id, error, .. } => PeerEvent::IdentifyError {
