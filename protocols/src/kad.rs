@@ -2,23 +2,35 @@
 //! plugin: peer routing (behind the swarm's `dial_with_id`), records and
 //! providers.
 //!
-//! # Pieces
+//! # Pieces, one file each
 //!
-//! - Wire ([`proto`](self) and `codec`): one stream per request, uvarint
-//!   length-prefixed protobuf `Message`; every type is answered (FIND_NODE,
-//!   GET_VALUE, PUT_VALUE, ADD_PROVIDER, GET_PROVIDERS, and PING).
+//! - Wire (`proto.rs`, `codec.rs`): one stream per request, uvarint
+//!   length-prefixed protobuf `Message`, at most
+//!   [`KadConfig::max_message_size`]. Every type is answered (FIND_NODE,
+//!   GET_VALUE, PUT_VALUE, ADD_PROVIDER, GET_PROVIDERS, and PING), several
+//!   requests per inbound stream, within per-peer stream limits
+//!   (`serve.rs`); our requests go out one per stream (`rpc.rs`).
 //! - [`Key`] / [`Distance`]: SHA-256 keys, XOR distance.
 //! - [`RoutingTable`] of 256 [`KBucket`]s (k = 20): a full bucket keeps its
 //!   live entries (its oldest is asked a FIND_NODE before a newcomer may
-//!   replace it); per-/24 and /48 limits. Peers enter only when identify
-//!   says they speak the protocol (or when added explicitly).
+//!   replace it), with per-/24 and /48 limits. Peers enter only when
+//!   identify says they speak the protocol (or when added explicitly with
+//!   [`KadRequest::AddPeer`] or [`KadConfig::bootstrap_peers`]); a node in
+//!   [`Mode::Client`] does not advertise it, so it is never added.
 //! - [`Lookup`]: the iterative lookup state machine (α = 3, done when the
-//!   k closest have answered).
+//!   k closest have answered, so small networks work); `queries.rs` builds
+//!   every query on it.
 //! - [`RecordStore`]: bounded, expiring records and providers, with a
 //!   [`Validator`] per key namespace (`/pk/` by default).
-//! - [`Kademlia`]: the plugin. Queries come as [`KadCommand`] messages
-//!   (from a plugin: [`start_query`], answered by [`KadEvent::QueryFinished`];
-//!   from a thread: [`KadClient`], blocking with a timeout).
+//! - [`Kademlia`] (`plugin.rs`): the plugin. Queries come as
+//!   [`KadCommand`] messages: from a plugin with [`start_query`], answered
+//!   by [`KadEvent::QueryFinished`]; from a thread with [`KadClient`],
+//!   blocking with a timeout. It is the swarm's peer router unless
+//!   [`KadConfig::peer_routing`] is off.
+//!
+//! Randomness (bucket refresh keys) comes from the swarm's seeded RNG and
+//! time only from the swarm's clock and timers, so a seeded simulation
+//! replays.
 //!
 //! ```no_run
 //! use std::time::Duration;

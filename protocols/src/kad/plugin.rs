@@ -57,6 +57,9 @@ pub struct Kademlia {
     pub(super) rpc_streams: HashMap<StreamRef, RpcId>,
     /// Requests waiting for a connection to their peer, in order.
     pub(super) waiting_for_conn: HashMap<PeerId, Vec<RpcId>>,
+    /// Failed dials in a row to routing table entries (entries only, so
+    /// bounded by the table).
+    pub(super) dial_failures: HashMap<PeerId, u8>,
     /// Our dials: the peer, and the addresses still to try.
     pub(super) dials: HashMap<ConnId, (PeerId, Vec<Multiaddr>)>,
     pub(super) next_rpc: u64,
@@ -96,6 +99,7 @@ impl Kademlia {
             rpc_streams: HashMap::new(),
             waiting_for_conn: HashMap::new(),
             dials: HashMap::new(),
+            dial_failures: HashMap::new(),
             next_rpc: 0,
             deferred: HashMap::new(),
             timers: HashMap::new(),
@@ -171,6 +175,7 @@ impl Kademlia {
     /// advertising the protocol), reporting what changed.
     pub(super) fn drop_peer(&mut self, ctx: &mut Context<'_>, peer: &PeerId) {
         let before: Vec<PeerId> = self.bucket_peers(peer);
+        self.dial_failures.remove(peer);
         if self.table.remove(peer) {
             debug!(%peer, "routing table: removed");
             ctx.emit(KadEvent::PeerRemoved(*peer));
@@ -253,20 +258,27 @@ impl Kademlia {
         }
     }
 
-    /// Expire what is old; republish what is due.
+    /// Expire what is old; republish what is due. Republishing starts at
+    /// most a quarter of [`KadConfig::max_queries`] per round, so that a
+    /// node providing many keys neither starves its own queries nor drops
+    /// republications: what is left stays due for the next round.
     fn housekeeping(&mut self, ctx: &mut Context<'_>) {
         let now = ctx.now();
         self.store.expire(now);
+        let room = (self.config.max_queries / 4)
+            .max(1)
+            .min(self.config.max_queries.saturating_sub(self.queries.len()));
         let due: Vec<Vec<u8>> = self
             .provided
             .iter()
             .filter(|(_, next)| **next <= now)
             .map(|(k, _)| k.clone())
+            .take(room)
             .collect();
+        let mut started = due.len();
         for key in due {
-            self.provided
-                .insert(key.clone(), now + self.config.provider_republish_interval);
             debug!(key = ?String::from_utf8_lossy(&key), "republishing provider record");
+            // `prepare` sets the next republication.
             self.start_query(
                 ctx,
                 super::api::QueryId::next(),
@@ -274,17 +286,16 @@ impl Kademlia {
                 None,
             );
         }
-        if let Some(interval) = self.config.record_republish_interval {
+        if self.config.record_republish_interval.is_some() {
             let due: Vec<Record> = self
                 .published
                 .values()
                 .filter(|(_, next)| *next <= now)
                 .map(|(r, _)| r.clone())
+                .take(room.saturating_sub(started))
                 .collect();
+            started += due.len();
             for record in due {
-                if let Some(entry) = self.published.get_mut(&record.key) {
-                    entry.1 = now + interval;
-                }
                 debug!(key = ?String::from_utf8_lossy(&record.key), "republishing record");
                 self.start_query(
                     ctx,
@@ -293,6 +304,9 @@ impl Kademlia {
                     None,
                 );
             }
+        }
+        if started > 0 {
+            debug!(started, "republishing");
         }
         let interval = self.config.housekeeping_interval;
         self.set_timer(ctx, interval, TimerKind::Housekeeping);
@@ -364,6 +378,7 @@ impl Protocol for Kademlia {
 
     fn handle_new_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, peer: PeerId) {
         self.dials.remove(&conn);
+        self.dial_failures.remove(&peer);
         self.flush_waiting(ctx, peer);
     }
 
@@ -373,18 +388,13 @@ impl Protocol for Kademlia {
 
     fn handle_find_peer(&mut self, ctx: &mut Context<'_>, peer: PeerId) {
         debug!(%peer, "peer routing: looking the peer up");
-        self.start_query(
-            ctx,
-            super::api::QueryId::next(),
-            KadRequest::FindPeer(peer),
-            None,
-        );
-        // `start_query` finishes a query that cannot start (no peers) at
-        // once; the routing answer is given when the query ends.
-        if let Some(q) = self.queries.values_mut().find(|q| q.is_find_peer(&peer)) {
-            q.set_routing();
-        } else {
-            ctx.peer_routing_done(peer);
+        let id = super::api::QueryId::next();
+        self.start_query(ctx, id, KadRequest::FindPeer(peer), None);
+        // A query that could not start (no peers) has ended already; the
+        // routing answer is given when the query ends.
+        match self.queries.get_mut(&id) {
+            Some(query) => query.set_routing(),
+            None => ctx.peer_routing_done(peer),
         }
     }
 
@@ -410,9 +420,11 @@ impl Protocol for Kademlia {
 
     fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
         // An answerer stops our send side once it has our request; the
-        // answer may still come. An asker that stops our answers is gone.
+        // answer may still come. An asker that stops our answers is done
+        // with the stream (rust-libp2p stops it when it drops a stream it
+        // got its answer on).
         if self.inbound.contains_key(&stream) {
-            self.inbound_failed(ctx, stream, StreamError::Stopped(code).into());
+            self.inbound_stopped(ctx, stream, code);
         }
     }
 
@@ -442,10 +454,7 @@ impl Protocol for Kademlia {
                     .unwrap_or(Err(super::WireError::Timeout(timeout)));
                 self.complete_rpc(ctx, id, result);
             }
-            TimerKind::Inbound(stream) => {
-                let timeout = self.config.request_timeout;
-                self.inbound_failed(ctx, stream, super::WireError::Timeout(timeout));
-            }
+            TimerKind::Inbound(stream) => self.inbound_idle(ctx, stream),
             TimerKind::Query(id) => self.query_timed_out(ctx, id),
             TimerKind::Housekeeping => self.housekeeping(ctx),
             TimerKind::Bootstrap => {
@@ -472,7 +481,7 @@ impl Protocol for Kademlia {
         else {
             return;
         };
-        if info.protocols.iter().any(|p| *p == self.config.protocol) {
+        if info.protocols.contains(&self.config.protocol) {
             let ip = ctx.connection_remote_addr(*conn).as_ref().and_then(ip_of);
             self.offer_peer(ctx, *peer, ip);
         } else if self.table.contains(peer) {

@@ -92,11 +92,6 @@ pub(super) struct Query {
 }
 
 impl Query {
-    /// Whether this is a `FindPeer` for `peer`.
-    pub(super) fn is_find_peer(&self, peer: &PeerId) -> bool {
-        matches!(&self.kind, Kind::FindPeer { target, .. } if target == peer)
-    }
-
     /// The swarm's peer routing waits for this query.
     pub(super) fn set_routing(&mut self) {
         if let Kind::FindPeer { routing, .. } = &mut self.kind {
@@ -563,7 +558,13 @@ impl Kademlia {
                                 // The peer itself answered: we reach it.
                                 found.extend(store.addresses(target, now));
                             }
-                            found.dedup();
+                            let mut unique: Vec<Multiaddr> = Vec::with_capacity(found.len());
+                            for addr in found.drain(..) {
+                                if !unique.contains(&addr) {
+                                    unique.push(addr);
+                                }
+                            }
+                            *found = unique;
                         }
                         Kind::GetValue { records, .. } => {
                             if let Some(record) = valid_record

@@ -12,6 +12,9 @@ use super::error::WireError;
 use super::plugin::{Kademlia, TimerKind};
 use super::proto;
 
+/// Dials in a row that must fail before a routing table entry is dropped.
+const MAX_DIAL_FAILURES: u8 = 3;
+
 /// Names one outbound request within the plugin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct RpcId(u64);
@@ -146,8 +149,17 @@ impl Kademlia {
         for id in waiting {
             self.complete_rpc(ctx, id, Err(WireError::Unreachable(error.to_string())));
         }
-        // A peer we cannot dial is no use in the table.
-        self.drop_peer(ctx, &peer);
+        // A peer we cannot dial is no use in the table, but one failure may
+        // be a busy remote (handshake limits) or a lost flight: it goes
+        // after a few in a row.
+        if self.table.contains(&peer) {
+            let failures = self.dial_failures.entry(peer).or_insert(0);
+            *failures += 1;
+            if *failures >= MAX_DIAL_FAILURES {
+                self.dial_failures.remove(&peer);
+                self.drop_peer(ctx, &peer);
+            }
+        }
     }
 
     /// A connection to `peer` is up: send what waited for it.

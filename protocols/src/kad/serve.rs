@@ -126,6 +126,40 @@ impl Kademlia {
         }
     }
 
+    /// No request for a request timeout. A stream that carried requests is
+    /// one the asker keeps for more (go reuses streams): closing it is
+    /// routine. One that never brought a whole request is refused.
+    pub(super) fn inbound_idle(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
+        let answered = self.inbound.get(&stream).is_some_and(|i| i.requests > 0);
+        if answered
+            && self
+                .inbound
+                .get(&stream)
+                .is_some_and(|i| i.reader.buffered() == 0)
+        {
+            if let Some(inbound) = self.untrack_inbound(ctx, stream) {
+                trace!(peer = %inbound.peer, "closing an idle inbound kad stream");
+            }
+            let _ = ctx.finish(stream);
+            let _ = ctx.stop_sending(stream, 0);
+            return;
+        }
+        let timeout = self.config.request_timeout;
+        self.inbound_failed(ctx, stream, WireError::Timeout(timeout));
+    }
+
+    /// The asker stopped our answers. After answers that is how some
+    /// implementations say goodbye; before any, it is a failure.
+    pub(super) fn inbound_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, code: u64) {
+        let answered = self.inbound.get(&stream).is_some_and(|i| i.requests > 0);
+        if answered {
+            self.untrack_inbound(ctx, stream);
+            let _ = ctx.abort(stream, 0);
+            return;
+        }
+        self.inbound_failed(ctx, stream, StreamError::Stopped(code).into());
+    }
+
     /// Refuse the stream: reset it and report why.
     pub(super) fn inbound_failed(
         &mut self,
