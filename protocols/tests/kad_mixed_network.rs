@@ -1,4 +1,4 @@
-//! Kademlia in a mixed network against rust-libp2p 0.57's `kad` (the
+//! Kademlia against rust-libp2p 0.57's `kad` (the published crate) over
 //! loopback QUIC: a mixed network of their nodes and ours, where records,
 //! providers, peer lookups and closest-peer queries work from either side
 //! to either side, and client mode is honoured both ways.
