@@ -28,6 +28,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use protocols::identify::{Identify, IdentifyConfig};
 use protocols::kad::{KadClient, KadConfig, KadError, Kademlia, Mode, Record};
+use protocols::ping::{Ping, PingConfig};
 use swarm::{Multiaddr, PeerId, Runtime, SwarmConfig, identity};
 
 /// The command line.
@@ -217,8 +218,8 @@ fn provider_key(key: &str) -> Vec<u8> {
     [&[0x12, 0x20][..], digest.as_ref()].concat()
 }
 
-/// A swarm with identify (so that peers learn which protocols we speak)
-/// and Kademlia in `mode`, joining through `bootstrap`.
+/// A swarm with identify (so that peers learn which protocols we speak),
+/// ping (answered only) and Kademlia in `mode`, joining through `bootstrap`.
 fn node(
     mode: Mode,
     protocol: String,
@@ -234,6 +235,13 @@ fn node(
     let mut runtime =
         Runtime::new(SwarmConfig::new(keypair)).map_err(|e| Failure::Failed(e.to_string()))?;
     runtime.add_protocol(Box::new(Identify::new(IdentifyConfig::new(public_key))));
+    // js-libp2p adds a peer to its routing table only once it answers
+    // `/ipfs/ping/1.0.0`; answering costs nothing, so we serve it (and
+    // ping nobody of our own accord).
+    runtime.add_protocol(Box::new(Ping::new(PingConfig {
+        ping_on_connect: false,
+        ..PingConfig::default()
+    })));
     let kad = runtime.add_protocol(Box::new(Kademlia::new(KadConfig {
         protocol,
         mode,
