@@ -255,3 +255,33 @@ fn client_mode_is_honoured_both_ways() {
         );
     }
 }
+
+/// A server that switches to client mode withdraws the protocol and
+/// identify pushes the change: our other server drops it from its table
+/// and a rust-libp2p node's requests to it are refused; switching back
+/// gets it added again.
+#[test]
+fn switching_mode_at_run_time_is_seen_by_both_implementations() {
+    let net = network();
+    let in_o1 = |peer: PeerId| net.o1.kad.routing_table(T).expect("table").contains(&peer);
+    eventually("O1 knows O2", || in_o1(net.o2.peer));
+
+    net.o2.kad.set_mode(Mode::Client, T).expect("to client");
+    eventually("O1 drops O2 once it stops serving", || !in_o1(net.o2.peer));
+    // A rust-libp2p node that asks O2 directly gets no answer from it:
+    // its lookup result cannot name O2 as having answered.
+    let closest = net
+        .r1
+        .kad_get_closest_peers(net.o2.peer.to_bytes(), T)
+        .expect("lookup");
+    assert!(
+        closest.iter().all(|p| p.peer != net.o2.peer),
+        "a client answered: {closest:?}"
+    );
+
+    net.o2
+        .kad
+        .set_mode(Mode::Server, T)
+        .expect("back to server");
+    eventually("O1 adds O2 again", || in_o1(net.o2.peer));
+}

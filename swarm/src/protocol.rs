@@ -73,6 +73,13 @@ pub trait Protocol: Send {
         let _ = (ctx, conn, error);
     }
 
+    /// A plugin advertised or withdrew a protocol id
+    /// ([`Context::advertise_protocol`], [`Context::withdraw_protocol`]):
+    /// [`Context::supported_protocols`] changed.
+    fn handle_local_protocols_changed(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
     /// Called on the peer router (see [`Context::register_peer_router`]):
     /// a `dial_with_id` found no address for `peer`. Search, add what is
     /// found to the peer store, then call [`Context::peer_routing_done`]
@@ -484,6 +491,23 @@ impl Context<'_> {
     /// The protocol ids all plugins accept (for identify).
     pub fn supported_protocols(&self) -> Vec<String> {
         self.core.supported_protocols()
+    }
+
+    /// Start accepting (and advertising, through
+    /// [`Context::supported_protocols`]) inbound streams for `protocol`, as
+    /// if this plugin had listed it in [`Protocol::protocol_ids`]. Returns
+    /// false if another plugin has it. Every plugin then hears
+    /// [`Protocol::handle_local_protocols_changed`] (identify pushes).
+    pub fn advertise_protocol(&mut self, protocol: &str) -> bool {
+        self.core.advertise_protocol(self.plugin, protocol)
+    }
+
+    /// Stop accepting inbound streams for `protocol` (this plugin's):
+    /// multistream-select answers `na` from now on; streams already open
+    /// stay. Returns false if this plugin did not have it. Every plugin
+    /// then hears [`Protocol::handle_local_protocols_changed`].
+    pub fn withdraw_protocol(&mut self, protocol: &str) -> bool {
+        self.core.withdraw_protocol(self.plugin, protocol)
     }
 
     /// Call `handle_timer(token)` on this plugin after `delay`.

@@ -435,6 +435,9 @@ impl Swarm {
                 Callback::DialFailure(id, conn, e) => {
                     self.call(id, |p, ctx| p.handle_dial_failure(ctx, conn, &e))
                 }
+                Callback::LocalProtocolsChanged => {
+                    self.each_plugin(|p, ctx| p.handle_local_protocols_changed(ctx))
+                }
                 Callback::FindPeer(id, peer) => {
                     self.call(id, |p, ctx| p.handle_find_peer(ctx, peer))
                 }

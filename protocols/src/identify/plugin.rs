@@ -338,6 +338,10 @@ impl Protocol for Identify {
         }
     }
 
+    fn handle_local_protocols_changed(&mut self, ctx: &mut Context<'_>) {
+        self.push_if_protocols_changed(ctx, None);
+    }
+
     fn handle_new_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, peer: PeerId) {
         // The new connection hears our current protocols in its answer.
         self.push_if_protocols_changed(ctx, Some(conn));

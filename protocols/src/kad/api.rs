@@ -8,6 +8,7 @@ use std::sync::mpsc;
 
 use swarm::{Context, Multiaddr, PeerId, PluginId};
 
+use super::config::Mode;
 use super::error::{KadError, WireError};
 use super::store::{Provider, Record};
 
@@ -52,6 +53,10 @@ pub enum KadRequest {
         /// Its addresses.
         addrs: Vec<Multiaddr>,
     },
+    /// Switch between server and client mode: the protocol is advertised
+    /// (and inbound requests accepted) or withdrawn, and identify pushes
+    /// the change to connected peers, which add or drop us.
+    SetMode(Mode),
     /// Report the routing table and store sizes.
     Stats,
     /// List the routing table's peers.

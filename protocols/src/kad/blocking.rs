@@ -117,6 +117,21 @@ impl KadClient {
             .map(|_| ())
     }
 
+    /// Switch between server and client mode (see [`KadRequest::SetMode`]).
+    pub fn set_mode(&self, mode: super::Mode, timeout: Duration) -> Result<(), KadError> {
+        self.run(KadRequest::SetMode(mode), timeout).map(|_| ())
+    }
+
+    /// The routing table's peers.
+    pub fn routing_table(&self, timeout: Duration) -> Result<Vec<PeerId>, KadError> {
+        match self.run(KadRequest::RoutingTable, timeout)? {
+            KadOutput::Peers(peers) => Ok(peers),
+            other => Err(KadError::Unavailable(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
     /// The plugin's table sizes.
     pub fn stats(&self, timeout: Duration) -> Result<KadStats, KadError> {
         match self.run(KadRequest::Stats, timeout)? {

@@ -51,8 +51,8 @@ pub struct KadConfig {
     /// The protocol id. Default [`DEFAULT_PROTOCOL`]; an application DHT
     /// uses its own (e.g. `/myapp/kad/1.0.0`) to stay apart from IPFS.
     pub protocol: String,
-    /// Server or client mode. Default [`Mode::Server`]. Fixed for the
-    /// plugin's life: the swarm reads a plugin's protocol ids once.
+    /// Server or client mode at start. Default [`Mode::Server`]; switch
+    /// later with [`KadRequest::SetMode`](super::KadRequest::SetMode).
     pub mode: Mode,
     /// Bucket size and the number of results of a lookup (k). Default 20.
     pub k: usize,

@@ -12,7 +12,7 @@ use swarm::{
     ConnId, Context, DialError, Message, Multiaddr, PeerId, Protocol, ProtocolEvent, StreamError,
     StreamRef, TimerId,
 };
-use tracing::{debug, trace};
+use tracing::{debug, info, trace, warn};
 
 use super::api::{KadCommand, KadEvent, KadOutput, KadRequest, KadStats};
 use super::config::{KadConfig, Mode};
@@ -213,6 +213,24 @@ impl Kademlia {
         self.bootstrap_timer = Some(timer);
     }
 
+    /// Serve the DHT or stop serving it (see [`KadRequest::SetMode`]).
+    fn set_mode(&mut self, ctx: &mut Context<'_>, mode: Mode) {
+        if mode == self.config.mode {
+            return;
+        }
+        let protocol = self.config.protocol.clone();
+        let changed = match mode {
+            Mode::Server => ctx.advertise_protocol(&protocol),
+            Mode::Client => ctx.withdraw_protocol(&protocol),
+        };
+        if changed {
+            self.config.mode = mode;
+            info!(?mode, "Kademlia mode changed");
+        } else {
+            warn!(?mode, %protocol, "cannot change mode: another plugin has the protocol");
+        }
+    }
+
     /// Run a command from another plugin or thread.
     fn command(&mut self, ctx: &mut Context<'_>, command: KadCommand) {
         let KadCommand { id, request, reply } = command;
@@ -229,6 +247,10 @@ impl Kademlia {
             }
             KadRequest::StopProviding(key) => {
                 self.provided.remove(&key);
+                Some(Ok(KadOutput::Done))
+            }
+            KadRequest::SetMode(mode) => {
+                self.set_mode(ctx, mode);
                 Some(Ok(KadOutput::Done))
             }
             KadRequest::Stats => Some(Ok(KadOutput::Stats(self.stats()))),

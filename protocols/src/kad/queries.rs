@@ -257,6 +257,7 @@ impl Kademlia {
             // Handled without a query by the plugin.
             KadRequest::StopProviding(_)
             | KadRequest::AddPeer { .. }
+            | KadRequest::SetMode(_)
             | KadRequest::Stats
             | KadRequest::RoutingTable => {
                 return Err(Ok(KadOutput::Done));

@@ -182,6 +182,26 @@ impl Core {
         &mut self.peer_store
     }
 
+    pub(crate) fn advertise_protocol(&mut self, plugin: PluginId, protocol: &str) -> bool {
+        match self.protocols.get(protocol) {
+            Some(owner) => *owner == plugin,
+            None => {
+                self.protocols.insert(protocol.to_string(), plugin);
+                self.callbacks.push_back(Callback::LocalProtocolsChanged);
+                true
+            }
+        }
+    }
+
+    pub(crate) fn withdraw_protocol(&mut self, plugin: PluginId, protocol: &str) -> bool {
+        if self.protocols.get(protocol) != Some(&plugin) {
+            return false;
+        }
+        self.protocols.remove(protocol);
+        self.callbacks.push_back(Callback::LocalProtocolsChanged);
+        true
+    }
+
     pub(crate) fn supported_protocols(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.protocols.keys().cloned().collect();
         ids.sort();

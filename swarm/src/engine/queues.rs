@@ -19,6 +19,7 @@ pub(crate) enum Callback {
     ClosedConnection(ConnId, PeerId),
     DialFailure(PluginId, ConnId, DialError),
     FindPeer(PluginId, PeerId),
+    LocalProtocolsChanged,
     Inbound(PluginId, StreamRef, String),
     Negotiated(PluginId, StreamRef, String),
     Data(PluginId, StreamRef, Bytes),
