@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
-"""Fail if the files of swarm/src import each other in a circle.
+"""Fail if the files of a crate's src/ import each other in a circle
+(swarm/src by default; another directory as the first argument).
 
 An edge A -> B means file A has a `use crate::…` or `use super::…` that
-names a module in file B (a module declaration `mod x;` is structure, not an
-import). Prints every cycle found; exit 1 if any.
+names a module in file B (a module declaration `mod x;` and a `pub use`
+re-export are structure, not imports). Prints every cycle found; exit 1 if any.
 """
 import os
 import re
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "swarm", "src")
+ROOT = (
+    os.path.abspath(sys.argv[1])
+    if len(sys.argv) > 1
+    else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "swarm", "src")
+)
+LABEL = os.path.relpath(ROOT, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
 def module_of(path):
@@ -51,7 +57,9 @@ def resolve(current, path):
     return best
 
 
-USE = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", re.M)
+# Private `use` only: a `pub use` re-exports a module's items from its
+# parent (structure, like `mod x;`), it is not the parent depending on them.
+USE = re.compile(r"^\s*use\s+([^;]+);", re.M)
 edges = {m: set() for m in files}
 for mod, path in files.items():
     if path.endswith(os.path.join("", "tests.rs")):
@@ -112,4 +120,4 @@ if cycles:
     for c in cycles:
         print("import cycle: " + " -> ".join(name(m) for m in c))
     sys.exit(1)
-print(f"no import cycle among {len(files)} files of swarm/src")
+print(f"no import cycle among {len(files)} files of {LABEL}")

@@ -66,7 +66,9 @@ pub mod query;
 pub mod routing_table;
 mod rpc;
 mod serve;
+mod state;
 pub mod store;
+mod validator;
 
 pub use api::{
     KadCommand, KadEvent, KadOutput, KadRequest, KadResult, KadStats, QueryId, Reply, start_query,
@@ -81,7 +83,8 @@ pub use plugin::Kademlia;
 pub use query::Lookup;
 pub use routing_table::RoutingTable;
 pub use serve::RESET_REFUSED;
-pub use store::{Provider, PublicKeyValidator, Record, RecordStore, Validator};
+pub use store::{Provider, Record, RecordStore};
+pub use validator::{PublicKeyValidator, Validator, namespace};
 
 /// Protobuf wire types, for tests that play a hostile peer.
 #[doc(hidden)]

@@ -205,3 +205,14 @@ pub enum KadEvent {
         provider: PeerId,
     },
 }
+
+/// Hand a result to whoever asked.
+pub(super) fn deliver(ctx: &mut Context<'_>, id: QueryId, reply: Option<Reply>, result: KadResult) {
+    match reply {
+        Some(Reply::Channel(tx)) => {
+            let _ = tx.send(result);
+        }
+        Some(Reply::Event) => ctx.emit(KadEvent::QueryFinished { id, result }),
+        None => {}
+    }
+}

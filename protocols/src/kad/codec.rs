@@ -143,6 +143,15 @@ pub(crate) fn encode_peer(info: &PeerInfo, connected: bool) -> proto::Peer {
     }
 }
 
+/// A FIND_NODE request for `key`.
+pub(crate) fn find_node(key: Vec<u8>) -> proto::Message {
+    proto::Message {
+        r#type: proto::FIND_NODE,
+        key,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

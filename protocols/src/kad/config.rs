@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use swarm::Multiaddr;
 
-use super::store::Validator;
+use super::validator::Validator;
 
 /// The protocol id of the public IPFS DHT.
 pub const DEFAULT_PROTOCOL: &str = "/ipfs/kad/1.0.0";
@@ -159,7 +159,7 @@ impl Default for KadConfig {
             provider_republish_interval: Duration::from_secs(22 * 3600),
             record_republish_interval: Some(Duration::from_secs(22 * 3600)),
             housekeeping_interval: Duration::from_secs(60),
-            validators: vec![("pk".into(), Arc::new(super::store::PublicKeyValidator))],
+            validators: vec![("pk".into(), Arc::new(super::validator::PublicKeyValidator))],
         }
     }
 }

@@ -17,27 +17,10 @@ use tracing::{debug, info, trace, warn};
 use super::api::{KadCommand, KadEvent, KadOutput, KadRequest, KadStats};
 use super::config::{KadConfig, Mode};
 use super::key::Key;
-use super::queries::Query;
 use super::routing_table::{InsertOutcome, RoutingTable};
-use super::rpc::{Purpose, Rpc, RpcId};
-use super::serve::InboundStream;
+use super::state::{InboundStream, Purpose, Query, Rpc, RpcId, TimerKind};
 use super::store::{Record, RecordStore};
 use crate::identify::IdentifyEvent;
-
-/// What a timer token stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum TimerKind {
-    /// An outbound request's deadline.
-    Rpc(RpcId),
-    /// An inbound stream's idle deadline.
-    Inbound(StreamRef),
-    /// A query's deadline.
-    Query(super::api::QueryId),
-    /// Expiry and republishing.
-    Housekeeping,
-    /// The periodic bootstrap.
-    Bootstrap,
-}
 
 /// The Kademlia DHT plugin. Add it to a swarm with identify (peers enter
 /// the routing table when identify shows they speak the protocol), then
@@ -155,7 +138,7 @@ impl Kademlia {
                 // something every implementation answers (FIND_NODE of our
                 // own id); it keeps its place if it answers.
                 debug!(%peer, %check, "routing table: bucket full; checking the oldest entry");
-                let message = super::rpc::find_node(self.local.to_bytes());
+                let message = super::codec::find_node(self.local.to_bytes());
                 if self.send_rpc(ctx, check, message, Purpose::Check).is_err() {
                     self.drop_peer(ctx, &check);
                 }
@@ -263,7 +246,7 @@ impl Kademlia {
             }
         };
         if let Some(result) = immediate {
-            super::queries::deliver(ctx, id, Some(reply), result);
+            super::api::deliver(ctx, id, Some(reply), result);
         }
     }
 

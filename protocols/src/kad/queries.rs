@@ -18,18 +18,19 @@
 
 use std::time::Instant;
 
-use swarm::{Context, Multiaddr, PeerId, TimerId};
+use swarm::{Context, Multiaddr, PeerId};
 use tracing::debug;
 
-use super::api::{KadEvent, KadOutput, KadRequest, KadResult, QueryId, Reply};
+use super::api::{KadOutput, KadRequest, KadResult, QueryId, Reply, deliver};
 use super::codec;
 use super::error::{KadError, WireError};
 use super::key::Key;
-use super::plugin::{Kademlia, TimerKind};
+use super::plugin::Kademlia;
 use super::proto;
 use super::query::Lookup;
-use super::rpc::Purpose;
 use super::serve::to_proto_record;
+use super::state::Purpose;
+use super::state::{Kind, Phase, Query, TimerKind};
 use super::store::{Provider, Record};
 
 /// Most providers a `GetProviders` collects.
@@ -39,107 +40,6 @@ const MAX_PROVIDERS_FOUND: usize = 100;
 /// (4096 hashes) are left alone; networks of up to ~10^6 nodes have no
 /// populated bucket below that.
 const LOWEST_REFRESHED_BUCKET: usize = 244;
-
-/// What a query is for, and what it has found so far.
-pub(super) enum Kind {
-    ClosestPeers,
-    FindPeer {
-        target: PeerId,
-        found: Vec<Multiaddr>,
-        /// Whether the swarm's peer routing waits for it.
-        routing: bool,
-    },
-    GetValue {
-        records: Vec<Record>,
-        quorum: usize,
-    },
-    PutValue {
-        record: Record,
-        stored: usize,
-    },
-    StartProviding {
-        sent: usize,
-    },
-    GetProviders {
-        providers: Vec<Provider>,
-    },
-    Bootstrap {
-        /// Keys still to look up after the current lookup.
-        refresh: Vec<Vec<u8>>,
-    },
-}
-
-/// Where a query stands.
-pub(super) enum Phase {
-    Lookup,
-    /// Requests out to the closest peers; this many not answered yet.
-    Write {
-        outstanding: usize,
-    },
-}
-
-/// One running query.
-pub(super) struct Query {
-    /// The key bytes the lookup is about (sent in requests).
-    key: Vec<u8>,
-    kind: Kind,
-    phase: Phase,
-    lookup: Lookup,
-    reply: Option<Reply>,
-    timer: (TimerId, u64),
-    /// Whether the routing table was empty when it started.
-    no_peers: bool,
-}
-
-impl Query {
-    /// The swarm's peer routing waits for this query.
-    pub(super) fn set_routing(&mut self) {
-        if let Kind::FindPeer { routing, .. } = &mut self.kind {
-            *routing = true;
-        }
-    }
-
-    /// The request the lookup phase sends.
-    fn lookup_message(&self) -> proto::Message {
-        let r#type = match self.kind {
-            Kind::GetValue { .. } => proto::GET_VALUE,
-            Kind::GetProviders { .. } => proto::GET_PROVIDERS,
-            _ => proto::FIND_NODE,
-        };
-        proto::Message {
-            r#type,
-            key: self.key.clone(),
-            ..Default::default()
-        }
-    }
-
-    /// The result if the query can stop before its lookup ends.
-    fn early_result(&self, k: usize) -> Option<KadResult> {
-        match &self.kind {
-            Kind::FindPeer { found, .. } if !found.is_empty() => {
-                Some(Ok(KadOutput::PeerAddrs(found.clone())))
-            }
-            Kind::GetValue { records, quorum } if records.len() >= *quorum => {
-                Some(Ok(KadOutput::Records(records.clone())))
-            }
-            Kind::GetProviders { providers } if providers.len() >= k => {
-                Some(Ok(KadOutput::Providers(providers.clone())))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Hand a result to whoever asked.
-pub(super) fn deliver(ctx: &mut Context<'_>, id: QueryId, reply: Option<Reply>, result: KadResult) {
-    match reply {
-        Some(Reply::Channel(tx)) => {
-            let _ = tx.send(result);
-        }
-        Some(Reply::Event) => ctx.emit(KadEvent::QueryFinished { id, result }),
-        None => {}
-    }
-}
 
 impl Kademlia {
     /// Start a query; a query that cannot start ends at once.

@@ -2,53 +2,18 @@
 //! with the dial it may need first, a deadline, and exactly one outcome
 //! (the answer, or a [`WireError`]) handed to whoever asked.
 
-use bytes::Bytes;
 use swarm::multiaddr::Protocol as AddrPart;
-use swarm::{ConnId, Context, DialError, PeerId, TimerId};
+use swarm::{ConnId, Context, DialError, PeerId};
 use tracing::{debug, trace};
 
 use super::codec::{self, MessageReader};
 use super::error::WireError;
-use super::plugin::{Kademlia, TimerKind};
+use super::plugin::Kademlia;
 use super::proto;
+use super::state::{Purpose, Rpc, RpcId, TimerKind};
 
 /// Dials in a row that must fail before a routing table entry is dropped.
 const MAX_DIAL_FAILURES: u8 = 3;
-
-/// Names one outbound request within the plugin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct RpcId(u64);
-
-/// Who waits for a request's outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Purpose {
-    /// A query.
-    Query(super::api::QueryId),
-    /// The liveness check of a full bucket's oldest entry.
-    Check,
-}
-
-/// One outbound request.
-pub(crate) struct Rpc {
-    pub peer: PeerId,
-    /// Encoded with its length prefix; sent once a stream is open.
-    pub request: Bytes,
-    /// The request's type, which the answer must carry.
-    pub kind: i32,
-    pub purpose: Purpose,
-    pub stream: Option<swarm::StreamRef>,
-    pub reader: MessageReader,
-    pub timer: (TimerId, u64),
-}
-
-/// A FIND_NODE request for `key`.
-pub(crate) fn find_node(key: Vec<u8>) -> proto::Message {
-    proto::Message {
-        r#type: proto::FIND_NODE,
-        key,
-        ..Default::default()
-    }
-}
 
 /// Whether a request of this type gets an answer. ADD_PROVIDER gets none
 /// (the spec; go and rust-libp2p send nothing back).

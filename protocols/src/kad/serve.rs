@@ -6,27 +6,20 @@
 
 use std::time::Instant;
 
-use swarm::{Context, PeerId, StreamError, StreamRef, TimerId};
+use swarm::{Context, PeerId, StreamError, StreamRef};
 use tracing::{debug, trace};
 
 use super::api::KadEvent;
 use super::codec::{self, MessageReader, PeerInfo};
 use super::error::{StoreError, WireError};
 use super::key::Key;
-use super::plugin::{Kademlia, TimerKind};
+use super::plugin::Kademlia;
 use super::proto;
+use super::state::{InboundStream, TimerKind};
 use super::store::{Provider, Record};
 
 /// Reset code for a stream whose request we refused or could not parse.
 pub const RESET_REFUSED: u64 = 0x10;
-
-/// One inbound stream being served.
-pub(crate) struct InboundStream {
-    pub peer: PeerId,
-    pub reader: MessageReader,
-    pub requests: usize,
-    pub timer: (TimerId, u64),
-}
 
 impl Kademlia {
     /// A peer opened a stream for our protocol.
