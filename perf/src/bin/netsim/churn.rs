@@ -58,16 +58,15 @@ pub(crate) fn run(args: ChurnArgs) -> anyhow::Result<()> {
             dials += u64::from(ok);
         }
     };
-    for _ in 0..net_args.nodes {
-        let node = add_node(
-            &mut net,
-            &mut rng,
-            next_ip,
-            &seen,
-            PING_INTERVAL,
-            net_args.ipv6,
-        )?;
+    // Every node, first or joining, gets the next address.
+    let ipv6 = net_args.ipv6;
+    let mut new_node = |net: &mut VirtualNet, rng: &mut StdRng| {
+        let node = add_node(net, rng, next_ip, &seen, PING_INTERVAL, ipv6);
         next_ip += 1;
+        node
+    };
+    for _ in 0..net_args.nodes {
+        let node = new_node(&mut net, &mut rng)?;
         live.push(node);
     }
     for i in 0..live.len() {
@@ -87,15 +86,7 @@ pub(crate) fn run(args: ChurnArgs) -> anyhow::Result<()> {
         left.push(net.swarm(gone.0).local_peer_id());
         net.remove_node(gone.0);
         leaves += 1;
-        let node = add_node(
-            &mut net,
-            &mut rng,
-            next_ip,
-            &seen,
-            PING_INTERVAL,
-            net_args.ipv6,
-        )?;
-        next_ip += 1;
+        let node = new_node(&mut net, &mut rng)?;
         dial(&mut net, &mut rng, &live, node);
         live.push(node);
         joins += 1;
