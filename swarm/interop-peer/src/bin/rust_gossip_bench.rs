@@ -27,7 +27,10 @@
 //! k mod N, so every node publishes and every publish has N − 1 receivers.
 //! Each node has its own publisher thread that sleeps until its messages'
 //! slots (t0 + k / rate), so a busy node delays only its own publishes; the
-//! publish is the blocking `gossip_publish` call. A message's first 8 bytes
+//! publish is the blocking `gossip_publish` call. Publishing stops at
+//! t0 + duration even when nodes fell behind (then `messages` <
+//! rate × duration and `achieved_rate` < rate: the machine could not keep
+//! up). A message's first 8 bytes
 //! are k (u64 LE), the next 8 the send time in ns since a process-wide
 //! `Instant` taken just before the call (same clock at every receiver); the
 //! rest is zero. A receiver thread per node reads every delivered message.
@@ -107,7 +110,8 @@ struct Args {
     /// node 0 publishes everything; report RSS over time.
     #[arg(long)]
     stalled: bool,
-    /// Interval of the RSS lines in `--stalled` mode.
+    /// Interval of the RSS lines (stdout in `--stalled` mode, progress on
+    /// stderr otherwise).
     #[arg(long, default_value_t = 1000)]
     rss_interval_ms: u64,
     /// Internal: run as the stalled peer, dialing this address.
@@ -296,25 +300,31 @@ fn run(args: &Args) -> Result<(), String> {
             })
             .collect();
 
-        // Stalled mode: sample RSS while publishing.
+        // Sample RSS while publishing: JSON lines on stdout in stalled
+        // mode, progress on stderr otherwise.
         let mut rss_lines = Vec::new();
-        if args.stalled {
-            let interval = Duration::from_millis(args.rss_interval_ms.max(50));
-            let end = t0 + Duration::from_secs(args.duration_s);
-            let mut next = t0;
-            while Instant::now() < end {
-                next += interval;
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let interval = Duration::from_millis(args.rss_interval_ms.max(50));
+        let end = t0 + Duration::from_secs(args.duration_s);
+        let mut next = t0;
+        while Instant::now() < end {
+            next += interval;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            if args.stalled {
                 slow_peer_events += count_slow_peer(&nodes[0]);
-                let line = format!(
-                    r#"{{"impl":"rust-libp2p","mode":"stalled","t_s":{},"rss_bytes":{},"published":{},"slow_peer_events":{}}}"#,
-                    round3(t0.elapsed().as_secs_f64()),
-                    rss_bytes(),
-                    published.load(Ordering::Relaxed),
-                    slow_peer_events
-                );
+            }
+            let line = format!(
+                r#"{{"impl":"rust-libp2p","mode":"{}","t_s":{},"rss_bytes":{},"published":{},"slow_peer_events":{}}}"#,
+                if args.stalled { "stalled" } else { "progress" },
+                round3(t0.elapsed().as_secs_f64()),
+                rss_bytes(),
+                published.load(Ordering::Relaxed),
+                slow_peer_events
+            );
+            if args.stalled {
                 println!("{line}");
                 rss_lines.push(line);
+            } else {
+                eprintln!("{line}");
             }
         }
 
@@ -434,7 +444,11 @@ fn publish_slots(
     let mut errors = Vec::new();
     let mut data = vec![0u8; size];
     let mut k = first;
-    while k < total {
+    // Publishing stops at the end of the window even if this node fell
+    // behind its slots (an overloaded run then shows fewer `messages`
+    // instead of running on).
+    let end = t0 + Duration::from_nanos(total * 1_000_000_000 / rate);
+    while k < total && Instant::now() < end {
         let slot = t0 + Duration::from_nanos(k * 1_000_000_000 / rate);
         std::thread::sleep(slot.saturating_duration_since(Instant::now()));
         data[..8].copy_from_slice(&k.to_le_bytes());
