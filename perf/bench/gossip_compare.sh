@@ -22,6 +22,11 @@
 #               implementations (identities and topology) [1]
 #   ROUNDS      throughput runs per implementation, taking turns [1]
 #   STALLED=0   skip the stalled-peer runs [1 = run them]
+#   STALLED_NODES, STALLED_DEGREE, STALLED_DURATION_S  network of the stalled
+#               run [5, 4, 30]: small so that node 0 really publishes RATE
+#               messages/s on 2 cores (the stalled peer's 10 MB QUIC stream
+#               window fills after ~10 s at 1 MB/s; a 50-node network here
+#               publishes ~100/s from node 0 and never gets there)
 #   OURS_BIN    our benchmark binary (see "ours" below); skipped if unset or absent
 #   OUT         where results go [perf/bench/target/results/gossip-<date>]
 #   NO_BUILD=1  use rust_gossip_bench as built
@@ -55,9 +60,12 @@ DURATION_S=${DURATION_S:-30}
 SEED=${SEED:-1}
 ROUNDS=${ROUNDS:-1}
 STALLED=${STALLED:-1}
+STALLED_NODES=${STALLED_NODES:-5}
+STALLED_DEGREE=${STALLED_DEGREE:-4}
+STALLED_DURATION_S=${STALLED_DURATION_S:-30}
 OUT=${OUT:-$BENCH/target/results/gossip-$(date +%Y%m%d-%H%M%S)}
 # A bound on every run, against a hung process (not a speed check).
-RUN_TIMEOUT=$((DURATION_S + 300))
+RUN_TIMEOUT=$((DURATION_S + STALLED_DURATION_S + 300))
 
 for tool in python3 timeout; do
     command -v "$tool" >/dev/null || { echo "gossip_compare.sh: needs $tool" >&2; exit 1; }
@@ -94,18 +102,20 @@ RESULTS=$OUT/results.jsonl
     echo "kernel: $(uname -r)"
     echo "rustc: $(rustc --version)"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    echo "nodes: $NODES; degree: $DEGREE; rate: $RATE/s; size: $SIZE B; duration: ${DURATION_S} s; seed: $SEED; rounds: $ROUNDS; stalled: $STALLED"
+    echo "nodes: $NODES; degree: $DEGREE; rate: $RATE/s; size: $SIZE B; duration: ${DURATION_S} s; seed: $SEED; rounds: $ROUNDS"
+    echo "stalled: $STALLED ($STALLED_NODES nodes, degree $STALLED_DEGREE, ${STALLED_DURATION_S} s)"
     echo "implementations: ${impls[*]}"
     echo "load at start: $(cat /proc/loadavg)"
 } | tee "$OUT/machine.txt" >&2
 
-# run IMPL TAG SEED [--stalled]: one run; its summary line goes to RESULTS.
+# run IMPL TAG SEED NODES DEGREE DURATION_S [--stalled]: one run; its
+# summary line goes to RESULTS.
 run() {
-    local impl=$1 tag=$2 seed=$3
-    shift 3
-    echo "== $impl $tag (seed $seed, load $(cut -d' ' -f1 /proc/loadavg))" >&2
-    if ! timeout "$RUN_TIMEOUT" "${BIN[$impl]}" --nodes "$NODES" --degree "$DEGREE" --rate "$RATE" \
-        --size "$SIZE" --duration-s "$DURATION_S" --seed "$seed" "$@" \
+    local impl=$1 tag=$2 seed=$3 nodes=$4 degree=$5 duration=$6
+    shift 6
+    echo "== $impl $tag (seed $seed, $nodes nodes, load $(cut -d' ' -f1 /proc/loadavg))" >&2
+    if ! timeout "$RUN_TIMEOUT" "${BIN[$impl]}" --nodes "$nodes" --degree "$degree" --rate "$RATE" \
+        --size "$SIZE" --duration-s "$duration" --seed "$seed" "$@" \
         </dev/null >"$OUT/log/$impl.$tag.out" 2>"$OUT/log/$impl.$tag.err"; then
         echo "gossip_compare.sh: $impl failed ($tag):" >&2
         tail -5 "$OUT/log/$impl.$tag.err" >&2
@@ -123,12 +133,12 @@ run() {
 
 for round in $(seq "$ROUNDS"); do
     for impl in "${impls[@]}"; do
-        run "$impl" "round$round" $((SEED + round - 1))
+        run "$impl" "round$round" $((SEED + round - 1)) "$NODES" "$DEGREE" "$DURATION_S"
     done
 done
 if [[ $STALLED == 1 ]]; then
     for impl in "${impls[@]}"; do
-        run "$impl" stalled "$SEED" --stalled
+        run "$impl" stalled "$SEED" "$STALLED_NODES" "$STALLED_DEGREE" "$STALLED_DURATION_S" --stalled
     done
 fi
 echo "load at end: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt" >&2
