@@ -65,7 +65,7 @@ pub use error::{InvalidMessage, PublishError, WireError};
 pub use message::{GossipMessage, MessageId, Validation, content_hash_id, source_seqno_id};
 pub use peer::PeerKind;
 pub use plugin::{Gossipsub, ReceivedMessage};
-pub use queue::{OutboundQueue, Priority};
+pub use queue::{Frame, OutboundQueue, Priority};
 pub use router::Router;
 pub use score::{ScoreParams, TopicScoreParams};
 

@@ -42,7 +42,11 @@ impl GossipsubClient {
     }
 
     /// Run a request and wait at most `timeout`.
-    pub fn run(&self, request: GossipRequest, timeout: Duration) -> Result<GossipOutput, ClientError> {
+    pub fn run(
+        &self,
+        request: GossipRequest,
+        timeout: Duration,
+    ) -> Result<GossipOutput, ClientError> {
         let (command, outcome) = GossipCommand::with_channel(request);
         self.handle
             .send_message(self.plugin, command)

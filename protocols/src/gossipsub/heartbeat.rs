@@ -86,8 +86,8 @@ impl Router {
                 members[keep_scored..].shuffle(rng);
             }
             let is_out = |p: &PeerId| self.peers.get(p).is_some_and(|s| s.outbound);
-            let mut keep: Vec<PeerId> = members[..self.config.mesh_n_score.min(members.len())]
-                .to_vec();
+            let mut keep: Vec<PeerId> =
+                members[..self.config.mesh_n_score.min(members.len())].to_vec();
             let outbound_kept = keep.iter().filter(|p| is_out(p)).count();
             let outbound_left = members[keep.len()..].iter().filter(|p| is_out(p)).count();
             // Reserve room only for outbound peers that exist.
@@ -121,9 +121,7 @@ impl Router {
                 let mut candidates: Vec<PeerId> = self
                     .mesh_candidates(topic, now)
                     .into_iter()
-                    .filter(|p| {
-                        !mesh.contains(p) && self.peers.get(p).is_some_and(|s| s.outbound)
-                    })
+                    .filter(|p| !mesh.contains(p) && self.peers.get(p).is_some_and(|s| s.outbound))
                     .collect();
                 candidates.shuffle(rng);
                 for p in candidates.into_iter().take(d_out - outbound) {
@@ -199,7 +197,12 @@ impl Router {
     /// IHAVE the gossip windows' ids to D_lazy (or gossip_factor of the)
     /// non-mesh peers of each mesh and fanout topic.
     fn emit_gossip(&mut self, rng: &mut dyn RngCore) {
-        let topics: Vec<String> = self.mesh.keys().chain(self.fanout.keys()).cloned().collect();
+        let topics: Vec<String> = self
+            .mesh
+            .keys()
+            .chain(self.fanout.keys())
+            .cloned()
+            .collect();
         for topic in topics {
             let mut ids = self.mcache.gossip_ids(&topic);
             if ids.is_empty() {
@@ -220,15 +223,17 @@ impl Router {
                     s.kind.is_gossipsub()
                         && s.topics.contains(&topic)
                         && !exclude.contains(id)
-                        && self.scores.as_ref().is_none_or(|sc| {
-                            sc.score(id) >= sc.params().gossip_threshold
-                        })
+                        && self
+                            .scores
+                            .as_ref()
+                            .is_none_or(|sc| sc.score(id) >= sc.params().gossip_threshold)
                 })
                 .map(|(id, _)| *id)
                 .collect();
-            let count = self.config.gossip_lazy.max(
-                (self.config.gossip_factor * candidates.len() as f64) as usize,
-            );
+            let count = self
+                .config
+                .gossip_lazy
+                .max((self.config.gossip_factor * candidates.len() as f64) as usize);
             candidates.shuffle(rng);
             candidates.truncate(count);
             if ids.len() > self.config.max_ihave_length {

@@ -133,9 +133,7 @@ pub(crate) fn verify(
     };
     let source = match &message.from {
         None => None,
-        Some(bytes) => {
-            Some(PeerId::from_bytes(bytes).map_err(|_| InvalidMessage::InvalidAuthor)?)
-        }
+        Some(bytes) => Some(PeerId::from_bytes(bytes).map_err(|_| InvalidMessage::InvalidAuthor)?),
     };
     let decoded = GossipMessage {
         source,

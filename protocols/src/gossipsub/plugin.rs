@@ -18,6 +18,7 @@ use bytes::Bytes;
 use swarm::{ConnId, Context, Message, PeerId, Protocol, StreamError, StreamRef};
 use tracing::{debug, warn};
 
+use super::PROTOCOLS;
 use super::api::{GossipCommand, GossipEvent, GossipOutput, GossipRequest, Reply};
 use super::codec::RpcReader;
 use super::config::GossipsubConfig;
@@ -25,7 +26,6 @@ use super::error::WireError;
 use super::message::{GossipMessage, MessageId};
 use super::peer::PeerKind;
 use super::router::Router;
-use super::PROTOCOLS;
 
 /// Timer token of the heartbeat.
 const HEARTBEAT_TOKEN: u64 = 0;
@@ -147,7 +147,7 @@ impl Gossipsub {
         loop {
             let mut frame = match link.in_flight.take() {
                 Some(f) => f,
-                None => match router.queue_mut(&peer).and_then(|q| q.pop()) {
+                None => match router.pop_frame(&peer) {
                     Some(f) => f,
                     None => return,
                 },
@@ -208,9 +208,7 @@ impl Gossipsub {
                 }
                 GossipEvent::PeerExchange { peers, .. } => {
                     for p in peers {
-                        if ctx.connections_to(p).is_empty()
-                            && ctx.metadata_for_peer(p).is_some()
-                        {
+                        if ctx.connections_to(p).is_empty() && ctx.metadata_for_peer(p).is_some() {
                             let _ = ctx.dial_with_id(*p, false);
                         }
                     }
@@ -247,9 +245,11 @@ impl Gossipsub {
         };
         let now = ctx.now();
         let result = match command.request {
-            GossipRequest::Subscribe(topic) => {
-                Ok(GossipOutput::Subscribed(router.subscribe(&topic, now, ctx.rng())))
-            }
+            GossipRequest::Subscribe(topic) => Ok(GossipOutput::Subscribed(router.subscribe(
+                &topic,
+                now,
+                ctx.rng(),
+            ))),
             GossipRequest::Unsubscribe(topic) => {
                 router.unsubscribe(&topic, now, ctx.rng());
                 Ok(GossipOutput::Done)
@@ -266,9 +266,7 @@ impl Gossipsub {
                 Ok(GossipOutput::Done)
             }
             GossipRequest::MeshPeers(topic) => Ok(GossipOutput::Peers(router.mesh_peers(&topic))),
-            GossipRequest::TopicPeers(topic) => {
-                Ok(GossipOutput::Peers(router.topic_peers(&topic)))
-            }
+            GossipRequest::TopicPeers(topic) => Ok(GossipOutput::Peers(router.topic_peers(&topic))),
             GossipRequest::PeerScore(peer) => Ok(GossipOutput::Score(router.peer_score(&peer))),
             GossipRequest::SetApplicationScore(peer, score) => {
                 router.set_application_score(&peer, score);
@@ -290,7 +288,13 @@ impl Gossipsub {
         self.settle(ctx);
     }
 
-    fn wire_error(&mut self, ctx: &mut Context<'_>, stream: StreamRef, peer: PeerId, error: WireError) {
+    fn wire_error(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        peer: PeerId,
+        error: WireError,
+    ) {
         warn!(%peer, %error, "bad gossipsub input; dropping the stream");
         self.streams.remove(&stream);
         let _ = ctx.abort(stream, RESET_CODE);
@@ -372,10 +376,16 @@ impl Protocol for Gossipsub {
         };
         router.set_peer_kind(peer, PeerKind::from_protocol(protocol));
         let reader = RpcReader::new(router.config().max_transmit_size);
-        self.streams.insert(stream, StreamRole::Inbound(peer, reader));
+        self.streams
+            .insert(stream, StreamRole::Inbound(peer, reader));
     }
 
-    fn handle_stream_negotiated(&mut self, ctx: &mut Context<'_>, stream: StreamRef, protocol: &str) {
+    fn handle_stream_negotiated(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        protocol: &str,
+    ) {
         let Some(StreamRole::Outbound(peer)) = self.streams.get(&stream) else {
             return;
         };
@@ -431,7 +441,12 @@ impl Protocol for Gossipsub {
         }
     }
 
-    fn handle_stream_closed(&mut self, ctx: &mut Context<'_>, stream: StreamRef, reason: &StreamError) {
+    fn handle_stream_closed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        stream: StreamRef,
+        reason: &StreamError,
+    ) {
         let Some(StreamRole::Outbound(peer)) = self.streams.remove(&stream) else {
             return;
         };

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::config::QueueLimits;
+use super::message::MessageId;
 
 /// Which lane a frame travels in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,11 +21,21 @@ pub enum Priority {
     Low,
 }
 
+/// A framed RPC waiting, with the id of the message it carries if it is
+/// a forward (so that an IDONTWANT that arrives while it waits skips it).
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// The framed RPC.
+    pub bytes: Bytes,
+    /// The forwarded message's id.
+    pub message_id: Option<MessageId>,
+}
+
 /// A bounded two-lane queue of framed RPCs.
 #[derive(Debug)]
 pub struct OutboundQueue {
-    high: VecDeque<Bytes>,
-    low: VecDeque<Bytes>,
+    high: VecDeque<Frame>,
+    low: VecDeque<Frame>,
     high_bytes: usize,
     low_bytes: usize,
     limits: QueueLimits,
@@ -48,8 +59,8 @@ impl OutboundQueue {
     /// Queue a frame; `false` (counted as dropped) if the bound refuses it.
     /// A high-priority frame that does not fit evicts low ones, newest
     /// first, since they are the least urgent.
-    pub fn push(&mut self, frame: Bytes, priority: Priority) -> bool {
-        let len = frame.len();
+    pub fn push(&mut self, frame: Frame, priority: Priority) -> bool {
+        let len = frame.bytes.len();
         match priority {
             Priority::Low => {
                 let pct = usize::from(self.limits.low_priority_percent);
@@ -71,7 +82,7 @@ impl OutboundQueue {
                     || self.len() >= self.limits.max_frames)
                     && let Some(evicted) = self.low.pop_back()
                 {
-                    self.low_bytes -= evicted.len();
+                    self.low_bytes -= evicted.bytes.len();
                     self.dropped += 1;
                 }
                 if self.bytes() + len > self.limits.max_bytes
@@ -88,13 +99,13 @@ impl OutboundQueue {
     }
 
     /// The next frame to send, high lane first.
-    pub fn pop(&mut self) -> Option<Bytes> {
+    pub fn pop(&mut self) -> Option<Frame> {
         if let Some(f) = self.high.pop_front() {
-            self.high_bytes -= f.len();
+            self.high_bytes -= f.bytes.len();
             return Some(f);
         }
         let f = self.low.pop_front()?;
-        self.low_bytes -= f.len();
+        self.low_bytes -= f.bytes.len();
         Some(f)
     }
 

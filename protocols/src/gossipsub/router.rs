@@ -21,7 +21,7 @@ use super::mcache::MessageCache;
 use super::message::{self, GossipMessage, MessageId, Validation};
 use super::peer::{PeerKind, PeerState};
 use super::proto::{self, ControlMessage, Rpc};
-use super::queue::{OutboundQueue, Priority};
+use super::queue::{Frame, OutboundQueue, Priority};
 use super::score::PeerScores;
 use super::seen::SeenCache;
 
@@ -140,7 +140,22 @@ impl Router {
         }
     }
 
-    /// A peer's outbound queue (the plugin pops frames from it).
+    /// The next frame for `peer`, skipping forwards of messages the peer
+    /// said (IDONTWANT) it does not want since they were queued.
+    pub fn pop_frame(&mut self, peer: &PeerId) -> Option<Bytes> {
+        let p = self.peers.get_mut(peer)?;
+        loop {
+            let frame = p.queue.pop()?;
+            match &frame.message_id {
+                Some(id) if p.dont_send.contains_key(id) => {
+                    self.stats.idontwant_honoured += 1;
+                }
+                _ => return Some(frame.bytes),
+            }
+        }
+    }
+
+    /// A peer's outbound queue.
     pub fn queue_mut(&mut self, peer: &PeerId) -> Option<&mut OutboundQueue> {
         self.peers.get_mut(peer).map(|p| &mut p.queue)
     }
@@ -216,11 +231,18 @@ impl Router {
 
     /// Frame and queue an RPC for one peer; `false` if its queue refused.
     pub(crate) fn send(&mut self, peer: PeerId, rpc: &Rpc, priority: Priority) -> bool {
-        let frame = codec::encode(rpc);
-        self.send_frame(peer, frame, priority)
+        let bytes = codec::encode(rpc);
+        self.send_frame(
+            peer,
+            Frame {
+                bytes,
+                message_id: None,
+            },
+            priority,
+        )
     }
 
-    fn send_frame(&mut self, peer: PeerId, frame: Bytes, priority: Priority) -> bool {
+    fn send_frame(&mut self, peer: PeerId, frame: Frame, priority: Priority) -> bool {
         let Some(p) = self.peers.get_mut(&peer) else {
             return false;
         };
@@ -414,10 +436,10 @@ impl Router {
             publish: vec![wire.clone()],
             ..Rpc::default()
         };
-        let frame = codec::encode(&rpc);
-        if frame.len() > self.config.max_transmit_size {
+        let bytes = codec::encode(&rpc);
+        if bytes.len() > self.config.max_transmit_size {
             return Err(PublishError::MessageTooLarge {
-                size: frame.len(),
+                size: bytes.len(),
                 limit: self.config.max_transmit_size,
             });
         }
@@ -431,6 +453,10 @@ impl Router {
         if self.seen.contains(&id) {
             return Err(PublishError::Duplicate);
         }
+        let frame = Frame {
+            bytes,
+            message_id: None,
+        };
         let targets = self.publish_targets(topic, now, rng);
         if targets.is_empty() {
             return Err(PublishError::InsufficientPeers);
@@ -618,7 +644,10 @@ impl Router {
     fn accept(&mut self, source: PeerId, id: MessageId, message: proto::Message, now: Instant) {
         let _ = now;
         let topic = message.topic.clone();
-        let author = message.from.as_ref().and_then(|b| PeerId::from_bytes(b).ok());
+        let author = message
+            .from
+            .as_ref()
+            .and_then(|b| PeerId::from_bytes(b).ok());
         self.mcache.put(id.clone(), message.clone());
         let mut targets: BTreeSet<PeerId> = self
             .mesh
@@ -634,10 +663,13 @@ impl Router {
         if let Some(author) = author {
             targets.remove(&author);
         }
-        let frame = codec::encode(&Rpc {
-            publish: vec![message],
-            ..Rpc::default()
-        });
+        let frame = Frame {
+            bytes: codec::encode(&Rpc {
+                publish: vec![message],
+                ..Rpc::default()
+            }),
+            message_id: Some(id.clone()),
+        };
         for p in targets {
             let skip = self
                 .peers
@@ -715,7 +747,12 @@ impl Router {
         rng: &mut dyn RngCore,
     ) {
         let is_gossipsub = self.peers.get(&peer).is_some_and(|p| p.kind.is_gossipsub());
-        if !is_gossipsub && self.peers.get(&peer).is_some_and(|p| p.kind != PeerKind::Unknown) {
+        if !is_gossipsub
+            && self
+                .peers
+                .get(&peer)
+                .is_some_and(|p| p.kind != PeerKind::Unknown)
+        {
             return;
         }
         self.handle_ihave(peer, control.ihave);
@@ -872,7 +909,8 @@ impl Router {
             .filter(|p| *p != self.local && !self.peers.contains_key(p))
             .collect();
         if !peers.is_empty() && self.peer_score(&peer) >= 0.0 {
-            self.events.push(GossipEvent::PeerExchange { peer, topic, peers });
+            self.events
+                .push(GossipEvent::PeerExchange { peer, topic, peers });
         }
     }
 

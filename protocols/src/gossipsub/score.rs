@@ -191,7 +191,10 @@ impl PeerScores {
 
     pub(crate) fn invalid_message(&mut self, peer: &PeerId, topic: &str) {
         if let Some(s) = self.peers.get_mut(peer) {
-            s.topics.entry(topic.to_owned()).or_default().invalid_deliveries += 1.0;
+            s.topics
+                .entry(topic.to_owned())
+                .or_default()
+                .invalid_deliveries += 1.0;
         }
     }
 
@@ -239,7 +242,10 @@ impl PeerScores {
                     t.time_in_mesh = now.saturating_duration_since(at);
                 }
                 decay(&mut t.first_deliveries, p.first_message_deliveries_decay);
-                decay(&mut t.invalid_deliveries, p.invalid_message_deliveries_decay);
+                decay(
+                    &mut t.invalid_deliveries,
+                    p.invalid_message_deliveries_decay,
+                );
             }
             decay(&mut s.behaviour_penalty, params.behaviour_penalty_decay);
         }
