@@ -117,11 +117,10 @@ fn inlined_key(peer: &PeerId) -> Option<PublicKey> {
     PublicKey::try_decode_protobuf(hash.digest()).ok()
 }
 
-/// Check a received message against `policy` and decode it.
-pub(crate) fn verify(
-    policy: SigningPolicy,
-    message: &proto::Message,
-) -> Result<GossipMessage, InvalidMessage> {
+/// Decode a received message's fields (seqno, author) without checking
+/// its signature: enough to compute its id and drop a duplicate before
+/// paying for verification.
+pub(crate) fn decode(message: &proto::Message) -> Result<GossipMessage, InvalidMessage> {
     let sequence_number = match &message.seqno {
         None => None,
         Some(bytes) => Some(u64::from_be_bytes(
@@ -135,14 +134,22 @@ pub(crate) fn verify(
         None => None,
         Some(bytes) => Some(PeerId::from_bytes(bytes).map_err(|_| InvalidMessage::InvalidAuthor)?),
     };
-    let decoded = GossipMessage {
+    Ok(GossipMessage {
         source,
         data: message.data.clone().unwrap_or_default(),
         sequence_number,
         topic: message.topic.clone(),
-    };
+    })
+}
+
+/// Check a decoded received message against `policy`.
+pub(crate) fn verify(
+    policy: SigningPolicy,
+    message: &proto::Message,
+    decoded: &GossipMessage,
+) -> Result<(), InvalidMessage> {
     match policy {
-        SigningPolicy::Anonymous => Ok(decoded),
+        SigningPolicy::Anonymous => Ok(()),
         SigningPolicy::StrictNoSign => {
             if message.from.is_some()
                 || message.seqno.is_some()
@@ -151,11 +158,11 @@ pub(crate) fn verify(
             {
                 return Err(InvalidMessage::UnexpectedFields);
             }
-            Ok(decoded)
+            Ok(())
         }
         SigningPolicy::StrictSign => {
-            let source = source.ok_or(InvalidMessage::InvalidAuthor)?;
-            if sequence_number.is_none() {
+            let source = decoded.source.ok_or(InvalidMessage::InvalidAuthor)?;
+            if decoded.sequence_number.is_none() {
                 return Err(InvalidMessage::InvalidSeqno);
             }
             let signature = message
@@ -182,7 +189,7 @@ pub(crate) fn verify(
             if !key.verify(&signed, signature) {
                 return Err(InvalidMessage::InvalidSignature);
             }
-            Ok(decoded)
+            Ok(())
         }
     }
 }

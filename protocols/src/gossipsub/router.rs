@@ -16,7 +16,7 @@ use tracing::{debug, trace};
 use super::api::{GossipEvent, GossipStats};
 use super::codec;
 use super::config::{GossipsubConfig, SigningPolicy};
-use super::error::PublishError;
+use super::error::{InvalidMessage, PublishError};
 use super::mcache::MessageCache;
 use super::message::{self, GossipMessage, MessageId, Validation};
 use super::peer::{PeerKind, PeerState};
@@ -562,22 +562,22 @@ impl Router {
     }
 
     fn handle_message(&mut self, peer: PeerId, message: proto::Message, now: Instant) {
-        let decoded = match message::verify(self.config.signing, &message) {
+        let decoded = match message::decode(&message) {
             Ok(decoded) => decoded,
-            Err(error) => {
-                debug!(%peer, %error, "invalid message");
-                self.stats.invalid_messages += 1;
-                if let Some(scores) = &mut self.scores {
-                    scores.invalid_message(&peer, &message.topic);
-                }
-                return;
-            }
+            Err(error) => return self.invalid(peer, &message.topic, error),
         };
         let id = (self.config.message_id_fn)(&decoded);
-        if !self.seen.insert(id.clone(), now) {
+        // A duplicate is dropped before its signature is checked: only
+        // verified messages enter the seen-cache, so a forgery cannot
+        // shadow the genuine message, and verification is paid once.
+        if self.seen.contains(&id) {
             self.stats.duplicates += 1;
             return;
         }
+        if let Err(error) = message::verify(self.config.signing, &message, &decoded) {
+            return self.invalid(peer, &message.topic, error);
+        }
+        self.seen.insert(id.clone(), now);
         if let Some(scores) = &mut self.scores {
             scores.first_delivery(&peer, &decoded.topic);
         }
@@ -616,6 +616,14 @@ impl Router {
         }
         self.deliver(peer, id.clone(), decoded);
         self.accept(peer, id, message, now);
+    }
+
+    fn invalid(&mut self, peer: PeerId, topic: &str, error: InvalidMessage) {
+        debug!(%peer, %error, "invalid message");
+        self.stats.invalid_messages += 1;
+        if let Some(scores) = &mut self.scores {
+            scores.invalid_message(&peer, topic);
+        }
     }
 
     fn refuse(&mut self, peer: PeerId, topic: &str, verdict: Validation) {
