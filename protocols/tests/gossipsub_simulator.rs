@@ -11,7 +11,7 @@ use bytes::Bytes;
 use protocols::gossipsub::proto::{Rpc, SubOpts};
 use protocols::gossipsub::{
     GossipCommand, GossipOutput, GossipRequest, GossipStats, Gossipsub, GossipsubConfig,
-    MESHSUB_1_2, QueueLimits, ReceivedMessage, Reply, encode,
+    MESHSUB_1_2, QueueLimits, ReceivedMessage, Reply, SigningPolicy, content_hash_id, encode,
 };
 use swarm::virtual_net::{LinkConfig, VirtualNet};
 use swarm::{ConnId, Context, Keypair, PeerId, PluginId, Protocol, StreamRef, SwarmConfig};
@@ -31,6 +31,13 @@ fn key(seed: u64, i: usize) -> Keypair {
     Keypair::ed25519_from_bytes(bytes).unwrap()
 }
 
+/// Unsigned messages with content ids: ed25519 in a debug build costs
+/// milliseconds per signature, and signing is tested in the router tests.
+fn unsigned(config: &mut GossipsubConfig) {
+    config.signing = SigningPolicy::StrictNoSign;
+    config.message_id_fn = std::sync::Arc::new(content_hash_id);
+}
+
 fn swarm_config(seed: u64, i: usize, keypair: Keypair) -> SwarmConfig {
     let mut config = SwarmConfig::new(keypair);
     config.seed = Some(seed.wrapping_mul(1000).wrapping_add(i as u64));
@@ -46,7 +53,7 @@ fn add_gossip_node(
     let keypair = key(seed, i);
     let mut config = GossipsubConfig::new(keypair.clone());
     tune(&mut config);
-    let (plugin, messages) = Gossipsub::with_message_channel(config, 100_000);
+    let (plugin, messages) = Gossipsub::with_message_channel(config, 4096);
     let mut id = None;
     let index = net.add_swarm_with(
         swarm_config(seed, i, keypair),
@@ -89,7 +96,7 @@ fn fifty_nodes_deliver_every_message_to_every_subscriber() {
     let mut net = VirtualNet::new(seed, link);
     let n = 50;
     let nodes: Vec<SimNode> = (0..n)
-        .map(|i| add_gossip_node(&mut net, seed, i, |_| {}))
+        .map(|i| add_gossip_node(&mut net, seed, i, unsigned))
         .collect();
     for node in &nodes {
         command(&mut net, node, GossipRequest::Subscribe(TOPIC.into()));
@@ -251,8 +258,11 @@ fn a_peer_that_stops_reading_costs_its_queue_bound_and_no_more() {
         max_frames: 1024,
         low_priority_percent: 75,
     };
-    let publisher = add_gossip_node(&mut net, seed, 0, |c| c.queue = limits);
-    let reader = add_gossip_node(&mut net, seed, 1, |_| {});
+    let publisher = add_gossip_node(&mut net, seed, 0, |c| {
+        unsigned(c);
+        c.queue = limits;
+    });
+    let reader = add_gossip_node(&mut net, seed, 1, unsigned);
     // A small receive window, so QUIC flow control stops our writes soon
     // (with the default 10 MB the stall would first fill QUIC's buffers).
     let mut stalled_config = swarm_config(seed, 2, key(seed, 2));
