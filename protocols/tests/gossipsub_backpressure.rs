@@ -45,10 +45,10 @@ fn stalled_peer_costs_at_most_its_queue_bound_and_others_get_everything() {
         assert!(q.bytes() <= limits.max_bytes && q.len() <= limits.max_frames);
         // The healthy peers read as fast as we publish: count their
         // messages straight off the queues (decoding is the reading).
-        for i in 2..6 {
+        for (i, count) in got.iter_mut().enumerate().skip(2) {
             let id = net.ids[i];
             while let Some(frame) = net.r(0).pop_frame(&id) {
-                got[i] += decode(&frame)
+                *count += decode(&frame)
                     .iter()
                     .map(|r| r.publish.len())
                     .sum::<usize>();

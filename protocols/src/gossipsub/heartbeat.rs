@@ -136,7 +136,9 @@ impl Router {
             .as_ref()
             .map(|s| s.params().opportunistic_graft_threshold)
             && self.config.opportunistic_graft_ticks > 0
-            && self.heartbeat_ticks % self.config.opportunistic_graft_ticks == 0
+            && self
+                .heartbeat_ticks
+                .is_multiple_of(self.config.opportunistic_graft_ticks)
             && mesh.len() > 1
         {
             let mut scores: Vec<f64> = mesh.iter().map(|p| self.peer_score(p)).collect();

@@ -429,11 +429,10 @@ impl Protocol for Gossipsub {
 
     fn handle_stream_finished(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
         match self.streams.remove(&stream) {
-            Some(StreamRole::Inbound(peer, reader)) => {
-                if !reader.is_between_rpcs() {
-                    self.wire_error(ctx, stream, peer, WireError::Truncated);
-                }
+            Some(StreamRole::Inbound(peer, reader)) if !reader.is_between_rpcs() => {
+                self.wire_error(ctx, stream, peer, WireError::Truncated);
             }
+            Some(StreamRole::Inbound(..)) => {}
             Some(role) => {
                 self.streams.insert(stream, role);
             }
