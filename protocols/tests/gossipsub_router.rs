@@ -291,3 +291,38 @@ fn idontwant_is_sent_for_large_messages_and_honoured() {
         assert_eq!(net.received(i).len(), 2);
     }
 }
+
+#[test]
+fn floodsub_peers_get_every_message_and_no_control() {
+    use protocols::gossipsub::PeerKind;
+    let mut net = RouterNet::new(3, 7, unsigned);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    // Node 2 speaks only floodsub (to node 0).
+    let id2 = net.ids[2];
+    net.r(0).set_peer_kind(id2, PeerKind::Floodsub);
+    net.deliver();
+    for i in 0..3 {
+        net.subscribe(i);
+    }
+    net.deliver();
+    for _ in 0..3 {
+        net.tick(SEC);
+    }
+    assert!(
+        !net.r(0).mesh_peers(TOPIC).contains(&id2),
+        "floodsub peer in a mesh"
+    );
+    net.publish(1, b"via node 0").unwrap();
+    // Watch what node 0 queues for node 2: messages, never control.
+    net.stalled.insert(2);
+    net.deliver();
+    let mut messages = 0;
+    while let Some(frame) = net.r(0).pop_frame(&id2) {
+        for rpc in decode(&frame) {
+            assert!(rpc.control.is_none(), "control sent to a floodsub peer");
+            messages += rpc.publish.len();
+        }
+    }
+    assert_eq!(messages, 1);
+}

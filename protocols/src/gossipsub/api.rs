@@ -115,6 +115,8 @@ pub struct GossipStats {
     pub unsubscribed_topic: u64,
     /// Subscriptions refused over `max_topics_per_peer`.
     pub subscriptions_refused: u64,
+    /// RPCs ignored from peers below the graylist threshold (scoring on).
+    pub graylisted_rpcs: u64,
     /// Heartbeats run.
     pub heartbeats: u64,
     /// Bytes in all peer queues now.

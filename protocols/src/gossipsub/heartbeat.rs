@@ -53,7 +53,10 @@ impl Router {
             .iter()
             .copied()
             .filter(|p| {
-                !self.peers.get(p).is_some_and(|s| s.topics.contains(topic))
+                !self
+                    .peers
+                    .get(p)
+                    .is_some_and(|s| s.kind.is_gossipsub() && s.topics.contains(topic))
                     || self.peer_score(p) < 0.0
             })
             .collect();

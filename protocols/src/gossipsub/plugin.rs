@@ -86,10 +86,17 @@ impl Gossipsub {
     ///
     /// If the configuration is inconsistent ([`GossipsubConfig::validate`]).
     pub fn new(config: GossipsubConfig) -> Self {
-        if let Err(e) = config.validate() {
-            panic!("invalid gossipsub configuration: {e}");
+        match Self::try_new(config) {
+            Ok(plugin) => plugin,
+            Err(e) => panic!("invalid gossipsub configuration: {e}"),
         }
-        Self {
+    }
+
+    /// A plugin with this configuration, or why the configuration is
+    /// inconsistent.
+    pub fn try_new(config: GossipsubConfig) -> Result<Self, String> {
+        config.validate()?;
+        Ok(Self {
             config: Some(config),
             router: None,
             links: BTreeMap::new(),
@@ -97,7 +104,7 @@ impl Gossipsub {
             channel: None,
             channel_drops: 0,
             early: Vec::new(),
-        }
+        })
     }
 
     /// A plugin that also puts received messages on a bounded channel of
@@ -374,7 +381,7 @@ impl Protocol for Gossipsub {
         let Some(router) = self.router.as_mut() else {
             return;
         };
-        router.set_peer_kind(peer, PeerKind::from_protocol(protocol));
+        router.note_inbound_kind(peer, PeerKind::from_protocol(protocol));
         let reader = RpcReader::new(router.config().max_transmit_size);
         self.streams
             .insert(stream, StreamRole::Inbound(peer, reader));

@@ -118,13 +118,27 @@ impl Router {
         }
     }
 
-    /// The protocol a peer's stream negotiated.
+    /// The protocol our outbound stream to a peer negotiated: what we
+    /// speak to it from now on.
     pub fn set_peer_kind(&mut self, peer: PeerId, kind: PeerKind) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.kind = kind;
+        }
+    }
+
+    /// The protocol of a peer's inbound stream: a first guess, until our
+    /// outbound stream negotiates.
+    pub fn note_inbound_kind(&mut self, peer: PeerId, kind: PeerKind) {
         if let Some(p) = self.peers.get_mut(&peer)
-            && (p.kind == PeerKind::Unknown || kind > p.kind)
+            && p.kind == PeerKind::Unknown
         {
             p.kind = kind;
         }
+    }
+
+    /// What a peer speaks, as far as we know.
+    pub fn peer_kind(&self, peer: &PeerId) -> Option<PeerKind> {
+        self.peers.get(peer).map(|p| p.kind)
     }
 
     /// A peer disconnected: forget it everywhere (backoffs stay).
@@ -477,13 +491,19 @@ impl Router {
         Ok(id)
     }
 
+    fn above_publish_threshold(&self, peer: &PeerId) -> bool {
+        self.scores
+            .as_ref()
+            .is_none_or(|s| s.score(peer) >= s.params().publish_threshold)
+    }
+
     fn publish_targets(&mut self, topic: &str, now: Instant, rng: &mut dyn RngCore) -> Vec<PeerId> {
         let mut targets: BTreeSet<PeerId> = BTreeSet::new();
         // Floodsub peers get everything on their topics.
         for (id, p) in &self.peers {
             if p.topics.contains(topic)
                 && (p.kind == PeerKind::Floodsub
-                    || (self.config.flood_publish && self.peer_score(id) >= 0.0))
+                    || (self.config.flood_publish && self.above_publish_threshold(id)))
             {
                 targets.insert(*id);
             }
@@ -515,6 +535,12 @@ impl Router {
     /// Handle one RPC from `peer`.
     pub fn handle_rpc(&mut self, peer: PeerId, rpc: Rpc, now: Instant, rng: &mut dyn RngCore) {
         if !self.peers.contains_key(&peer) {
+            return;
+        }
+        if let Some(scores) = &self.scores
+            && scores.score(&peer) < scores.params().graylist_threshold
+        {
+            self.stats.graylisted_rpcs += 1;
             return;
         }
         for sub in rpc.subscriptions {
@@ -763,8 +789,14 @@ impl Router {
         {
             return;
         }
-        self.handle_ihave(peer, control.ihave);
-        self.handle_iwant(peer, control.iwant);
+        let below_gossip = self
+            .scores
+            .as_ref()
+            .is_some_and(|s| s.score(&peer) < s.params().gossip_threshold);
+        if !below_gossip {
+            self.handle_ihave(peer, control.ihave);
+            self.handle_iwant(peer, control.iwant);
+        }
         for graft in control.graft {
             if let Some(topic) = graft.topic_id {
                 self.handle_graft(peer, topic, now, rng);
@@ -916,7 +948,11 @@ impl Router {
             .filter_map(|b| PeerId::from_bytes(b).ok())
             .filter(|p| *p != self.local && !self.peers.contains_key(p))
             .collect();
-        if !peers.is_empty() && self.peer_score(&peer) >= 0.0 {
+        let accept_px = self
+            .scores
+            .as_ref()
+            .is_none_or(|s| s.score(&peer) >= s.params().accept_px_threshold);
+        if !peers.is_empty() && accept_px {
             self.events
                 .push(GossipEvent::PeerExchange { peer, topic, peers });
         }
