@@ -88,3 +88,51 @@ fn ping_scenario_runs_on_ipv6_addresses() {
     let v4 = summary(&["ping", "--nodes", "8", "--conns", "2", "--pings", "2"]);
     assert_ne!(a["trace_hash"], v4["trace_hash"], "{a}");
 }
+
+fn kad(seed: &str) -> serde_json::Value {
+    summary(&[
+        "kad",
+        "--nodes",
+        "20",
+        "--k",
+        "4",
+        "--seeds",
+        "2",
+        "--puts",
+        "5",
+        "--lookups",
+        "20",
+        "--gets",
+        "20",
+        "--query-rate",
+        "50",
+        "--seed",
+        seed,
+    ])
+}
+
+/// 20 nodes with k = 4 (so records live on a few nodes and gets go over
+/// the network), two of them leaving during the queries: every lookup of
+/// a live peer and every get finds what it looks for, and the run replays.
+#[test]
+fn kad_scenario_finds_live_peers_and_records_while_nodes_leave() {
+    let a = kad("3");
+    assert_eq!(a["scenario"], "kad");
+    assert_eq!(a["left"], 2, "{a}");
+    assert_eq!(a["bootstrap_success_rate"], 1.0, "{a}");
+    assert_eq!(a["put_success_rate"], 1.0, "{a}");
+    assert_eq!(a["lookup_success_rate"], 1.0, "{a}");
+    assert_eq!(a["get_success_rate"], 1.0, "{a}");
+    let counted = a["lookups"].as_u64().unwrap() + a["gets"].as_u64().unwrap();
+    let abandoned = a["abandoned_queries"].as_u64().unwrap();
+    assert_eq!(counted + abandoned, 40, "{a}");
+    // One request over a fresh connection: at least one round trip
+    // (2 x 20 ms) and at most a few.
+    let p50 = a["lookup_p50_ms"].as_f64().unwrap();
+    assert!((40.0..500.0).contains(&p50), "{a}");
+    assert_eq!(
+        kad("3")["trace_hash"],
+        a["trace_hash"],
+        "same seed, other trace"
+    );
+}

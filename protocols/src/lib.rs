@@ -3,6 +3,7 @@
 
 pub mod gossipsub;
 pub mod identify;
+pub mod kad;
 pub mod perf;
 pub mod ping;
 pub mod request_response;

@@ -12,6 +12,7 @@
 //! ```
 
 mod churn;
+mod kad;
 mod net_args;
 mod nodes;
 mod ping;
@@ -20,6 +21,7 @@ mod report;
 use clap::{Parser, Subcommand};
 
 use churn::ChurnArgs;
+use kad::KadArgs;
 use ping::PingArgs;
 
 /// Scenarios on the deterministic network simulator.
@@ -45,11 +47,18 @@ enum Scenario {
     /// nodes that left, still open 60 virtual s after the churn stopped:
     /// must be 0).
     Churn(ChurnArgs),
+    /// A Kademlia network: nodes join through a few seeds one after
+    /// another, put records, then look up live peers and get the records
+    /// while a fraction of the nodes leaves. Figures: success rates
+    /// (lookup_success_rate, get_success_rate, 1.0 = all) and virtual-time
+    /// latency percentiles.
+    Kad(KadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Ping(args) => ping::run(args),
         Scenario::Churn(args) => churn::run(args),
+        Scenario::Kad(args) => kad::run(args),
     }
 }

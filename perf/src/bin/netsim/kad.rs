@@ -1,0 +1,444 @@
+//! `netsim kad`: a Kademlia network. Nodes join one after another through
+//! a few seed nodes, refresh once everyone is in, put records, then run
+//! lookups of live peers and gets of the records while a fraction of the
+//! nodes leaves (with no goodbye).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use protocols::identify::{Identify, IdentifyConfig};
+use protocols::kad::{
+    KadCommand, KadConfig, KadEvent, KadOutput, KadRequest, Kademlia, QueryId, Record, start_query,
+};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use swarm::virtual_net::VirtualNet;
+use swarm::{Context, Keypair, Multiaddr, PeerId, PluginId, Protocol, ProtocolEvent, SwarmConfig};
+
+use crate::net_args::NetArgs;
+use crate::report::{Progress, peak_rss_bytes, percentile_ms};
+
+/// The knobs of the kad scenario.
+#[derive(Args)]
+pub(crate) struct KadArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    /// Kademlia's k: bucket size, lookup width and how many peers store a
+    /// record.
+    #[arg(long, default_value_t = 20)]
+    k: usize,
+    /// Nodes everyone else joins through.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// Virtual milliseconds between two nodes joining.
+    #[arg(long, default_value_t = 10.0)]
+    join_interval_ms: f64,
+    /// Records put before the query phase.
+    #[arg(long, default_value_t = 100)]
+    puts: usize,
+    /// Lookups of live peers (find_peer) in the query phase.
+    #[arg(long, default_value_t = 1000)]
+    lookups: usize,
+    /// Gets of the records put, in the query phase.
+    #[arg(long, default_value_t = 1000)]
+    gets: usize,
+    /// Queries started per virtual second in the query phase.
+    #[arg(long, default_value_t = 100.0)]
+    query_rate: f64,
+    /// Fraction of the nodes that leave during the query phase, spread
+    /// evenly over it (seeds included: nobody is special once joined).
+    #[arg(long, default_value_t = 0.1)]
+    leave_fraction: f64,
+}
+
+/// What a query was for.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Join,
+    Put,
+    Lookup,
+    Get,
+}
+
+/// A query the scenario started: what, when, and how it ended.
+struct Query {
+    kind: Kind,
+    started: Instant,
+    /// The node that asked, and (lookups) the node looked for.
+    origin: usize,
+    target: Option<usize>,
+    /// Finish time and success, once finished.
+    outcome: Option<(Instant, bool)>,
+    /// The asking node or the node looked for left while the query ran:
+    /// it counts neither way.
+    abandoned: bool,
+}
+
+/// Every query of every node, by id (ids are unique in the process).
+type Queries = Arc<Mutex<HashMap<QueryId, Query>>>;
+
+/// Records when the node's Kademlia plugin finishes a query the scenario
+/// started, and whether it succeeded.
+struct Outcomes {
+    queries: Queries,
+    /// For lookups: the peer looked for; a lookup succeeds only with an
+    /// address. For gets: the value expected.
+    expected: Arc<Mutex<HashMap<QueryId, Vec<u8>>>>,
+}
+
+impl Protocol for Outcomes {
+    fn name(&self) -> &'static str {
+        "netsim-kad-outcomes"
+    }
+
+    fn handle_protocol_event(&mut self, ctx: &mut Context<'_>, event: &ProtocolEvent) {
+        let Some(KadEvent::QueryFinished { id, result }) = event.downcast_ref::<KadEvent>() else {
+            return;
+        };
+        let mut queries = self.queries.lock().unwrap();
+        let Some(query) = queries.get_mut(id) else {
+            return;
+        };
+        let expected = self.expected.lock().unwrap().remove(id);
+        let ok = match (query.kind, result) {
+            (Kind::Join, Ok(_)) => true,
+            (Kind::Put, Ok(KadOutput::Stored(n))) => *n > 0,
+            (Kind::Lookup, Ok(KadOutput::PeerAddrs(addrs))) => !addrs.is_empty(),
+            (Kind::Get, Ok(KadOutput::Records(records))) => {
+                records.iter().any(|r| Some(&r.value) == expected.as_ref())
+            }
+            _ => false,
+        };
+        query.outcome = Some((ctx.now(), ok));
+    }
+}
+
+/// Node `i`'s address: each node in its own /24 (IPv4) or /48 (IPv6), as
+/// hosts of a real network are, so that the routing table's per-network
+/// limits do not bind.
+fn node_ip(i: usize, ipv6: bool) -> IpAddr {
+    let i = i as u32;
+    if ipv6 {
+        Ipv6Addr::new(0xfd00, (i >> 16) as u16, i as u16, 0, 0, 0, 0, 1).into()
+    } else {
+        Ipv4Addr::new(10, (i >> 8) as u8, i as u8, 1 + (i >> 16) as u8).into()
+    }
+}
+
+/// One node of the network.
+struct Node {
+    index: usize,
+    peer: PeerId,
+    kad: PluginId,
+}
+
+struct Scenario {
+    net: VirtualNet,
+    rng: StdRng,
+    queries: Queries,
+    expected: Arc<Mutex<HashMap<QueryId, Vec<u8>>>>,
+    ipv6: bool,
+    progress: Progress,
+}
+
+impl Scenario {
+    fn add_node(&mut self, i: usize, seeds: &[Multiaddr], k: usize) -> anyhow::Result<Node> {
+        let keypair = Keypair::ed25519_from_bytes(self.rng.random::<[u8; 32]>())?;
+        let public_key = keypair.public();
+        let mut config = SwarmConfig::new(keypair);
+        config.seed = Some(self.rng.random());
+        // A node meets many peers once (every lookup dials some): close
+        // what nobody uses soon, as rust-libp2p does, and keep quinn's
+        // per-connection stream table small (a Kademlia request is one
+        // stream; see perf/BENCHMARKS.md on what that table costs).
+        config.idle_connection_timeout = Duration::from_secs(2);
+        config.limits.max_inbound_streams = 32;
+        let kad_config = KadConfig {
+            bootstrap_peers: seeds.to_vec(),
+            k,
+            // The scenario says when to bootstrap, to know when it ends.
+            bootstrap_interval: None,
+            ..KadConfig::default()
+        };
+        let mut kad = None;
+        let (queries, expected) = (self.queries.clone(), self.expected.clone());
+        let index = self.net.add_swarm_with(config, node_ip(i, self.ipv6), |s| {
+            s.add_protocol(Box::new(Identify::new(IdentifyConfig::new(public_key))));
+            kad = Some(s.add_protocol(Box::new(Kademlia::new(kad_config))));
+            s.add_protocol(Box::new(Outcomes { queries, expected }));
+        });
+        let peer = self.net.swarm(index).local_peer_id();
+        Ok(Node {
+            index,
+            peer,
+            kad: kad.expect("added"),
+        })
+    }
+
+    /// Start `request` on `node`; `expected` is what makes it a success
+    /// (see [`Outcomes`]).
+    fn start(
+        &mut self,
+        node: &Node,
+        kind: Kind,
+        request: KadRequest,
+        expected: Option<Vec<u8>>,
+        target: Option<usize>,
+    ) {
+        // Registered before the command is sent: a query answered from the
+        // local store finishes within the call.
+        let command = KadCommand::with_event(request);
+        let id = command.id;
+        if let Some(value) = expected {
+            self.expected.lock().unwrap().insert(id, value);
+        }
+        self.queries.lock().unwrap().insert(
+            id,
+            Query {
+                kind,
+                started: self.net.now(),
+                origin: node.index,
+                target,
+                outcome: None,
+                abandoned: false,
+            },
+        );
+        let kad = node.kad;
+        self.net
+            .swarm(node.index)
+            .with_context(PluginId::external(), |ctx| ctx.send_message(kad, command));
+    }
+
+    /// Node `gone` left: its open queries, and open lookups of it, are
+    /// abandoned.
+    fn left(&mut self, gone: usize) {
+        self.net.remove_node(gone);
+        for q in self.queries.lock().unwrap().values_mut() {
+            if q.outcome.is_none() && (q.origin == gone || q.target == Some(gone)) {
+                q.abandoned = true;
+            }
+        }
+    }
+
+    /// Run until every query started has finished (or `limit` passes).
+    fn settle(&mut self, limit: Duration) {
+        let queries = self.queries.clone();
+        let progress = &mut self.progress;
+        self.net.run_until(limit, |net| {
+            let queries = queries.lock().unwrap();
+            let open = queries
+                .values()
+                .filter(|q| q.outcome.is_none() && !q.abandoned)
+                .count();
+            progress.tick(net, || json!({"phase_open_queries": open}));
+            open == 0
+        });
+    }
+
+    /// Success rate and latency percentiles (virtual ms) of one kind.
+    fn figures(&self, kind: Kind) -> (usize, f64, Option<f64>, Option<f64>) {
+        let queries = self.queries.lock().unwrap();
+        let of_kind: Vec<&Query> = queries
+            .values()
+            .filter(|q| q.kind == kind && !q.abandoned)
+            .collect();
+        let ok: Vec<Duration> = of_kind
+            .iter()
+            .filter_map(|q| match q.outcome {
+                Some((at, true)) => Some(at - q.started),
+                _ => None,
+            })
+            .collect();
+        let mut sorted = ok.clone();
+        sorted.sort_unstable();
+        let rate = if of_kind.is_empty() {
+            1.0
+        } else {
+            ok.len() as f64 / of_kind.len() as f64
+        };
+        (
+            of_kind.len(),
+            rate,
+            percentile_ms(&sorted, 0.5),
+            percentile_ms(&sorted, 0.99),
+        )
+    }
+}
+
+pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
+    let net_args = args.net.clone();
+    anyhow::ensure!(
+        args.seeds >= 1 && net_args.nodes > args.seeds,
+        "--nodes must exceed --seeds (at least 1)"
+    );
+    let mut s = Scenario {
+        net: VirtualNet::new(net_args.seed, net_args.link()),
+        rng: StdRng::seed_from_u64(net_args.seed),
+        queries: Arc::default(),
+        expected: Arc::default(),
+        ipv6: net_args.ipv6,
+        progress: Progress::new(),
+    };
+    let limit = Duration::from_secs_f64(net_args.max_virtual_s);
+
+    // 1. Seeds, knowing each other; then everyone else, one at a time,
+    //    each bootstrapping through the seeds as it arrives.
+    let mut nodes: Vec<Node> = Vec::with_capacity(net_args.nodes);
+    let mut seed_addrs = Vec::new();
+    for i in 0..args.seeds {
+        let node = s.add_node(i, &[], args.k)?;
+        seed_addrs.push(s.net.dial_addr(node.index));
+        nodes.push(node);
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let others: Vec<(PeerId, Multiaddr)> = nodes
+            .iter()
+            .zip(&seed_addrs)
+            .filter(|(n, _)| n.index != node.index)
+            .map(|(n, a)| (n.peer, a.clone()))
+            .collect();
+        for (peer, addr) in others {
+            let request = KadRequest::AddPeer {
+                peer,
+                addrs: vec![addr],
+            };
+            let kad = node.kad;
+            s.net
+                .swarm(nodes[i].index)
+                .with_context(PluginId::external(), |ctx| start_query(ctx, kad, request));
+        }
+    }
+    let join_interval = Duration::from_secs_f64(args.join_interval_ms / 1000.0);
+    for i in args.seeds..net_args.nodes {
+        let node = s.add_node(i, &seed_addrs, args.k)?;
+        s.start(&node, Kind::Join, KadRequest::Bootstrap, None, None);
+        nodes.push(node);
+        s.net.run_for(join_interval);
+        let (joined, virtual_s) = (nodes.len(), s.net.elapsed().as_secs_f64());
+        s.progress.tick(
+            &s.net,
+            || json!({"phase": "join", "nodes": joined, "at": virtual_s}),
+        );
+    }
+    s.settle(limit);
+    // Early joiners met a small network: everyone refreshes once.
+    for node in &nodes {
+        s.start(node, Kind::Join, KadRequest::Bootstrap, None, None);
+    }
+    s.settle(limit);
+    let joined_at = s.net.elapsed();
+
+    // 2. Records, from random nodes.
+    let mut keys = Vec::with_capacity(args.puts);
+    for j in 0..args.puts {
+        let (key, value) = (
+            format!("key-{j}").into_bytes(),
+            format!("value-{j}").into_bytes(),
+        );
+        let from = s.rng.random_range(0..nodes.len());
+        let record = Record::new(key.clone(), value.clone());
+        s.start(
+            &nodes[from],
+            Kind::Put,
+            KadRequest::PutValue(record),
+            None,
+            None,
+        );
+        keys.push((key, value));
+    }
+    s.settle(limit);
+
+    // 3. Lookups and gets, in random order at the query rate, while nodes
+    //    leave evenly over the phase.
+    let total = args.lookups + args.gets;
+    let mut kinds: Vec<Kind> = std::iter::repeat_n(Kind::Lookup, args.lookups)
+        .chain(std::iter::repeat_n(Kind::Get, args.gets))
+        .collect();
+    for i in (1..kinds.len()).rev() {
+        let j = s.rng.random_range(0..=i);
+        kinds.swap(i, j);
+    }
+    let leaves = ((net_args.nodes as f64) * args.leave_fraction) as usize;
+    let leave_every = total.checked_div(leaves).unwrap_or(usize::MAX);
+    let gap = Duration::from_secs_f64(1.0 / args.query_rate);
+    let mut left = 0;
+    for (q, kind) in kinds.into_iter().enumerate() {
+        if left < leaves && q % leave_every.max(1) == 0 && nodes.len() > 2 {
+            let gone = nodes.swap_remove(s.rng.random_range(0..nodes.len()));
+            s.left(gone.index);
+            left += 1;
+        }
+        let from = s.rng.random_range(0..nodes.len());
+        match kind {
+            Kind::Lookup => {
+                let mut target = s.rng.random_range(0..nodes.len());
+                while target == from {
+                    target = s.rng.random_range(0..nodes.len());
+                }
+                let request = KadRequest::FindPeer(nodes[target].peer);
+                let target = Some(nodes[target].index);
+                s.start(&nodes[from], Kind::Lookup, request, None, target);
+            }
+            _ => {
+                let (key, value) = keys.choose(&mut s.rng).expect("puts > 0").clone();
+                let request = KadRequest::GetValue(key);
+                s.start(&nodes[from], Kind::Get, request, Some(value), None);
+            }
+        }
+        s.net.run_for(gap);
+        s.progress.tick(
+            &s.net,
+            || json!({"phase": "query", "started": q + 1, "left": left}),
+        );
+    }
+    s.settle(limit);
+
+    let unfinished = s
+        .queries
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|q| q.outcome.is_none() && !q.abandoned)
+        .count();
+    let (joins, join_rate, _, _) = s.figures(Kind::Join);
+    let (puts, put_rate, put_p50, _) = s.figures(Kind::Put);
+    let (lookups, lookup_rate, lookup_p50, lookup_p99) = s.figures(Kind::Lookup);
+    let (gets, get_rate, get_p50, get_p99) = s.figures(Kind::Get);
+    println!(
+        "{}",
+        json!({
+            "event": "summary",
+            "scenario": "kad",
+            "nodes": net_args.nodes,
+            "seed": net_args.seed,
+            "virtual_s": s.net.elapsed().as_secs_f64(),
+            "wall_s": s.progress.wall_s(),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "trace_hash": format!("{:016x}", s.net.trace_hash()),
+            "replayable": s.net.replayable(),
+            "joined_virtual_s": joined_at.as_secs_f64(),
+            "bootstraps": joins,
+            "bootstrap_success_rate": join_rate,
+            "puts": puts,
+            "put_success_rate": put_rate,
+            "put_p50_ms": put_p50,
+            "lookups": lookups,
+            "lookup_success_rate": lookup_rate,
+            "lookup_p50_ms": lookup_p50,
+            "lookup_p99_ms": lookup_p99,
+            "gets": gets,
+            "get_success_rate": get_rate,
+            "get_p50_ms": get_p50,
+            "get_p99_ms": get_p99,
+            "left": left,
+            "abandoned_queries": s.queries.lock().unwrap().values().filter(|q| q.abandoned).count(),
+            "unfinished_queries": unfinished,
+        })
+    );
+    Ok(())
+}
