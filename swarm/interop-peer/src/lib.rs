@@ -16,7 +16,10 @@
 //!   ([`PeerConfig::perf_server`]);
 //! * optionally Kademlia (libp2p-kad 0.49, [`PeerConfig::kad`]), driven by
 //!   the blocking `kad_*` methods of [`RustPeer`]; see [`KadConfig`] and the
-//!   notes in the `kad` module on how libp2p-kad fills its routing table.
+//!   notes in the `kad` module on how libp2p-kad fills its routing table;
+//! * optionally gossipsub (libp2p-gossipsub 0.50.1, [`PeerConfig::gossipsub`]),
+//!   driven by the blocking `gossip_*` methods; see [`GossipConfig`] and the
+//!   notes in the `gossip` module on what libp2p-gossipsub does on the wire.
 //!
 //! # Multistream-select on outbound streams
 //!
@@ -71,12 +74,19 @@ use libp2p::{
 };
 use tokio::sync::mpsc as tokio_mpsc;
 
+mod gossip;
 mod kad;
 
+pub use gossip::{
+    GossipAcceptance, GossipConfig, GossipMessage, GossipMessageIdFn, GossipSigning,
+    GossipValidation, GossipValidator, GossipVersions, content_hash_id, metric_total,
+};
+use gossip::{GossipCommand, GossipState};
 use kad::KadCommand;
 pub use kad::{KAD_PROTOCOL, KadConfig, KadError, KadMode, KadPeerInfo, KadRecord};
 
 pub use libp2p::core::upgrade::Version as MultistreamVersion;
+pub use libp2p::gossipsub::{MessageId, ValidationMode};
 pub use libp2p::identity::PublicKey;
 pub use libp2p::{Multiaddr, PeerId, identity};
 
@@ -98,6 +108,9 @@ const REPLY_GRACE: Duration = Duration::from_secs(2);
 
 /// Bound on kad calls that only touch local state (routing table, mode).
 const KAD_LOCAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound on gossip calls, which only touch local state.
+const GOSSIP_LOCAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of the chunks written by the perf client and server.
 const PERF_CHUNK: usize = 64 * 1024;
@@ -128,6 +141,9 @@ pub struct PeerConfig {
     /// Run Kademlia with these settings; `None` (the default) leaves it out,
     /// so identify does not list a DHT protocol.
     pub kad: Option<KadConfig>,
+    /// Run gossipsub with these settings; `None` (the default) leaves it
+    /// out, so identify lists no meshsub protocol.
+    pub gossipsub: Option<GossipConfig>,
 }
 
 impl Default for PeerConfig {
@@ -142,6 +158,7 @@ impl Default for PeerConfig {
             multistream_version: MultistreamVersion::V1Lazy,
             idle_connection_timeout: Duration::from_secs(30),
             kad: None,
+            gossipsub: None,
         }
     }
 }
@@ -271,6 +288,33 @@ pub enum PeerEvent {
     },
     /// Kademlia switched between client and server mode.
     KadModeChanged(KadMode),
+    /// A peer told us it subscribed to a topic (gossipsub).
+    GossipSubscribed {
+        /// The remote peer.
+        peer: PeerId,
+        /// The topic.
+        topic: String,
+    },
+    /// A peer told us it unsubscribed from a topic (or disconnected).
+    GossipUnsubscribed {
+        /// The remote peer.
+        peer: PeerId,
+        /// The topic.
+        topic: String,
+    },
+    /// A connected peer does not speak any gossipsub protocol we offer.
+    GossipNotSupported {
+        /// The remote peer.
+        peer: PeerId,
+    },
+    /// libp2p-gossipsub could not hand messages to a peer in time (its send
+    /// queue was full or messages expired in it); reported at a heartbeat.
+    GossipSlowPeer {
+        /// The slow peer.
+        peer: PeerId,
+        /// libp2p-gossipsub's `FailedMessages` counts in `Debug` form.
+        failed: String,
+    },
     /// Anything else worth logging (listener errors, incoming connection
     /// errors, failed inbound streams, address candidates, ...).
     Other(String),
@@ -307,6 +351,9 @@ enum Command {
     Disconnect(PeerId),
     ConnectedPeers(std_mpsc::Sender<Vec<PeerId>>),
     Kad(KadCommand),
+    Gossip(GossipCommand),
+    /// Stop (`true`) or resume (`false`) polling the swarm.
+    PauseSwarm(bool),
     Shutdown,
 }
 
@@ -317,6 +364,7 @@ pub struct RustPeer {
     listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
     commands: tokio_mpsc::UnboundedSender<Command>,
     events: Mutex<std_mpsc::Receiver<PeerEvent>>,
+    gossip_messages: Mutex<std_mpsc::Receiver<GossipMessage>>,
     done: Mutex<std_mpsc::Receiver<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -354,6 +402,7 @@ impl RustPeer {
         let listen_addrs = Arc::new(Mutex::new(Vec::new()));
         let (cmd_tx, cmd_rx) = tokio_mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = std_mpsc::channel();
+        let (msg_tx, msg_rx) = std_mpsc::channel();
         let (ready_tx, ready_rx) = std_mpsc::channel();
         let (done_tx, done_rx) = std_mpsc::channel();
 
@@ -361,7 +410,7 @@ impl RustPeer {
         let thread = std::thread::Builder::new()
             .name(format!("rust-libp2p-peer-{peer_id}"))
             .spawn(move || {
-                run_thread(keypair, cfg, addrs, cmd_rx, ev_tx, ready_tx);
+                run_thread(keypair, cfg, addrs, cmd_rx, (ev_tx, msg_tx), ready_tx);
                 let _ = done_tx.send(());
             })
             .map_err(|e| format!("cannot spawn thread: {e}"))?;
@@ -371,6 +420,7 @@ impl RustPeer {
             listen_addrs,
             commands: cmd_tx,
             events: Mutex::new(ev_rx),
+            gossip_messages: Mutex::new(msg_rx),
             done: Mutex::new(done_rx),
             thread: Some(thread),
         };
@@ -680,6 +730,127 @@ impl RustPeer {
         rx.recv_timeout(KAD_LOCAL_TIMEOUT).unwrap_or_default()
     }
 
+    /// Subscribe to `topic` (an `IdentTopic`: the hash is the string
+    /// itself). `Ok(false)` if already subscribed; `Err` if gossipsub is not
+    /// enabled or the node does not answer within 5 s.
+    pub fn gossip_subscribe(&self, topic: &str) -> Result<bool, String> {
+        self.gossip_call("subscribe", |r| {
+            GossipCommand::Subscribe(topic.to_string(), r)
+        })
+    }
+
+    /// Unsubscribe from `topic`; `Ok(false)` if not subscribed.
+    pub fn gossip_unsubscribe(&self, topic: &str) -> Result<bool, String> {
+        self.gossip_call("unsubscribe", |r| {
+            GossipCommand::Unsubscribe(topic.to_string(), r)
+        })
+    }
+
+    /// Publish `data` on `topic`; returns the message id. The error is
+    /// libp2p-gossipsub's `PublishError` in `Debug` form, e.g.
+    /// `publish: NoPeersSubscribedToTopic`, `publish: Duplicate`,
+    /// `publish: MessageTooLarge`, `publish: AllQueuesFull(n)`.
+    pub fn gossip_publish(&self, topic: &str, data: Vec<u8>) -> Result<MessageId, String> {
+        self.gossip_call("publish", |r| {
+            GossipCommand::Publish(topic.to_string(), data, r)
+        })
+    }
+
+    /// The next message received through gossipsub, waiting at most
+    /// `timeout`. Messages are queued separately from [`PeerEvent`]s.
+    pub fn gossip_next_message(&self, timeout: Duration) -> Option<GossipMessage> {
+        lock(&self.gossip_messages).recv_timeout(timeout).ok()
+    }
+
+    /// Report the application's verdict on a message received under
+    /// [`GossipValidation::Manual`]; `Ok(false)` if libp2p-gossipsub no
+    /// longer has it (already reported, or it left the message cache).
+    pub fn gossip_report_validation(
+        &self,
+        id: &MessageId,
+        propagation_source: PeerId,
+        acceptance: GossipAcceptance,
+    ) -> Result<bool, String> {
+        self.gossip_call("report_validation", |reply| {
+            GossipCommand::ReportValidation {
+                id: id.clone(),
+                propagation_source,
+                acceptance,
+                reply,
+            }
+        })
+    }
+
+    /// Our mesh peers for `topic` (empty if gossipsub is disabled or the
+    /// node does not answer within 5 s).
+    pub fn gossip_mesh_peers(&self, topic: &str) -> Vec<PeerId> {
+        self.gossip_query(|r| GossipCommand::MeshPeers(topic.to_string(), r))
+            .unwrap_or_default()
+    }
+
+    /// Every peer gossipsub knows, with the topics it is subscribed to.
+    pub fn gossip_all_peers(&self) -> Vec<(PeerId, Vec<String>)> {
+        self.gossip_query(GossipCommand::AllPeers)
+            .unwrap_or_default()
+    }
+
+    /// The gossipsub version negotiated with each peer, as
+    /// libp2p-gossipsub's `PeerKind` displays it (`"Gossipsub v1.2"`,
+    /// `"Gossipsub v1.1"`, `"Not Supported"`, ...).
+    pub fn gossip_peer_protocols(&self) -> Vec<(PeerId, String)> {
+        self.gossip_query(GossipCommand::PeerProtocols)
+            .unwrap_or_default()
+    }
+
+    /// libp2p-gossipsub's metrics in OpenMetrics text; `None` unless
+    /// [`GossipConfig::metrics`] is on.
+    pub fn gossip_metrics(&self) -> Option<String> {
+        self.gossip_query(GossipCommand::Metrics).flatten()
+    }
+
+    /// How many IDONTWANT control messages this node has received (the
+    /// `idontwant_msgs` counter); `None` unless [`GossipConfig::metrics`] is
+    /// on.
+    pub fn gossip_idontwant_received(&self) -> Option<u64> {
+        self.gossip_metrics()
+            .map(|text| metric_total(&text, "idontwant_msgs"))
+    }
+
+    /// Stop polling the swarm until [`RustPeer::resume_swarm`]: commands
+    /// other than resume and shutdown are held, and nothing is read from
+    /// the swarm. Its connection tasks keep running (QUIC keeps the
+    /// connection alive) until their small event buffers to the swarm are
+    /// full; then they stop reading inbound streams, so QUIC flow control
+    /// pushes back on the senders. This makes a peer that "stops reading
+    /// its gossipsub stream" without closing anything.
+    pub fn pause_swarm(&self) {
+        self.send(Command::PauseSwarm(true));
+    }
+
+    /// Resume polling after [`RustPeer::pause_swarm`].
+    pub fn resume_swarm(&self) {
+        self.send(Command::PauseSwarm(false));
+    }
+
+    fn gossip_call<T>(
+        &self,
+        what: &str,
+        make: impl FnOnce(std_mpsc::Sender<Result<T, String>>) -> GossipCommand,
+    ) -> Result<T, String> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Command::Gossip(make(tx)));
+        recv_reply(&rx, GOSSIP_LOCAL_TIMEOUT, what)
+    }
+
+    fn gossip_query<T>(
+        &self,
+        make: impl FnOnce(std_mpsc::Sender<T>) -> GossipCommand,
+    ) -> Option<T> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Command::Gossip(make(tx)));
+        rx.recv_timeout(GOSSIP_LOCAL_TIMEOUT).ok()
+    }
+
     fn kad_call<T>(
         &self,
         timeout: Duration,
@@ -773,16 +944,19 @@ struct Behaviour {
     identify: identify::Behaviour,
     stream: libp2p_stream::Behaviour,
     kad: Toggle<libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>>,
+    gossipsub: Toggle<libp2p::gossipsub::Behaviour>,
 }
 
 type EventTx = std_mpsc::Sender<PeerEvent>;
+/// The event channel and the gossip message channel.
+type EventTxs = (EventTx, std_mpsc::Sender<GossipMessage>);
 
 fn run_thread(
     keypair: identity::Keypair,
     cfg: PeerConfig,
     listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
     cmd_rx: tokio_mpsc::UnboundedReceiver<Command>,
-    events: EventTx,
+    events: EventTxs,
     ready: std_mpsc::Sender<Result<(), String>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -823,6 +997,11 @@ struct Node {
     kad_add_identified: bool,
     /// [`KadConfig::replication_factor`].
     kad_replication: usize,
+    /// Gossipsub's metrics, validator and message channel (`None` when
+    /// gossipsub is disabled).
+    gossip: Option<GossipState>,
+    /// [`RustPeer::pause_swarm`] is in force.
+    paused: bool,
 }
 
 type StartError = (String, std_mpsc::Sender<Result<(), String>>);
@@ -832,7 +1011,7 @@ impl Node {
         keypair: identity::Keypair,
         cfg: &PeerConfig,
         listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
-        events: EventTx,
+        (events, messages): EventTxs,
         ready: std_mpsc::Sender<Result<(), String>>,
     ) -> Result<Node, StartError> {
         let ping_cfg = ping::Config::new().with_interval(cfg.ping_interval);
@@ -847,6 +1026,24 @@ impl Node {
             },
             None => None,
         };
+        let (gossip_behaviour, gossip) = match &cfg.gossipsub {
+            Some(g) => match gossip::behaviour(&keypair, g) {
+                Ok((b, registry)) => {
+                    let validator = match &g.validation {
+                        GossipValidation::Callback(f) => Some(f.clone()),
+                        _ => None,
+                    };
+                    let state = GossipState {
+                        registry,
+                        validator,
+                        messages,
+                    };
+                    (Some(b), Some(state))
+                }
+                Err(e) => return Err((e, ready)),
+            },
+            None => (None, None),
+        };
         let built = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_quic()
@@ -858,6 +1055,7 @@ impl Node {
                 ),
                 stream: libp2p_stream::Behaviour::new(),
                 kad: Toggle::from(kad_behaviour),
+                gossipsub: Toggle::from(gossip_behaviour),
             });
         let mut swarm = match built {
             Ok(b) => b
@@ -917,6 +1115,8 @@ impl Node {
             kad_pending: HashMap::new(),
             kad_add_identified: cfg.kad.as_ref().is_some_and(|k| k.add_identified_peers),
             kad_replication: cfg.kad.as_ref().map_or(0, |k| k.replication_factor.get()),
+            gossip,
+            paused: false,
         })
     }
 
@@ -926,6 +1126,17 @@ impl Node {
             // are none (the branch is disabled then anyway).
             let deadline = self.kad_next_deadline();
             let wake = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            if self.paused {
+                // Paused: only resume and shutdown are acted on; other
+                // commands wait (their callers time out) so that nothing
+                // touches the swarm.
+                match cmd_rx.recv().await {
+                    None | Some(Command::Shutdown) => break,
+                    Some(Command::PauseSwarm(p)) => self.paused = p,
+                    Some(_) => {}
+                }
+                continue;
+            }
             tokio::select! {
                 cmd = cmd_rx.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
@@ -1017,6 +1228,8 @@ impl Node {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
             Command::Kad(cmd) => self.on_kad_command(cmd),
+            Command::Gossip(cmd) => self.on_gossip_command(cmd),
+            Command::PauseSwarm(p) => self.paused = p,
             Command::Shutdown => {}
         }
     }
@@ -1124,6 +1337,7 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => self.on_identify(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Stream(())) => {}
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip_event(ev),
             // Dialing, IncomingConnection, external address bookkeeping: not
             // interesting for tests.
             _ => {}
