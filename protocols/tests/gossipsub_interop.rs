@@ -5,9 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use protocols::gossipsub::Validation;
 use protocols::gossipsub::{Gossipsub, GossipsubClient, GossipsubConfig, ReceivedMessage};
 use protocols::identify::{Identify, IdentifyConfig};
-use rust_libp2p_peer::{GossipConfig, PeerConfig, RustPeer};
+use rust_libp2p_peer::{GossipConfig, GossipVersions, PeerConfig, RustPeer};
+use std::sync::Arc;
 use swarm::{Keypair, Multiaddr, PeerId, Runtime, SwarmConfig, SwarmHandle};
 
 const TOPIC: &str = "interop-test";
@@ -26,12 +28,16 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn rust_peer() -> RustPeer {
+    rust_peer_with(GossipConfig::default())
+}
+
+fn rust_peer_with(config: GossipConfig) -> RustPeer {
     RustPeer::spawn(PeerConfig {
         gossipsub: Some(GossipConfig {
             heartbeat_initial_delay: Duration::from_millis(100),
             heartbeat_interval: Duration::from_millis(200),
             metrics: true,
-            ..GossipConfig::default()
+            ..config
         }),
         ..PeerConfig::default()
     })
@@ -56,6 +62,10 @@ impl Drop for OurNode {
 }
 
 fn our_node(seed: u8) -> OurNode {
+    our_node_with(seed, |_| {})
+}
+
+fn our_node_with(seed: u8, tune: impl FnOnce(&mut GossipsubConfig)) -> OurNode {
     let key = Keypair::ed25519_from_bytes([seed; 32]).unwrap();
     let peer = key.public().to_peer_id();
     let mut runtime = Runtime::new(SwarmConfig::new(key.clone())).unwrap();
@@ -64,6 +74,7 @@ fn our_node(seed: u8) -> OurNode {
     config.heartbeat_interval = Duration::from_millis(200);
     // rust-libp2p refuses RPCs over 64 KiB; stay within it.
     config.max_transmit_size = 65_536;
+    tune(&mut config);
     let (plugin, messages) = Gossipsub::with_message_channel(config, 256);
     let id = runtime.add_protocol(Box::new(plugin));
     let addr = runtime
@@ -165,4 +176,71 @@ fn ours_rust_ours_line_their_node_forwards_our_messages() {
     assert_eq!(at_y.propagation_source, b.peer_id());
     let at_b = b.gossip_next_message(WAIT).expect("B delivers it too");
     assert_eq!(at_b.source, Some(x.peer));
+}
+
+/// Our node between two rust-libp2p peers, meshes formed.
+fn rust_ours_rust(ours: &OurNode, a: &RustPeer, c: &RustPeer) {
+    a.connect(ours.addr.clone(), WAIT).expect("A dials us");
+    c.connect(ours.addr.clone(), WAIT).expect("C dials us");
+    ours.client.subscribe(TOPIC, WAIT).unwrap();
+    for p in [a, c] {
+        assert_eq!(p.gossip_subscribe(TOPIC), Ok(true));
+    }
+    eventually("meshes A-ours-C", || {
+        let mesh = ours.client.mesh_peers(TOPIC, WAIT).unwrap();
+        mesh.contains(&a.peer_id())
+            && mesh.contains(&c.peer_id())
+            && a.gossip_mesh_peers(TOPIC).contains(&ours.peer)
+            && c.gossip_mesh_peers(TOPIC).contains(&ours.peer)
+    });
+}
+
+#[test]
+fn a_v1_1_only_rust_peer_negotiates_meshsub_1_1_and_gets_messages() {
+    let ours = our_node(81);
+    let old = GossipConfig {
+        versions: GossipVersions::V1_1Only,
+        ..GossipConfig::default()
+    };
+    let (a, c) = (rust_peer_with(old), rust_peer());
+    rust_ours_rust(&ours, &a, &c);
+    let kind = |p: &RustPeer| {
+        p.gossip_peer_protocols()
+            .into_iter()
+            .find_map(|(q, k)| (q == ours.peer).then_some(k))
+    };
+    assert_eq!(kind(&a).as_deref(), Some("Gossipsub v1.1"));
+    assert_eq!(kind(&c).as_deref(), Some("Gossipsub v1.2"));
+    c.gossip_publish(TOPIC, b"to the old one".to_vec()).unwrap();
+    let m = a
+        .gossip_next_message(WAIT)
+        .expect("A (v1.1) receives through us");
+    assert_eq!(m.data, b"to the old one");
+    assert_eq!(m.source, Some(c.peer_id()));
+}
+
+#[test]
+fn a_message_we_reject_in_validation_is_not_forwarded_to_rust_peers() {
+    let ours = our_node_with(91, |c| {
+        c.validator = Some(Arc::new(|m| {
+            if m.data.starts_with(b"bad") {
+                Validation::Reject
+            } else {
+                Validation::Accept
+            }
+        }));
+    });
+    let (a, c) = (rust_peer(), rust_peer());
+    rust_ours_rust(&ours, &a, &c);
+    a.gossip_publish(TOPIC, b"bad apple".to_vec()).unwrap();
+    a.gossip_publish(TOPIC, b"good apple".to_vec()).unwrap();
+    let m = c.gossip_next_message(WAIT).expect("the good one");
+    assert_eq!(m.data, b"good apple");
+    assert!(c.gossip_next_message(Duration::from_millis(500)).is_none());
+    let got = ours
+        .messages
+        .recv_timeout(WAIT)
+        .expect("we deliver the good one");
+    assert_eq!(got.message.data, b"good apple");
+    assert_eq!(ours.client.stats(WAIT).unwrap().rejected, 1);
 }

@@ -111,6 +111,8 @@ pub struct GossipStats {
     pub idontwant_ignored: u64,
     /// Messages not validated because too many waited.
     pub validations_dropped: u64,
+    /// Messages authored by us that came back.
+    pub own_messages: u64,
     /// Messages for topics we do not subscribe to.
     pub unsubscribed_topic: u64,
     /// Subscriptions refused over `max_topics_per_peer`.

@@ -592,6 +592,12 @@ impl Router {
             Ok(decoded) => decoded,
             Err(error) => return self.invalid(peer, &message.topic, error),
         };
+        if decoded.source == Some(self.local) {
+            // Our own message coming back (after the seen-cache forgot it,
+            // or a replay): never delivered to ourselves.
+            self.stats.own_messages += 1;
+            return;
+        }
         let id = (self.config.message_id_fn)(&decoded);
         // A duplicate is dropped before its signature is checked: only
         // verified messages enter the seen-cache, so a forgery cannot
