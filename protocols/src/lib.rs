@@ -1,6 +1,7 @@
 //! Protocols as swarm plugins, written only against the swarm's public API:
 //! ping, identify (and push), perf, and the legacy `/libp2p/test/data`.
 
+pub mod gossipsub;
 pub mod identify;
 pub mod kad;
 pub mod perf;
