@@ -60,9 +60,11 @@ pub use api::{
 };
 pub use client::{ClientError, GossipsubClient};
 pub use codec::{RpcReader, encode};
-pub use config::{GossipsubConfig, MessageIdFn, QueueLimits, SigningPolicy, ValidatorFn};
+pub use config::{GossipsubConfig, MessageIdFn, QueueLimits, ValidatorFn};
 pub use error::{InvalidMessage, PublishError, WireError};
-pub use message::{GossipMessage, MessageId, Validation, content_hash_id, source_seqno_id};
+pub use message::{
+    GossipMessage, MessageId, SigningPolicy, Validation, content_hash_id, source_seqno_id,
+};
 pub use peer::PeerKind;
 pub use plugin::{Gossipsub, ReceivedMessage};
 pub use queue::{Frame, OutboundQueue, Priority};

@@ -111,7 +111,8 @@ pub trait Protocol: Send {
         let _ = (ctx, stream, data);
     }
 
-    /// A stream whose last write was short has room again.
+    /// A stream whose last write was short has room again, or whose
+    /// [`Context::send`] queue has drained.
     fn handle_stream_writable(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
         let _ = (ctx, stream);
     }
@@ -389,6 +390,8 @@ impl Context<'_> {
     /// the swarm stops reading the stream (no more `handle_stream_data`), so
     /// a plugin that answers what it reads is held back by its own remote.
     /// [`Context::finish`] after `send` finishes once the queue has drained.
+    /// When `send` left bytes queued, the plugin hears
+    /// [`Protocol::handle_stream_writable`] once all of them are written.
     /// Returns the bytes still queued on the stream.
     ///
     /// [`Limits::send_queue_high_water`]: crate::Limits::send_queue_high_water
@@ -481,6 +484,13 @@ impl Context<'_> {
     /// The remote's address on a connection (as we see it).
     pub fn connection_remote_addr(&self, conn: ConnId) -> Option<Multiaddr> {
         self.core.connection_remote_addr(conn)
+    }
+
+    /// Whether we dialed a connection (`Some(true)`) or the remote did
+    /// (`Some(false)`); `None` for a stale id. Gossipsub's D_out counts
+    /// the peers we dialed, which an attacker cannot fill by dialing us.
+    pub fn connection_is_outbound(&self, conn: ConnId) -> Option<bool> {
+        self.core.connection_is_outbound(conn)
     }
 
     /// Established connections to a peer.

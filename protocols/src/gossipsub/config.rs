@@ -8,22 +8,9 @@ use std::time::Duration;
 
 use swarm::Keypair;
 
-use super::message::{GossipMessage, MessageId, Validation, content_hash_id, source_seqno_id};
-
-/// How our messages are authored and how received ones are checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SigningPolicy {
-    /// We sign with the host key (author, 8-byte seqno, signature, and the
-    /// key if the PeerId does not inline it); received messages must carry
-    /// a valid signature. The spec's default.
-    StrictSign,
-    /// No author, seqno, signature or key, sent or accepted (Ethereum);
-    /// pair it with a content-hash message id.
-    StrictNoSign,
-    /// Like StrictNoSign on the way out; received messages are accepted
-    /// with whatever fields they carry (unchecked).
-    Anonymous,
-}
+use super::message::{
+    GossipMessage, MessageId, SigningPolicy, Validation, content_hash_id, source_seqno_id,
+};
 
 /// Computes a message's id. Must be deterministic and cheap.
 pub type MessageIdFn = Arc<dyn Fn(&GossipMessage) -> MessageId + Send + Sync>;

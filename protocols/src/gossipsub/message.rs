@@ -6,9 +6,23 @@
 use prost::Message as _;
 use swarm::{Keypair, PeerId, PublicKey};
 
-use super::config::SigningPolicy;
 use super::error::InvalidMessage;
 use super::proto;
+
+/// How our messages are authored and how received ones are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningPolicy {
+    /// We sign with the host key (author, 8-byte seqno, signature, and the
+    /// key if the PeerId does not inline it); received messages must carry
+    /// a valid signature. The spec's default.
+    StrictSign,
+    /// No author, seqno, signature or key, sent or accepted (Ethereum);
+    /// pair it with a content-hash message id.
+    StrictNoSign,
+    /// Like StrictNoSign on the way out; received messages are accepted
+    /// with whatever fields they carry (unchecked).
+    Anonymous,
+}
 
 /// The prefix of the signed bytes.
 const SIGNING_PREFIX: &[u8] = b"libp2p-pubsub:";

@@ -342,9 +342,9 @@ impl Protocol for Gossipsub {
             return;
         }
         if let Some(router) = self.router.as_mut() {
-            // The plugin API does not say who dialed; see the module docs
-            // of `router` on D_out.
-            router.add_peer(peer, false);
+            // D_out counts peers we dialed: the first connection says.
+            let outbound = ctx.connection_is_outbound(conn).unwrap_or(false);
+            router.add_peer(peer, outbound);
         }
         self.open_outbound(ctx, peer);
         self.settle(ctx);

@@ -15,10 +15,10 @@ use tracing::{debug, trace};
 
 use super::api::{GossipEvent, GossipStats};
 use super::codec;
-use super::config::{GossipsubConfig, SigningPolicy};
+use super::config::GossipsubConfig;
 use super::error::{InvalidMessage, PublishError};
 use super::mcache::MessageCache;
-use super::message::{self, GossipMessage, MessageId, Validation};
+use super::message::{self, GossipMessage, MessageId, SigningPolicy, Validation};
 use super::peer::{PeerKind, PeerState};
 use super::proto::{self, ControlMessage, Rpc};
 use super::queue::{Frame, OutboundQueue, Priority};

@@ -50,6 +50,11 @@ impl Core {
         self.conn(conn).map(|c| c.remote_addr.clone())
     }
 
+    pub(crate) fn connection_is_outbound(&self, conn: ConnId) -> Option<bool> {
+        self.conn(conn)
+            .map(|c| matches!(c.origin, Origin::Dialed { .. }))
+    }
+
     pub(crate) fn connections_to(&self, peer: &PeerId) -> Vec<ConnId> {
         self.connections
             .iter()

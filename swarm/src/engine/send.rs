@@ -144,9 +144,14 @@ impl Core {
         }
         stream.queue(data);
         let r = match stream.write_unsent(transport, sref.id) {
-            Ok(_) => {
+            Ok(drained) => {
                 if stream.unsent_len > high_water {
                     stream.queue_paused = true;
+                }
+                // The owner hears `handle_stream_writable` once the queue
+                // has drained, so it can pace what it sends next.
+                if !drained {
+                    stream.wants_writable = true;
                 }
                 Ok(stream.unsent_len)
             }
