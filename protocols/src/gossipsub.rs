@@ -18,7 +18,8 @@
 //!   drive it on a virtual clock.
 //! - [`OutboundQueue`] (`queue.rs`): each peer's bounded two-lane queue;
 //!   the plugin hands the swarm bytes only as the stream takes them.
-//! - Scoring (`score.rs`): a subset of v1.1, off by default.
+//! - Scoring (`score.rs`, `score_params.rs`, `promises.rs`): v1.1's P1–P7
+//!   with IHAVE promises, off by default.
 //! - [`Gossipsub`] (`plugin.rs`): streams, timers, commands; and
 //!   [`GossipsubClient`] (`client.rs`): the plugin from any thread.
 //!
@@ -49,10 +50,12 @@ mod mcache;
 mod message;
 mod peer;
 mod plugin;
+mod promises;
 pub mod proto;
 mod queue;
 mod router;
 mod score;
+mod score_params;
 mod seen;
 
 pub use api::{
@@ -69,7 +72,7 @@ pub use peer::PeerKind;
 pub use plugin::{Gossipsub, ReceivedMessage};
 pub use queue::{Frame, OutboundQueue, Priority};
 pub use router::Router;
-pub use score::{ScoreParams, TopicScoreParams};
+pub use score_params::{ScoreParams, TopicScoreParams};
 
 /// Gossipsub v1.2 (IDONTWANT).
 pub const MESHSUB_1_2: &str = "/meshsub/1.2.0";

@@ -135,6 +135,13 @@ pub struct GossipStats {
     pub pending_validations: usize,
     /// Received messages the bounded channel refused (full).
     pub channel_drops: u64,
+    /// IHAVE promises broken (advertised, asked for, not delivered in
+    /// time; scoring on).
+    pub broken_promises: u64,
+    /// IHAVE promises open now.
+    pub open_promises: usize,
+    /// Departed peers whose bad scores are kept.
+    pub retained_scores: usize,
 }
 
 /// A command to the plugin.

@@ -97,6 +97,10 @@ pub struct GossipsubConfig {
     pub max_ihave_messages: usize,
     /// Most times we answer IWANT for one message id to one peer. Default 3.
     pub gossip_retransmission: u32,
+    /// How long a peer has to deliver a message it advertised (IHAVE) and
+    /// we asked for (IWANT) before the promise counts as broken (P7, with
+    /// scoring on). Default 3 s.
+    pub iwant_followup_time: Duration,
     /// Publish to every subscribed peer, not just the mesh. Default true.
     pub flood_publish: bool,
     /// Heartbeats between opportunistic grafting rounds. Default 60.
@@ -129,7 +133,7 @@ pub struct GossipsubConfig {
     /// Most messages per RPC we handle. Default 1,024.
     pub max_messages_per_rpc: usize,
     /// Peer scoring (v1.1). `None` (default) turns it off.
-    pub scoring: Option<super::score::ScoreParams>,
+    pub scoring: Option<super::score_params::ScoreParams>,
 }
 
 impl fmt::Debug for GossipsubConfig {
@@ -176,6 +180,7 @@ impl GossipsubConfig {
             max_ihave_length: 5000,
             max_ihave_messages: 10,
             gossip_retransmission: 3,
+            iwant_followup_time: Duration::from_secs(3),
             flood_publish: true,
             opportunistic_graft_ticks: 60,
             opportunistic_graft_peers: 2,

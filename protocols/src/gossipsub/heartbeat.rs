@@ -22,6 +22,10 @@ impl Router {
         self.seen.expire(now);
         self.backoff.retain(|_, until| *until > now);
         if let Some(scores) = &mut self.scores {
+            for (peer, broken) in self.promises.take_broken(now) {
+                self.stats.broken_promises += broken as u64;
+                scores.behaviour_penalty(&peer, broken as f64);
+            }
             scores.refresh(now);
         }
         let history = self.config.history_length as u64;
@@ -76,7 +80,7 @@ impl Router {
             candidates.shuffle(rng);
             for p in candidates.into_iter().take(d - mesh.len()) {
                 mesh.insert(p);
-                self.graft(p, topic);
+                self.graft(p, topic, now);
             }
         }
         // Too many: keep D, preferring D_score best-scored and D_out outbound.
@@ -129,7 +133,7 @@ impl Router {
                 candidates.shuffle(rng);
                 for p in candidates.into_iter().take(d_out - outbound) {
                     mesh.insert(p);
-                    self.graft(p, topic);
+                    self.graft(p, topic, now);
                 }
             }
         }
@@ -159,7 +163,7 @@ impl Router {
                     .take(self.config.opportunistic_graft_peers)
                 {
                     mesh.insert(p);
-                    self.graft(p, topic);
+                    self.graft(p, topic, now);
                 }
             }
         }

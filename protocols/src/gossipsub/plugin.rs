@@ -12,10 +12,12 @@
 //! [`OutboundQueue`]: super::OutboundQueue
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::mpsc;
 
 use bytes::Bytes;
-use swarm::{ConnId, Context, Message, PeerId, Protocol, StreamError, StreamRef};
+use swarm::multiaddr::Protocol as AddrPart;
+use swarm::{ConnId, Context, Message, Multiaddr, PeerId, Protocol, StreamError, StreamRef};
 use tracing::{debug, warn};
 
 use super::PROTOCOLS;
@@ -345,6 +347,9 @@ impl Protocol for Gossipsub {
             // D_out counts peers we dialed: the first connection says.
             let outbound = ctx.connection_is_outbound(conn).unwrap_or(false);
             router.add_peer(peer, outbound);
+            if let Some(ip) = ctx.connection_remote_addr(conn).and_then(|a| ip_of(&a)) {
+                router.set_peer_ip(&peer, ip);
+            }
         }
         self.open_outbound(ctx, peer);
         self.settle(ctx);
@@ -511,5 +516,14 @@ impl Protocol for Gossipsub {
             Ok(command) => self.command(ctx, *command),
             Err(_) => debug!("ignoring a message that is not a GossipCommand"),
         }
+    }
+}
+
+/// The IP address at the front of a multiaddr (`/ip4/…` or `/ip6/…`).
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    match addr.iter().next()? {
+        AddrPart::Ip4(ip) => Some(ip.into()),
+        AddrPart::Ip6(ip) => Some(ip.into()),
+        _ => None,
     }
 }

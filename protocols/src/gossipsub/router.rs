@@ -5,6 +5,7 @@
 //! Tests drive it directly on a virtual clock.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use super::error::{InvalidMessage, PublishError};
 use super::mcache::MessageCache;
 use super::message::{self, GossipMessage, MessageId, SigningPolicy, Validation};
 use super::peer::{PeerKind, PeerState};
+use super::promises::GossipPromises;
 use super::proto::{self, ControlMessage, Rpc};
 use super::queue::{Frame, OutboundQueue, Priority};
 use super::score::PeerScores;
@@ -52,6 +54,8 @@ pub struct Router {
     pub(crate) events: Vec<GossipEvent>,
     pub(crate) stats: GossipStats,
     pub(crate) scores: Option<PeerScores>,
+    /// IHAVE promises we hold peers to (scoring on only).
+    pub(crate) promises: GossipPromises,
 }
 
 impl Router {
@@ -77,6 +81,7 @@ impl Router {
             events: Vec::new(),
             stats: GossipStats::default(),
             scores,
+            promises: GossipPromises::default(),
         }
     }
 
@@ -151,6 +156,14 @@ impl Router {
         }
         if let Some(scores) = &mut self.scores {
             scores.remove_peer(peer);
+        }
+        self.promises.remove_peer(peer);
+    }
+
+    /// The IP address a peer connected from (P6, IP colocation).
+    pub fn set_peer_ip(&mut self, peer: &PeerId, ip: IpAddr) {
+        if let Some(scores) = &mut self.scores {
+            scores.set_ip(peer, ip);
         }
     }
 
@@ -233,6 +246,8 @@ impl Router {
         stats.mcache_len = self.mcache.len();
         stats.seen_len = self.seen.len();
         stats.pending_validations = self.pending.len();
+        stats.open_promises = self.promises.len();
+        stats.retained_scores = self.scores.as_ref().map_or(0, PeerScores::retained_len);
         stats
     }
 
@@ -280,7 +295,11 @@ impl Router {
         self.send(peer, &rpc, Priority::High);
     }
 
-    pub(crate) fn graft(&mut self, peer: PeerId, topic: &str) {
+    pub(crate) fn graft(&mut self, peer: PeerId, topic: &str, now: Instant) {
+        // Its time in our mesh (P1, P3) counts from now.
+        if let Some(scores) = &mut self.scores {
+            scores.grafted(&peer, topic, now);
+        }
         self.send_control(
             peer,
             ControlMessage {
@@ -303,6 +322,10 @@ impl Router {
         now: Instant,
         rng: &mut dyn RngCore,
     ) {
+        // Out of our mesh: P1 stops, a delivery deficit becomes P3b.
+        if let Some(scores) = &mut self.scores {
+            scores.pruned(&peer, topic);
+        }
         self.set_backoff(topic, peer, now + backoff);
         let v11 = self
             .peers
@@ -376,7 +399,7 @@ impl Router {
             mesh.insert(p);
         }
         for p in mesh.clone() {
-            self.graft(p, topic);
+            self.graft(p, topic, now);
         }
         debug!(topic, mesh = mesh.len(), "subscribed");
         self.mesh.insert(topic.to_owned(), mesh);
@@ -604,14 +627,18 @@ impl Router {
         // shadow the genuine message, and verification is paid once.
         if self.seen.contains(&id) {
             self.stats.duplicates += 1;
+            if let Some(scores) = &mut self.scores {
+                scores.duplicate_delivered(&peer, &decoded.topic, &id, now);
+            }
             return;
         }
         if let Err(error) = message::verify(self.config.signing, &message, &decoded) {
             return self.invalid(peer, &message.topic, error);
         }
         self.seen.insert(id.clone(), now);
+        self.promises.delivered(&id);
         if let Some(scores) = &mut self.scores {
-            scores.first_delivery(&peer, &decoded.topic);
+            scores.message_delivered(&peer, &decoded.topic, &id, now);
         }
         if !self.subscriptions.contains(&decoded.topic) {
             self.stats.unsubscribed_topic += 1;
@@ -800,7 +827,7 @@ impl Router {
             .as_ref()
             .is_some_and(|s| s.score(&peer) < s.params().gossip_threshold);
         if !below_gossip {
-            self.handle_ihave(peer, control.ihave);
+            self.handle_ihave(peer, control.ihave, now, rng);
             self.handle_iwant(peer, control.iwant);
         }
         for graft in control.graft {
@@ -814,7 +841,13 @@ impl Router {
         self.handle_idontwant(peer, control.idontwant);
     }
 
-    fn handle_ihave(&mut self, peer: PeerId, ihaves: Vec<proto::ControlIHave>) {
+    fn handle_ihave(
+        &mut self,
+        peer: PeerId,
+        ihaves: Vec<proto::ControlIHave>,
+        now: Instant,
+        rng: &mut dyn RngCore,
+    ) {
         if ihaves.is_empty() {
             return;
         }
@@ -854,6 +887,12 @@ impl Router {
             }
         }
         if !wanted.is_empty() {
+            if self.scores.is_some() {
+                // One id of the IWANT, chosen at random, is watched.
+                let watched = wanted[rng.next_u32() as usize % wanted.len()].clone();
+                let deadline = now + self.config.iwant_followup_time;
+                self.promises.add(peer, MessageId(watched), deadline);
+            }
             self.send_control(
                 peer,
                 ControlMessage {
