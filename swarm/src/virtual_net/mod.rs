@@ -542,14 +542,20 @@ impl VirtualNet {
     }
 
     /// Node `n`'s swarm (polled on the next turn, as for
-    /// [`VirtualNet::node_mut`]).
+    /// [`VirtualNet::node_mut`]), with its clock brought to the current
+    /// virtual time: what the caller does through it (a publish, a timer,
+    /// a query's start) happens now, not when the node last had work.
     ///
     /// # Panics
     ///
     /// If node `n` is not a [`Swarm`].
     pub fn swarm(&mut self, n: usize) -> &mut Swarm {
-        self.node_mut::<Swarm>(n)
-            .unwrap_or_else(|| panic!("node {n} is not a swarm"))
+        let now = self.now;
+        let swarm = self
+            .node_mut::<Swarm>(n)
+            .unwrap_or_else(|| panic!("node {n} is not a swarm"));
+        in_node(n, || swarm.feed_timeout(now));
+        swarm
     }
 
     /// Feed `data` to node `n` now, as if `from` had sent it, bypassing the

@@ -231,9 +231,7 @@ pub(crate) fn run(args: GossipArgs) -> anyhow::Result<()> {
         let node = &nodes[k % args.publishers];
         let mut data = vec![0u8; args.size];
         data[..8].copy_from_slice(&(k as u64).to_le_bytes());
-        let at = net
-            .swarm(node.index)
-            .with_context(node.plugin, |ctx| ctx.now());
+        let at = net.now();
         let request = GossipRequest::Publish {
             topic: TOPIC.into(),
             data,
