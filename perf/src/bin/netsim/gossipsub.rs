@@ -59,6 +59,11 @@ pub(crate) struct GossipArgs {
     /// Send no IDONTWANT (v1.2) at all, for comparison.
     #[arg(long)]
     no_idontwant: bool,
+    /// Each connection's QUIC send window in KiB (0: the swarm's default,
+    /// 15 MB). What QUIC holds is beyond IDONTWANT's reach and the queue's
+    /// priorities; a small window keeps the backlog in gossipsub's queue.
+    #[arg(long, default_value_t = 0)]
+    send_window_kib: u64,
     /// StrictNoSign with content-hash ids instead of StrictSign (signing
     /// and verifying cost ~0.1 ms per message per node).
     #[arg(long)]
@@ -151,6 +156,9 @@ fn add_node(
     let mut config = SwarmConfig::new(keypair.clone());
     config.seed = Some(rng.random());
     config.idle_connection_timeout = Duration::from_secs(3600);
+    if args.send_window_kib > 0 {
+        config.send_window = args.send_window_kib * 1024;
+    }
     let mut gossip = GossipsubConfig::new(keypair);
     if args.unsigned {
         gossip.signing = SigningPolicy::StrictNoSign;
@@ -296,6 +304,7 @@ pub(crate) fn run(args: GossipArgs) -> anyhow::Result<()> {
             "idontwant": !args.no_idontwant,
             "signed": !args.unsigned,
             "size": args.size,
+            "send_window_kib": args.send_window_kib,
             "finished": outcome.is_done(),
             "virtual_s": net.elapsed().as_secs_f64(),
             "wall_s": progress.wall_s(),
