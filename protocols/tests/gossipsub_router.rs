@@ -326,3 +326,53 @@ fn floodsub_peers_get_every_message_and_no_control() {
     }
     assert_eq!(messages, 1);
 }
+
+/// Node 0 dials peers 1 and 2; peers 3..15 dial it; the peers also know
+/// each other (so they do not all graft node 0). `tune` adjusts configs.
+fn d_out_net(seed: u64, tune: impl Fn(&mut protocols::gossipsub::GossipsubConfig)) -> RouterNet {
+    let mut net = RouterNet::new(15, seed, |i| {
+        let mut c = signed(i);
+        tune(&mut c);
+        c
+    });
+    net.connect(0, 1);
+    net.connect(0, 2);
+    for i in 3..15 {
+        net.connect(i, 0);
+    }
+    for i in 1..15 {
+        for step in 1..5 {
+            let j = 1 + (i - 1 + step) % 14;
+            net.connect(i, j);
+        }
+    }
+    for i in 0..15 {
+        net.subscribe(i);
+    }
+    net.deliver();
+    for _ in 0..3 {
+        net.tick(SEC);
+    }
+    net
+}
+
+/// Seeds (of 20) where node 0's mesh lacks one of the peers it dialed.
+fn seeds_missing_outbound(tune: impl Fn(&mut protocols::gossipsub::GossipsubConfig)) -> usize {
+    (0..20)
+        .filter(|&seed| {
+            let mut net = d_out_net(seed, &tune);
+            let (out1, out2) = (net.ids[1], net.ids[2]);
+            let mesh = net.r(0).mesh_peers(TOPIC);
+            !(mesh.contains(&out1) && mesh.contains(&out2))
+        })
+        .count()
+}
+
+#[test]
+fn the_mesh_keeps_d_out_peers_we_dialed() {
+    // With D_out = 2 the heartbeat grafts both peers node 0 dialed, so
+    // peers that dialed us (which an attacker can) never fill the mesh.
+    assert_eq!(seeds_missing_outbound(|_| {}), 0);
+    // Without it, chance leaves them out at times (the check can fail).
+    assert!(seeds_missing_outbound(|c| c.mesh_outbound_min = 0) > 0);
+}
