@@ -74,6 +74,7 @@ pub mod peer_store;
 mod quic_varint;
 pub mod tls;
 mod verified_certificates;
+pub mod yamux;
 // 2. cross-thread buffers: waking the swarm, streams and flows on threads;
 mod detached_packet_flow;
 mod detached_stream;
