@@ -70,6 +70,7 @@ pub mod identity;
 mod ids;
 mod limits;
 pub mod multistream;
+pub mod noise;
 pub mod peer_store;
 mod quic_varint;
 pub mod tls;
