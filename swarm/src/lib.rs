@@ -76,6 +76,8 @@ mod quic_varint;
 pub mod tls;
 mod verified_certificates;
 pub mod yamux;
+// (and, over those three: the TCP upgrade, multistream-select + Noise + Yamux)
+pub mod tcp_upgrade;
 // 2. cross-thread buffers: waking the swarm, streams and flows on threads;
 mod detached_packet_flow;
 mod detached_stream;
