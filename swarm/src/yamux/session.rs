@@ -253,6 +253,7 @@ impl Session {
     }
 
     fn on_header(&mut self, h: Header, now: Instant) -> Result<(), ConnectionError> {
+        tracing::trace!(?h, "yamux frame in");
         match h.kind {
             FrameType::Ping => {
                 if h.stream != 0 {
@@ -667,6 +668,7 @@ impl Session {
     // ----- helpers -----
 
     fn push_frame(&mut self, h: Header) {
+        tracing::trace!(?h, "yamux frame out");
         h.encode(&mut self.out);
     }
 
