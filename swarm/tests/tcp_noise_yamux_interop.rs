@@ -1,6 +1,6 @@
 //! Interop over TCP + Noise + Yamux with a real rust-libp2p 0.57 node, in
 //! both directions: ping, identify, perf 10 MiB each way, many parallel
-//! streams, and the PeerId check. Our side is the sans-I/O stack (the
+//! streams, and the PeerId check; and TCP + TLS + Yamux (we dial). Our side is the sans-I/O stack (the
 //! engine's TCP path is not wired yet) driven by `tcp_driver` on a
 //! blocking socket.
 
@@ -142,6 +142,34 @@ fn rust_libp2p_opens_many_parallel_streams_to_us() {
     });
     stop.store(true, Ordering::Relaxed);
     assert_eq!(server.join().unwrap(), 48);
+}
+
+#[test]
+fn we_dial_rust_libp2p_over_tcp_tls_yamux_and_ping_and_run_perf() {
+    let rust = rust_peer();
+    let key = Keypair::generate_ed25519();
+    let addr = rust.tcp_dial_addr(TIMEOUT).expect("tcp");
+    let mut conn = Conn::dial_tls(socket_addr(&addr), &key, Some(rust.peer_id())).expect("upgrade");
+    assert!(conn.sec.is_tls());
+    let payload: Vec<u8> = (100..132).collect();
+    let id = conn.open(PING);
+    conn.write_all(id, &payload);
+    assert_eq!(conn.read_reply_up_to(id, PING, 32), payload, "ping echoed");
+    let mut upload = TEN_MIB.to_be_bytes().to_vec();
+    upload.extend(std::iter::repeat_n(0x33, TEN_MIB as usize));
+    assert_eq!(conn.request(PERF, &upload).len() as u64, TEN_MIB);
+}
+
+#[test]
+fn tls_dial_of_rust_libp2p_with_the_wrong_peer_id_fails_in_the_handshake() {
+    let rust = rust_peer();
+    let key = Keypair::generate_ed25519();
+    let wrong = Keypair::generate_ed25519().public().to_peer_id();
+    let addr = rust.tcp_dial_addr(TIMEOUT).expect("tcp");
+    let err = Conn::dial_tls(socket_addr(&addr), &key, Some(wrong))
+        .err()
+        .expect("must fail");
+    assert_eq!(err.wrong_peer_id(), Some((wrong, rust.peer_id())));
 }
 
 #[test]

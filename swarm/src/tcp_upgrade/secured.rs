@@ -1,4 +1,5 @@
-//! An upgraded TCP connection: a Yamux session inside a Noise channel.
+//! An upgraded TCP connection: a Yamux session inside a Noise or TLS
+//! channel.
 //!
 //! Driving contract: hand received socket bytes to
 //! [`SecuredConnection::feed`]; after every call, write
@@ -11,25 +12,33 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use libp2p_identity::PeerId;
 
+use super::channel::Channel;
 use super::error::UpgradeError;
-use crate::noise::{NoiseTransport, RemoteIdentity};
+use crate::noise::RemoteIdentity;
 use crate::yamux::Session;
 
-/// Noise around Yamux, with the remote's proved identity.
+/// Noise (or TLS) around Yamux, with the remote's proved identity.
 pub struct SecuredConnection {
-    noise: NoiseTransport,
+    channel: Channel,
     session: Session,
-    remote: RemoteIdentity,
+    remote_peer: PeerId,
+    noise_identity: Option<RemoteIdentity>,
     plain: BytesMut,
     out: BytesMut,
 }
 
 impl SecuredConnection {
-    pub(super) fn new(noise: NoiseTransport, session: Session, remote: RemoteIdentity) -> Self {
+    pub(super) fn new(
+        channel: Channel,
+        session: Session,
+        remote_peer: PeerId,
+        noise_identity: Option<RemoteIdentity>,
+    ) -> Self {
         Self {
-            noise,
+            channel,
             session,
-            remote,
+            remote_peer,
+            noise_identity,
             plain: BytesMut::new(),
             out: BytesMut::new(),
         }
@@ -41,14 +50,20 @@ impl SecuredConnection {
         self.out = first;
     }
 
-    /// The remote's PeerId, as the Noise handshake proved it.
+    /// The remote's PeerId, as the Noise or TLS handshake proved it.
     pub fn remote_peer(&self) -> PeerId {
-        self.remote.public_key.to_peer_id()
+        self.remote_peer
     }
 
-    /// The remote's identity (key and the muxers it listed).
-    pub fn remote_identity(&self) -> &RemoteIdentity {
-        &self.remote
+    /// The remote's Noise identity (key and the muxers it listed); `None`
+    /// over TLS.
+    pub fn noise_identity(&self) -> Option<&RemoteIdentity> {
+        self.noise_identity.as_ref()
+    }
+
+    /// Whether the connection is secured by TLS rather than Noise.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.channel, Channel::Tls(_))
     }
 
     /// The Yamux session: open, accept, read and write streams.
@@ -58,7 +73,7 @@ impl SecuredConnection {
 
     /// Bytes received from the socket, split anywhere.
     pub fn feed(&mut self, data: &[u8], now: Instant) -> Result<(), UpgradeError> {
-        self.noise.decrypt(data, &mut self.plain)?;
+        self.channel.decrypt(data, &mut self.plain)?;
         if !self.plain.is_empty() {
             let plain = self.plain.split();
             self.session.feed(&plain, now)?;
@@ -69,13 +84,13 @@ impl SecuredConnection {
     /// Ciphertext to write to the socket (empty when nothing is queued).
     pub fn take_outbound(&mut self) -> Result<Bytes, UpgradeError> {
         let plain = self.session.take_outbound();
-        self.noise.encrypt(&plain, &mut self.out)?;
+        self.channel.encrypt(&plain, &mut self.out)?;
         Ok(self.out.split().freeze())
     }
 
     /// The socket reached end of file: an error if it ended inside a Noise
     /// message.
     pub fn on_eof(&self) -> Result<(), UpgradeError> {
-        Ok(self.noise.on_eof()?)
+        self.channel.on_eof()
     }
 }

@@ -6,6 +6,7 @@ use libp2p_identity::Keypair;
 
 use super::*;
 use crate::noise::NoiseError;
+use crate::tls::TlsIdentity;
 use crate::yamux::{Read, YamuxConfig};
 
 fn key(n: u8) -> Keypair {
@@ -47,10 +48,11 @@ fn dialer_and_listener_upgrade_and_carry_a_stream_even_byte_by_byte() {
         let d = TcpUpgrade::dialer(
             &key(1),
             Some(key(2).public().to_peer_id()),
+            DialSecurity::Noise,
             YamuxConfig::default(),
             [1; 32],
         );
-        let l = TcpUpgrade::listener(&key(2), YamuxConfig::default(), [2; 32]);
+        let l = TcpUpgrade::listener(&key(2), None, YamuxConfig::default(), [2; 32]);
         let (mut d, mut l) = upgrade(d, l, chunk).unwrap();
         assert_eq!(d.remote_peer(), key(2).public().to_peer_id());
         assert_eq!(l.remote_peer(), key(1).public().to_peer_id());
@@ -69,8 +71,14 @@ fn dialer_and_listener_upgrade_and_carry_a_stream_even_byte_by_byte() {
 #[test]
 fn dialing_the_wrong_peer_fails_the_upgrade_with_wrong_peer_id() {
     let wrong = key(3).public().to_peer_id();
-    let d = TcpUpgrade::dialer(&key(1), Some(wrong), YamuxConfig::default(), [1; 32]);
-    let l = TcpUpgrade::listener(&key(2), YamuxConfig::default(), [2; 32]);
+    let d = TcpUpgrade::dialer(
+        &key(1),
+        Some(wrong),
+        DialSecurity::Noise,
+        YamuxConfig::default(),
+        [1; 32],
+    );
+    let l = TcpUpgrade::listener(&key(2), None, YamuxConfig::default(), [2; 32]);
     let err = upgrade(d, l, usize::MAX).err().expect("must fail");
     assert_eq!(
         err,
@@ -84,7 +92,13 @@ fn dialing_the_wrong_peer_fails_the_upgrade_with_wrong_peer_id() {
 #[test]
 fn a_listener_that_refuses_noise_fails_the_dialer_with_a_typed_error() {
     let now = Instant::now();
-    let mut d = TcpUpgrade::dialer(&key(1), None, YamuxConfig::default(), [1; 32]);
+    let mut d = TcpUpgrade::dialer(
+        &key(1),
+        None,
+        DialSecurity::Noise,
+        YamuxConfig::default(),
+        [1; 32],
+    );
     let _ = d.take_outbound();
     // The listener's header, then `na` to our proposal.
     let mut reply = bytes::BytesMut::new();
@@ -97,4 +111,70 @@ fn a_listener_that_refuses_noise_fails_the_dialer_with_a_typed_error() {
         ))
     ));
     assert_eq!(d.feed(b"", now), Err(UpgradeError::Over));
+}
+
+fn tls_dialer(dialer: u8, expected: Option<libp2p_identity::PeerId>) -> TcpUpgrade {
+    let identity = TlsIdentity::new(&key(dialer)).unwrap();
+    let (config, observed) = identity.client_config(expected).unwrap();
+    TcpUpgrade::dialer(
+        &key(dialer),
+        expected,
+        DialSecurity::Tls { config, observed },
+        YamuxConfig::default(),
+        [1; 32],
+    )
+}
+
+fn tls_listener(listener: u8) -> TcpUpgrade {
+    let identity = TlsIdentity::new(&key(listener)).unwrap();
+    TcpUpgrade::listener(
+        &key(listener),
+        Some(identity.server_config().unwrap()),
+        YamuxConfig::default(),
+        [2; 32],
+    )
+}
+
+#[test]
+fn tls_upgrade_proves_both_peer_ids_and_carries_a_stream() {
+    for chunk in [3, usize::MAX] {
+        let d = tls_dialer(1, Some(key(2).public().to_peer_id()));
+        let (mut d, mut l) = upgrade(d, tls_listener(2), chunk).unwrap();
+        assert!(d.is_tls() && l.is_tls());
+        assert_eq!(d.remote_peer(), key(2).public().to_peer_id());
+        assert_eq!(l.remote_peer(), key(1).public().to_peer_id());
+        let now = Instant::now();
+        let id = d.session().open_stream(now).unwrap();
+        d.session().write(id, b"over tls and yamux").unwrap();
+        pump(&mut d, &mut l);
+        assert_eq!(l.session().accept_stream(), Some(id));
+        assert_eq!(
+            l.session().read(id, 100, now),
+            Read::Data("over tls and yamux".into())
+        );
+    }
+}
+
+#[test]
+fn tls_dial_of_the_wrong_peer_fails_in_the_handshake_with_wrong_peer_id() {
+    let wrong = key(3).public().to_peer_id();
+    let err = upgrade(tls_dialer(1, Some(wrong)), tls_listener(2), usize::MAX)
+        .err()
+        .expect("must fail");
+    assert_eq!(
+        err.wrong_peer_id(),
+        Some((wrong, key(2).public().to_peer_id()))
+    );
+}
+
+#[test]
+fn a_listener_without_tls_refuses_a_tls_dialer() {
+    let l = TcpUpgrade::listener(&key(2), None, YamuxConfig::default(), [2; 32]);
+    let err = upgrade(tls_dialer(1, None), l, usize::MAX)
+        .err()
+        .expect("must fail");
+    assert!(matches!(
+        err,
+        UpgradeError::Select(crate::multistream::MultistreamError::Refused { .. })
+    ));
 }

@@ -14,7 +14,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use swarm::multistream::{MultistreamLimits, Negotiation, Progress};
-use swarm::tcp_upgrade::{SecuredConnection, TcpUpgrade, UpgradeError, UpgradeProgress};
+use swarm::tcp_upgrade::{
+    DialSecurity, SecuredConnection, TcpUpgrade, UpgradeError, UpgradeProgress,
+};
+use swarm::tls::TlsIdentity;
 use swarm::yamux::{Read, YamuxConfig};
 use swarm::{Keypair, PeerId};
 
@@ -87,26 +90,44 @@ fn run_upgrade(mut sock: TcpStream, mut up: TcpUpgrade) -> Result<Conn, UpgradeE
 }
 
 impl Conn {
-    /// Dial `addr` and upgrade, expecting `expected`.
+    /// Dial `addr` over Noise and upgrade, expecting `expected`.
     pub fn dial(
         addr: SocketAddr,
         key: &Keypair,
         expected: Option<PeerId>,
     ) -> Result<Conn, UpgradeError> {
-        let sock = TcpStream::connect_timeout(&addr, STEP_TIMEOUT).unwrap();
-        run_upgrade(
-            sock,
-            TcpUpgrade::dialer(key, expected, YamuxConfig::default(), rand_seed()),
-        )
+        Self::dial_with(addr, key, expected, DialSecurity::Noise)
     }
 
-    /// Accept one connection on `listener` and upgrade it.
+    /// Dial `addr` over TLS 1.3 (`/tls/1.0.0`) and upgrade.
+    pub fn dial_tls(
+        addr: SocketAddr,
+        key: &Keypair,
+        expected: Option<PeerId>,
+    ) -> Result<Conn, UpgradeError> {
+        let identity = TlsIdentity::new(key).unwrap();
+        let (config, observed) = identity.client_config(expected).unwrap();
+        Self::dial_with(addr, key, expected, DialSecurity::Tls { config, observed })
+    }
+
+    fn dial_with(
+        addr: SocketAddr,
+        key: &Keypair,
+        expected: Option<PeerId>,
+        security: DialSecurity,
+    ) -> Result<Conn, UpgradeError> {
+        let sock = TcpStream::connect_timeout(&addr, STEP_TIMEOUT).unwrap();
+        let up = TcpUpgrade::dialer(key, expected, security, YamuxConfig::default(), rand_seed());
+        run_upgrade(sock, up)
+    }
+
+    /// Accept one connection on `listener` and upgrade it (Noise or TLS,
+    /// as the dialer proposes).
     pub fn accept(listener: &TcpListener, key: &Keypair) -> Result<Conn, UpgradeError> {
         let (sock, _) = listener.accept().unwrap();
-        run_upgrade(
-            sock,
-            TcpUpgrade::listener(key, YamuxConfig::default(), rand_seed()),
-        )
+        let tls = TlsIdentity::new(key).unwrap().server_config().unwrap();
+        let up = TcpUpgrade::listener(key, Some(tls), YamuxConfig::default(), rand_seed());
+        run_upgrade(sock, up)
     }
 
     /// Write what the connection queued.
