@@ -1,4 +1,5 @@
-//! A single-threaded libp2p swarm over QUIC, with protocol plugins.
+//! A single-threaded libp2p swarm over QUIC and TCP (Noise or TLS, then
+//! Yamux), with protocol plugins.
 //!
 //! # Threading model
 //!
@@ -50,13 +51,22 @@
 //! See [`PacketFlow`] for the wire format, [`Context::open_packet_flow`],
 //! [`Context::packet_handler_for`] and [`Protocol::accept_inbound_packet_flow`].
 //!
+//! # TCP
+//!
+//! `/ip4|ip6/…/tcp/…` addresses are listened on and dialed beside QUIC, on
+//! the same thread: multistream-select picks `/noise` (or `/tls/1.0.0`),
+//! then `/yamux/1.0.0` ([`tcp_upgrade`], [`noise`], [`yamux`]), and Yamux
+//! streams go through the same stream layer as QUIC's, so a plugin cannot
+//! tell them apart. Back-pressure reaches the remote through the Yamux
+//! window. Packet flows are QUIC-only ([`PacketError::NotQuic`]).
+//!
 //! # Keep-alive
 //!
 //! A connection stays open while it has streams, or while a plugin keeps it
 //! with [`Context::keep_alive`]. Otherwise it closes after
 //! [`SwarmConfig::idle_connection_timeout`]. While open, QUIC PINGs every
 //! [`SwarmConfig::keep_alive_interval`] keep NATs and the peer's idle timer
-//! from closing it.
+//! from closing it (TCP connections send no keep-alive pings yet).
 
 // Layers, each using only those above it in this list (no import circle):
 // 1. value types: ids, errors, events, limits, config, addresses, keys,
@@ -103,7 +113,7 @@ pub use codes::{CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, RESET_CODE_NEGOTIATION};
 pub use config::SwarmConfig;
 pub use detached_packet_flow::DetachedPacketFlow;
 pub use detached_stream::DetachedStream;
-pub use engine::ReceivedDatagram;
+pub use engine::{ReceivedDatagram, TcpOutbound};
 pub use error::{
     Cause, ConnectionError, DialError, ListenError, OpenStreamError, PacketError, StreamError,
 };

@@ -52,7 +52,9 @@ impl Core {
                         && c.quic_deadline == Some(at)
                     {
                         c.quic_deadline = None;
-                        c.transport.quic().handle_timeout(now);
+                        if let Some(q) = c.transport.quic() {
+                            q.handle_timeout(now);
+                        }
                         self.touch(id.index as usize);
                     }
                 }

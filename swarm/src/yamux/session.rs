@@ -154,6 +154,11 @@ impl Session {
         self.stats
     }
 
+    /// Whether `id` names a stream the session still holds.
+    pub fn contains(&self, id: u32) -> bool {
+        self.streams.contains_key(&id)
+    }
+
     /// Streams open now.
     pub fn stream_count(&self) -> usize {
         self.streams.len()

@@ -1,0 +1,168 @@
+//! TCP in the swarm's engine, beside QUIC on the same mio thread: our
+//! nodes over TCP, rust-libp2p 0.57 over tcp/noise/yamux both ways, one
+//! node reached over QUIC and TCP at once, the PeerId check, and the
+//! packet-flow refusal on TCP connections.
+
+mod common;
+
+use common::*;
+use rust_libp2p_peer::{PeerConfig, PeerEvent, RustPeer};
+use swarm::multiaddr::Protocol as P;
+use swarm::{DialError, HandleError, Multiaddr, PacketError, PluginId, Runtime, StreamTarget};
+
+/// A node listening on QUIC and on TCP (both on loopback, port 0);
+/// returns it with its TCP address.
+fn dual_node(seed: u8) -> (Node, Multiaddr) {
+    let mut rt = Runtime::new(config(seed)).expect("runtime");
+    rt.add_protocol(Box::new(EchoPlugin));
+    let quic = rt
+        .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+        .expect("quic listen");
+    let tcp = rt
+        .listen(&"/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .expect("tcp listen");
+    assert!(tcp.iter().any(|p| matches!(p, P::Tcp(port) if port != 0)));
+    let peer = rt.swarm().local_peer_id();
+    let (handle, thread) = rt.spawn().expect("spawn");
+    let events = handle.subscribe(1024).expect("subscribe");
+    let node = Node::from_parts(handle, peer, quic, events, thread);
+    (node, tcp)
+}
+
+#[test]
+fn two_of_our_nodes_talk_over_tcp_noise_yamux() {
+    let (a, a_tcp) = dual_node(60);
+    let (b, _) = dual_node(61);
+    let conn = b
+        .handle
+        .dial(&a_tcp.clone().with(P::P2p(a.peer)), false, TIMEOUT)
+        .expect("TCP dial");
+    let addr = b
+        .handle
+        .call(TIMEOUT, move |s| {
+            s.with_context(PluginId::external(), |ctx| ctx.connection_remote_addr(conn))
+        })
+        .expect("call")
+        .expect("connection known");
+    assert!(
+        addr.iter().any(|p| matches!(p, P::Tcp(_))),
+        "the connection is TCP: {addr}"
+    );
+    for data in [b"x".to_vec(), pattern(100_000)] {
+        assert_eq!(echo_roundtrip(&b.handle, a.peer, &data), data);
+    }
+}
+
+#[test]
+fn tcp_dial_with_the_wrong_peer_id_fails_in_the_handshake() {
+    let (a, a_tcp) = dual_node(62);
+    let (b, _) = dual_node(63);
+    let wrong = swarm::Keypair::generate_ed25519().public().to_peer_id();
+    let err = b
+        .handle
+        .dial(&a_tcp.with(P::P2p(wrong)), false, TIMEOUT)
+        .expect_err("must fail");
+    match err {
+        HandleError::Failed(DialError::WrongPeerId { expected, actual }) => {
+            assert_eq!((expected, actual), (wrong, a.peer));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn packet_flows_on_a_tcp_connection_fail_with_a_clear_error() {
+    let (a, a_tcp) = dual_node(64);
+    let (b, _) = dual_node(65);
+    let conn = b
+        .handle
+        .dial(&a_tcp.with(P::P2p(a.peer)), false, TIMEOUT)
+        .expect("TCP dial");
+    let r = b
+        .handle
+        .call(TIMEOUT, move |s| {
+            s.with_context(PluginId::external(), |ctx| {
+                ctx.open_packet_flow(StreamTarget::Conn(conn), "/test/flow")
+                    .map(|_| ())
+            })
+        })
+        .expect("call");
+    assert!(matches!(r, Err(PacketError::NotQuic)), "{r:?}");
+}
+
+#[test]
+fn rust_libp2p_dials_our_swarm_over_tcp_and_echoes() {
+    let (ours, tcp) = dual_node(66);
+    let rust = RustPeer::spawn(PeerConfig {
+        listen: false,
+        ping_interval: std::time::Duration::from_millis(200),
+        ..PeerConfig::default()
+    });
+    let peer = rust
+        .connect(tcp.with(P::P2p(ours.peer)), TIMEOUT)
+        .expect("rust-libp2p connects over TCP");
+    assert_eq!(peer, ours.peer);
+    for data in [b"y".to_vec(), pattern(100_000)] {
+        let back = rust
+            .request(ours.peer, ECHO, data.clone(), TIMEOUT)
+            .expect("echo");
+        assert_eq!(back, data);
+    }
+    let seen = ours.wait_for(|e| match e {
+        swarm::SwarmEvent::ConnectionEstablished {
+            peer,
+            dialer,
+            remote_addr,
+            ..
+        } => Some((*peer, *dialer, remote_addr.to_string())),
+        _ => None,
+    });
+    let (p, dialer, remote) = seen.expect("established");
+    assert_eq!((p, dialer), (rust.peer_id(), false));
+    assert!(remote.contains("/tcp/"), "{remote}");
+}
+
+#[test]
+fn our_swarm_dials_rust_libp2p_over_tcp_and_echoes() {
+    let rust = RustPeer::spawn(PeerConfig {
+        listen_tcp: true,
+        echo_protocols: vec![ECHO.into()],
+        ..PeerConfig::default()
+    });
+    let (ours, _) = dual_node(67);
+    let addr = rust.tcp_dial_addr(TIMEOUT).expect("rust listens on TCP");
+    ours.handle.dial(&addr, false, TIMEOUT).expect("TCP dial");
+    for data in [b"z".to_vec(), pattern(100_000)] {
+        assert_eq!(echo_roundtrip(&ours.handle, rust.peer_id(), &data), data);
+    }
+    assert!(
+        rust.wait_for(TIMEOUT, |e| match e {
+            PeerEvent::InboundStream { .. } => Some(()),
+            _ => None,
+        })
+        .is_some()
+    );
+}
+
+#[test]
+fn one_node_serves_a_quic_peer_and_a_tcp_peer_with_one_plugin() {
+    let (hub, hub_tcp) = dual_node(68);
+    let (quic_peer, _) = dual_node(69);
+    let rust = RustPeer::spawn(PeerConfig {
+        listen: false,
+        ..PeerConfig::default()
+    });
+    quic_peer
+        .handle
+        .dial(&hub.p2p_addr(), false, TIMEOUT)
+        .expect("QUIC dial");
+    rust.connect(hub_tcp.with(P::P2p(hub.peer)), TIMEOUT)
+        .expect("TCP dial");
+    let data = pattern(50_000);
+    assert_eq!(echo_roundtrip(&quic_peer.handle, hub.peer, &data), data);
+    assert_eq!(
+        rust.request(hub.peer, ECHO, data.clone(), TIMEOUT)
+            .expect("echo"),
+        data
+    );
+}
