@@ -27,6 +27,10 @@ use super::error::{ConnectionError, OpenError, StreamError, WriteError};
 use super::frame::{Flags, FrameType, HEADER_LEN, Header, go_away_code};
 use super::stream::{RecvState, StreamState};
 
+/// The shortest interval between window updates that counts as "the
+/// reader keeps up" for auto-tuning, whatever the RTT (see `credit`).
+const MIN_TUNING_INTERVAL: Duration = Duration::from_millis(2);
+
 /// Which side of the connection we are: the dialer is the client (odd
 /// stream ids), the listener the server (even ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -552,8 +556,17 @@ impl Session {
             return;
         }
         let mut growth = 0;
+        // On loopback and LANs the measured RTT is below what a turn of the
+        // event loop takes; the floor lets a reader that keeps up grow its
+        // window there too, while one that pauses for longer never does.
+        //
+        // And the window must be what holds the sender back: less than half
+        // of it left to the remote. Without that, a reader that paused and
+        // then drains a full window at once would send two updates in the
+        // same instant and grow its window for nothing.
         if let Some(rtt) = rtt
-            && now.saturating_duration_since(s.last_update) < rtt * 2
+            && now.saturating_duration_since(s.last_update) < (rtt * 2).max(MIN_TUNING_INTERVAL)
+            && s.recv_window < s.recv_window_max / 2
         {
             let cap = self.config.max_stream_window.max(s.recv_window_max);
             let want = s.recv_window_max.min(cap - s.recv_window_max);
@@ -565,6 +578,13 @@ impl Session {
         }
         s.recv_window_max += growth;
         self.granted += u64::from(growth);
+        if growth > 0 {
+            tracing::debug!(
+                stream = id,
+                window = s.recv_window_max,
+                "yamux receive window grew"
+            );
+        }
         let delta = unread_credit + growth;
         s.recv_window += delta;
         s.last_update = now;

@@ -402,3 +402,43 @@ fn writes_beyond_the_outbound_buffer_wait_for_the_driver() {
     let _ = c.take_outbound();
     assert_eq!(c.poll_event(), Some(Event::Writable(id)));
 }
+
+#[test]
+fn window_grows_on_a_tiny_rtt_when_updates_come_within_the_floor_but_not_for_a_pausing_reader() {
+    // RTT 10 µs (loopback): without the 2 ms floor no update could come
+    // fast enough to count. A reader pausing 50 ms between reads never
+    // grows its window.
+    for (pause, expect_growth) in [
+        (Duration::from_micros(500), true),
+        (Duration::from_millis(50), false),
+    ] {
+        let t0 = Instant::now();
+        let (mut c, mut s) = pair();
+        s.ping(t0);
+        pump(&mut s, &mut c, t0);
+        pump(&mut c, &mut s, t0 + Duration::from_micros(10));
+        let id = c.open_stream(t0).unwrap();
+        pump(&mut c, &mut s, t0);
+        s.accept_stream().unwrap();
+        pump(&mut s, &mut c, t0);
+        let data = vec![1u8; 4 << 20];
+        let (mut sent, mut max_in_flight, mut now) = (0, 0, t0);
+        for _ in 0..200 {
+            let n = c.write(id, &data[sent..]).unwrap();
+            sent += n;
+            max_in_flight = max_in_flight.max(n);
+            pump(&mut c, &mut s, now);
+            now += pause;
+            read_all(&mut s, id, now);
+            pump(&mut s, &mut c, now);
+            if sent == data.len() {
+                break;
+            }
+        }
+        assert_eq!(
+            max_in_flight > DEFAULT_WINDOW as usize,
+            expect_growth,
+            "pause {pause:?}: largest flight {max_in_flight}"
+        );
+    }
+}
