@@ -19,7 +19,6 @@ pub struct NoiseTransport {
     state: TransportState,
     deframer: Deframer,
     failed: Option<NoiseError>,
-    scratch: Vec<u8>,
 }
 
 impl NoiseTransport {
@@ -28,7 +27,6 @@ impl NoiseTransport {
             state,
             deframer,
             failed: None,
-            scratch: Vec::new(),
         }
     }
 
@@ -56,8 +54,13 @@ impl NoiseTransport {
         if let Some(e) = &self.failed {
             return Err(NoiseError::Failed(Box::new(e.clone())));
         }
-        self.deframer.extend(data);
-        let result = self.decrypt_buffered(out);
+        let result = if self.deframer.is_empty() {
+            self.decrypt_direct(data, out)
+                .map(|rest| self.deframer.extend(rest))
+        } else {
+            self.deframer.extend(data);
+            self.decrypt_buffered(out)
+        };
         if let Err(e) = &result {
             tracing::debug!(error = %e, "noise transport failed");
             self.failed = Some(e.clone());
@@ -67,17 +70,47 @@ impl NoiseTransport {
 
     fn decrypt_buffered(&mut self, out: &mut BytesMut) -> Result<(), NoiseError> {
         while let Some(msg) = self.deframer.next_message() {
-            if msg.len() < TAG_LEN {
-                return Err(NoiseError::Decrypt);
-            }
-            self.scratch.resize(msg.len(), 0);
-            let n = self
-                .state
-                .read_message(&msg, &mut self.scratch)
-                .map_err(NoiseError::from_snow)?;
-            out.extend_from_slice(&self.scratch[..n]);
+            self.decrypt_one(&msg, out)?;
         }
         Ok(())
+    }
+
+    /// Decrypt one whole message straight into `out`.
+    fn decrypt_one(&mut self, msg: &[u8], out: &mut BytesMut) -> Result<(), NoiseError> {
+        if msg.len() < TAG_LEN {
+            return Err(NoiseError::Decrypt);
+        }
+        let start = out.len();
+        out.resize(start + msg.len(), 0);
+        match self.state.read_message(msg, &mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(NoiseError::from_snow(e))
+            }
+        }
+    }
+
+    /// Decrypt the whole messages at the front of `data` in place of
+    /// buffering them (the common case: the deframer holds nothing);
+    /// returns what is left, a partial message.
+    fn decrypt_direct<'a>(
+        &mut self,
+        mut data: &'a [u8],
+        out: &mut BytesMut,
+    ) -> Result<&'a [u8], NoiseError> {
+        while data.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([data[0], data[1]]));
+            if data.len() < 2 + len {
+                break;
+            }
+            self.decrypt_one(&data[2..2 + len], out)?;
+            data = &data[2 + len..];
+        }
+        Ok(data)
     }
 
     /// The connection ended: an error if it ended inside a message.

@@ -179,6 +179,7 @@ impl Runtime {
             .map(|_| vec![0u8; RECV_BUFFER])
             .collect();
         let mut send_buf = Vec::with_capacity(RECV_BUFFER);
+        let mut tcp_buf = vec![0u8; tcp::READ_BUFFER];
         let mut shutdown_deadline: Option<Instant> = None;
         // Plugins' on_start runs before the first event.
         self.swarm.feed_wakeup(Instant::now());
@@ -234,8 +235,7 @@ impl Runtime {
             let now = Instant::now();
             self.receive(now, &mut recv_bufs)?;
             self.tcp.accept(&mut self.swarm, &self.poll);
-            self.tcp
-                .receive(&mut self.swarm, &self.poll, &mut recv_bufs[0]);
+            self.tcp.receive(&mut self.swarm, &self.poll, &mut tcp_buf);
             if woke {
                 self.swarm.feed_wakeup(now);
             }

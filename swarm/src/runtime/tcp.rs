@@ -19,9 +19,12 @@ use crate::swarm::Swarm;
 /// Listener tokens start here; connection tokens at [`CONN_BASE`].
 const LISTENER_BASE: usize = 1 << 30;
 const CONN_BASE: usize = 1 << 31;
-/// Reads per connection per turn (64 KiB each): one busy peer cannot
+/// One read's buffer: large reads mean fewer system calls and whole Noise
+/// messages (up to 64 KiB each) decrypted without buffering.
+pub(super) const READ_BUFFER: usize = 256 * 1024;
+/// Reads per connection per turn (at most 1 MiB): one busy peer cannot
 /// starve timers and the others, as `MAX_DATAGRAMS_PER_TURN` for UDP.
-const MAX_READS_PER_TURN: usize = 16;
+const MAX_READS_PER_TURN: usize = 4;
 /// Accepts per listener per turn.
 const MAX_ACCEPTS_PER_TURN: usize = 64;
 /// Batches asked of the swarm per connection per flush.

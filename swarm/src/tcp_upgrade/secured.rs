@@ -75,8 +75,8 @@ impl SecuredConnection {
     pub fn feed(&mut self, data: &[u8], now: Instant) -> Result<(), UpgradeError> {
         self.channel.decrypt(data, &mut self.plain)?;
         if !self.plain.is_empty() {
-            let plain = self.plain.split();
-            self.session.feed(&plain, now)?;
+            let plain = self.plain.split().freeze();
+            self.session.feed_bytes(plain, now)?;
         }
         Ok(())
     }

@@ -204,7 +204,13 @@ impl Session {
     /// go-away (protocol error) and makes every later call fail; one that
     /// concerns a single stream resets that stream and is reported as
     /// [`Event::StreamFailed`].
-    pub fn feed(&mut self, mut data: &[u8], now: Instant) -> Result<(), ConnectionError> {
+    pub fn feed(&mut self, data: &[u8], now: Instant) -> Result<(), ConnectionError> {
+        self.feed_bytes(Bytes::copy_from_slice(data), now)
+    }
+
+    /// [`Session::feed`] without copying: stream data is handed on as
+    /// slices of `data`.
+    pub fn feed_bytes(&mut self, mut data: Bytes, now: Instant) -> Result<(), ConnectionError> {
         if let Some(e) = &self.failed {
             return Err(ConnectionError::Failed(Box::new(e.clone())));
         }
@@ -217,8 +223,7 @@ impl Session {
                     flags,
                 } => {
                     let n = data.len().min(remaining as usize);
-                    let (chunk, rest) = data.split_at(n);
-                    data = rest;
+                    let chunk = data.split_to(n);
                     self.body(stream, chunk);
                     let remaining = remaining - n as u32;
                     if remaining == 0 {
@@ -246,11 +251,10 @@ impl Session {
         Ok(())
     }
 
-    fn take_header(&mut self, data: &mut &[u8], now: Instant) -> Result<(), ConnectionError> {
+    fn take_header(&mut self, data: &mut Bytes, now: Instant) -> Result<(), ConnectionError> {
         let need = HEADER_LEN - self.partial_header.len();
         let n = need.min(data.len());
-        self.partial_header.extend_from_slice(&data[..n]);
-        *data = &data[n..];
+        self.partial_header.extend_from_slice(&data.split_to(n));
         if self.partial_header.len() < HEADER_LEN {
             return Ok(());
         }
@@ -394,7 +398,7 @@ impl Session {
     }
 
     /// A payload chunk of `stream`'s current data frame.
-    fn body(&mut self, stream: Option<u32>, chunk: &[u8]) {
+    fn body(&mut self, stream: Option<u32>, chunk: Bytes) {
         let Some(id) = stream else { return };
         let Some(s) = self.streams.get_mut(&id) else {
             return;
@@ -403,8 +407,8 @@ impl Session {
             // Data sent before a FIN it also carried still counts.
             RecvState::Open | RecvState::Finished => {
                 let was_empty = s.buffered == 0;
-                s.recv_buf.push_back(Bytes::copy_from_slice(chunk));
                 s.buffered += chunk.len() as u32;
+                s.recv_buf.push_back(chunk);
                 if was_empty {
                     self.events.push_back(Event::Readable(id));
                 }
