@@ -66,7 +66,7 @@
 //! with [`Context::keep_alive`]. Otherwise it closes after
 //! [`SwarmConfig::idle_connection_timeout`]. While open, QUIC PINGs every
 //! [`SwarmConfig::keep_alive_interval`] keep NATs and the peer's idle timer
-//! from closing it (TCP connections send no keep-alive pings yet).
+//! from closing it; on TCP connections, Yamux pings do the same.
 
 // Layers, each using only those above it in this list (no import circle):
 // 1. value types: ids, errors, events, limits, config, addresses, keys,

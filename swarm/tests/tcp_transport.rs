@@ -252,3 +252,72 @@ fn slow_reader_over_yamux_stays_bounded_and_gets_every_byte_in_order() {
     drop(reader);
     sender.join().unwrap();
 }
+
+#[test]
+fn garbage_on_our_tcp_listener_is_dropped_and_the_node_keeps_serving() {
+    use std::io::{Read, Write};
+    let (a, a_tcp) = dual_node(72);
+    let addr = match a_tcp.iter().nth(1) {
+        Some(P::Tcp(port)) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        _ => panic!("tcp address {a_tcp}"),
+    };
+    // Not multistream-select: a length prefix far beyond the limit.
+    let mut raw = std::net::TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(TIMEOUT)).unwrap();
+    raw.write_all(&[0xff, 0xff, 0x03, b'x', b'y']).unwrap();
+    let mut buf = [0u8; 256];
+    let mut closed = false;
+    for _ in 0..10 {
+        match raw.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {} // our multistream header
+        }
+    }
+    assert!(closed, "the connection was not closed");
+    let failed = a.wait_for(|e| match e {
+        swarm::SwarmEvent::IncomingConnectionFailed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(
+        failed.is_some_and(|r| r.contains("multistream")),
+        "no clear reason"
+    );
+    // Someone well-behaved still gets through.
+    let (b, _) = dual_node(73);
+    b.handle
+        .dial(&a_tcp.with(P::P2p(a.peer)), false, TIMEOUT)
+        .expect("TCP dial after the garbage");
+    assert_eq!(echo_roundtrip(&b.handle, a.peer, b"ok"), b"ok");
+}
+
+#[test]
+fn an_idle_tcp_connection_closes_after_the_idle_timeout() {
+    let mut cfg = config(74);
+    cfg.idle_connection_timeout = std::time::Duration::from_millis(300);
+    let mut rt = Runtime::new(cfg).expect("runtime");
+    let tcp = rt
+        .listen(&"/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .expect("tcp listen");
+    let peer = rt.swarm().local_peer_id();
+    let (handle, thread) = rt.spawn().expect("spawn");
+    let events = handle.subscribe(64).expect("subscribe");
+    let a = Node::from_parts(handle, peer, tcp.clone(), events, thread);
+    let (b, _) = dual_node(75);
+    b.handle
+        .dial(&tcp.with(P::P2p(a.peer)), false, TIMEOUT)
+        .expect("TCP dial");
+    let closed = a.wait_for(|e| match e {
+        swarm::SwarmEvent::ConnectionClosed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(closed.is_some(), "the idle TCP connection stayed open");
+    // The other side hears of it too (its socket reached end of file).
+    let seen = b.wait_for(|e| match e {
+        swarm::SwarmEvent::ConnectionClosed { .. } => Some(()),
+        _ => None,
+    });
+    assert!(seen.is_some(), "the remote did not see the close");
+}

@@ -155,10 +155,27 @@ impl Core {
         };
         match t.feed(data, now) {
             Ok(TcpProgress::Pending) => {}
-            Ok(TcpProgress::Established(peer)) => self.on_established(index, peer),
+            Ok(TcpProgress::Established(peer)) => {
+                self.on_established(index, peer);
+                let at = self.now + self.config.keep_alive_interval;
+                self.push_deadline(at, Deadline::TcpKeepAlive(id));
+            }
             Err(e) => self.tcp_failed(index, e),
         }
         self.touch(index);
+    }
+
+    /// Send a Yamux ping on an open TCP connection, as QUIC's PINGs do, so
+    /// NATs and the peer's idle timers keep it; then schedule the next.
+    pub(crate) fn tcp_keep_alive(&mut self, id: ConnId) {
+        let now = self.now;
+        let at = now + self.config.keep_alive_interval;
+        let Some(t) = self.conn_mut(id).and_then(|c| c.transport.tcp()) else {
+            return;
+        };
+        t.ping(now);
+        self.touch(id.index as usize);
+        self.push_deadline(at, Deadline::TcpKeepAlive(id));
     }
 
     /// The upgrade or the session failed: the connection ends.
@@ -214,6 +231,7 @@ impl Core {
         let Some(t) = conn.transport.tcp() else {
             return TcpOutbound::default();
         };
+        t.set_now(self.now);
         let close = t.close_requested;
         match t.take_outbound() {
             Ok(data) => {
@@ -242,6 +260,7 @@ impl Core {
             let Some(t) = conn.transport.tcp() else {
                 return;
             };
+            t.set_now(self.now);
             let finished = t.take_finished();
             let event = t.poll_event();
             for sid in finished {

@@ -133,6 +133,19 @@ impl TcpConn {
         }
     }
 
+    /// The engine's clock moved on (stream operations between feeds use it).
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// Send a Yamux ping (keep-alive; its pong also refreshes the RTT).
+    pub(crate) fn ping(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(s) = self.session() {
+            s.ping(now);
+        }
+    }
+
     fn session(&mut self) -> Option<&mut yamux::Session> {
         match &mut self.state {
             State::Secured(s) => Some(s.session()),
