@@ -12,6 +12,12 @@
 //! the owner reads a window's worth within two round trips, as the
 //! `yamux` crate's auto-tuning does.
 //!
+//! A paused reader holds its stream's window at zero for as long as it
+//! pauses. Some Yamux peers reset a stream whose send window stays at zero
+//! for about 5 s: a plugin that must pause longer than that should read
+//! and buffer (within its own bound), or close the stream and open a new
+//! one later, rather than leave the window shut.
+//!
 //! Interop rules kept here: an ACK always travels in a window update of its
 //! own, never with FIN or RST (some peers ignore those flags on the ACK of
 //! an open); a SYN is a window update of its own too.
