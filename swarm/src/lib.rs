@@ -70,7 +70,7 @@
 
 // Layers, each using only those above it in this list (no import circle):
 // 1. value types: ids, errors, events, limits, config, addresses, keys,
-//    multistream-select, TLS, the peer store;
+//    multistream-select, TLS, Noise, Yamux (sans-I/O), the peer store;
 pub mod address;
 mod codes;
 mod config;
@@ -86,7 +86,7 @@ mod quic_varint;
 pub mod tls;
 mod verified_certificates;
 pub mod yamux;
-// (and, over those three: the TCP upgrade, multistream-select + Noise + Yamux)
+//    and, using multistream-select, Noise, TLS and Yamux, the TCP upgrade;
 pub mod tcp_upgrade;
 // 2. cross-thread buffers: waking the swarm, streams and flows on threads;
 mod detached_packet_flow;

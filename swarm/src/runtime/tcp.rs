@@ -134,8 +134,11 @@ impl TcpSockets {
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        // E.g. out of file descriptors; try again next turn.
+                        // E.g. out of file descriptors. Not retried at once
+                        // (that would spin); the next connection's event
+                        // brings us back.
                         debug!(error = %e, "accept failed");
+                        self.listeners[i].readable = false;
                         break;
                     }
                 }

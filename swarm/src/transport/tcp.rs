@@ -82,15 +82,15 @@ impl TcpConn {
             State::Upgrading(u) => match u.feed(data, now) {
                 Ok(UpgradeProgress::Pending) => Ok(TcpProgress::Pending),
                 Ok(UpgradeProgress::Done) => {
-                    let State::Upgrading(u) = std::mem::replace(&mut self.state, State::Over)
-                    else {
-                        unreachable!("matched above")
-                    };
-                    u.finish().map(|secured| {
-                        let peer = secured.remote_peer();
-                        self.state = State::Secured(Box::new(secured));
-                        TcpProgress::Established(peer)
-                    })
+                    match std::mem::replace(&mut self.state, State::Over) {
+                        State::Upgrading(u) => u.finish().map(|secured| {
+                            let peer = secured.remote_peer();
+                            self.state = State::Secured(Box::new(secured));
+                            TcpProgress::Established(peer)
+                        }),
+                        // Matched as `Upgrading` just above.
+                        _ => Err(UpgradeError::Over),
+                    }
                 }
                 Err(e) => Err(e),
             },

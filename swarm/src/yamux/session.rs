@@ -521,6 +521,9 @@ impl Session {
         let Some(s) = self.streams.get_mut(&id) else {
             return Read::Reset;
         };
+        if max == 0 {
+            return Read::Blocked;
+        }
         let step = match s.recv_buf.front_mut() {
             Some(front) => {
                 let chunk = if front.len() <= max {
