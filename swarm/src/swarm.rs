@@ -23,9 +23,11 @@
 //!    [`Swarm::feed_tcp_connected`]; feed accepted sockets with
 //!    [`Swarm::feed_tcp_accepted`] and received bytes with
 //!    [`Swarm::feed_tcp_data`] (a driver should cap a turn's reads per
-//!    socket, as for datagrams); write what [`Swarm::poll_tcp_outbound`]
-//!    yields, asking only when the previous bytes are written (that keeps
-//!    the write buffer bounded), and report every closed socket with
+//!    socket, as for datagrams); for each connection
+//!    [`Swarm::poll_tcp_ready`] names, write what
+//!    [`Swarm::poll_tcp_outbound`] yields, asking only when the previous
+//!    bytes are written (that keeps the write buffer bounded) and again
+//!    after a short write completes; report every closed socket with
 //!    [`Swarm::feed_tcp_closed`].
 //! 6. **Sleep** until the next datagram, wake-up or [`Swarm::poll_timeout`].
 //!
@@ -402,6 +404,14 @@ impl Swarm {
         self.start();
         self.core.tcp_closed(conn, error);
         self.dispatch();
+    }
+
+    /// TCP: the next connection that may have bytes to write or must
+    /// close; ask it with [`Swarm::poll_tcp_outbound`]. Only connections
+    /// named here (or whose earlier bytes are still being written) need
+    /// asking, so a turn costs nothing per idle connection.
+    pub fn poll_tcp_ready(&mut self) -> Option<ConnId> {
+        self.core.poll_tcp_ready()
     }
 
     /// TCP: the next socket to connect for a dialed connection.

@@ -98,6 +98,9 @@ pub(crate) struct Core {
     pub(crate) tcp_listeners: Vec<std::net::SocketAddr>,
     /// Dialed TCP connections waiting for the driver's connect.
     pub(crate) tcp_connects: VecDeque<(crate::ids::ConnId, std::net::SocketAddr)>,
+    /// TCP connections touched since the driver last asked
+    /// (`Swarm::poll_tcp_ready`): they may have bytes to write or a close.
+    pub(crate) tcp_ready: VecDeque<crate::ids::ConnId>,
     /// The TLS server config for `/tls/1.0.0` over TCP, built on first use.
     pub(crate) tcp_tls_server: Option<Arc<rustls::ServerConfig>>,
 }
@@ -171,6 +174,7 @@ impl Core {
             recorded_events: None,
             tcp_listeners: Vec::new(),
             tcp_connects: VecDeque::new(),
+            tcp_ready: VecDeque::new(),
             tcp_tls_server: None,
         })
     }

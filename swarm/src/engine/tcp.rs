@@ -138,6 +138,19 @@ impl Core {
         Some(self.insert_tcp_connection(remote, conn, Origin::Accepted))
     }
 
+    /// The next TCP connection that may have bytes to write or must close.
+    pub(crate) fn poll_tcp_ready(&mut self) -> Option<ConnId> {
+        while let Some(id) = self.tcp_ready.pop_front() {
+            if let Some(c) = self.connections.get_mut(id.index as usize)
+                && c.generation == id.generation
+            {
+                c.queued_for_transmit = false;
+                return Some(id);
+            }
+        }
+        None
+    }
+
     /// The driver's connect finished.
     pub(crate) fn tcp_connected(&mut self, id: ConnId) {
         if let Some(t) = self.conn_mut(id).and_then(|c| c.transport.tcp()) {
@@ -235,8 +248,11 @@ impl Core {
         let close = t.close_requested;
         match t.take_outbound() {
             Ok(data) => {
-                // Taking bytes frees session buffer room: writers wake.
-                self.touch(index);
+                if !data.is_empty() {
+                    // Taking bytes frees session buffer room: writers wake
+                    // (and the driver asks again).
+                    self.touch(index);
+                }
                 TcpOutbound { data, close }
             }
             Err(e) => {
@@ -323,6 +339,8 @@ impl Core {
             negotiation_deadline_queued: None,
         });
         let id = self.conn_id(index);
+        // An accepted connection has its multistream header to send.
+        self.touch(index);
         // Covers the connect and the whole upgrade.
         self.push_deadline(
             self.now + self.config.limits.handshake_timeout,

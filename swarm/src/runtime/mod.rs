@@ -200,7 +200,7 @@ impl Runtime {
                 }
             }
             let now = Instant::now();
-            let timeout = if self.io.iter().any(|s| s.more_to_read) || self.tcp.more_to_read() {
+            let timeout = if self.io.iter().any(|s| s.more_to_read) || self.tcp.has_work() {
                 Some(Duration::ZERO)
             } else {
                 let mut t = self

@@ -2,6 +2,7 @@
 //! read and write buffers, driven by the swarm's TCP calls (see the
 //! driving contract in `swarm.rs`).
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -71,6 +72,13 @@ struct Conn {
 pub(super) struct TcpSockets {
     listeners: Vec<Listener>,
     conns: Slab<Conn>,
+    by_id: HashMap<ConnId, usize>,
+    /// Connections to serve at the next flush though the swarm did not name
+    /// them: a writable event (unwritten bytes may go now), or the pull cap
+    /// reached with more to write.
+    busy: Vec<usize>,
+    /// A connection stopped at the pull cap: the loop must not sleep.
+    more_to_write: bool,
 }
 
 impl TcpSockets {
@@ -91,19 +99,24 @@ impl TcpSockets {
         Ok(())
     }
 
-    /// Whether a socket stopped reading at the per-turn cap.
-    pub(super) fn more_to_read(&self) -> bool {
-        self.listeners.iter().any(|l| l.readable)
+    /// Whether a socket stopped reading or writing at a per-turn cap.
+    pub(super) fn has_work(&self) -> bool {
+        self.more_to_write
+            || self.listeners.iter().any(|l| l.readable)
             || self.conns.iter().any(|(_, c)| c.readable && c.connected)
     }
 
     pub(super) fn on_event(&mut self, event: &Event) {
         let t = event.token().0;
         if t >= CONN_BASE {
-            if let Some(c) = self.conns.get_mut(t - CONN_BASE) {
+            let key = t - CONN_BASE;
+            if let Some(c) = self.conns.get_mut(key) {
                 // A connect's outcome shows as writable (or an error); a
                 // read finds end of file or errors itself.
                 c.readable = true;
+                if event.is_writable() {
+                    self.busy.push(key);
+                }
             }
         } else if let Some(l) = self.listeners.get_mut(t - LISTENER_BASE) {
             l.readable = true;
@@ -176,6 +189,7 @@ impl TcpSockets {
             swarm.feed_tcp_closed(Instant::now(), id, Some(e.to_string()));
             return;
         }
+        self.by_id.insert(id, entry.key());
         entry.insert(Conn {
             stream,
             id,
@@ -250,64 +264,85 @@ impl TcpSockets {
         }
     }
 
-    /// Write what the swarm has for each connection, until the kernel
-    /// blocks; close connections the swarm closed once written.
+    /// Write what the swarm has for the connections it names (and the busy
+    /// ones), until the kernel blocks; close connections the swarm closed
+    /// once written. Idle connections cost nothing here.
     pub(super) fn flush(&mut self, swarm: &mut Swarm, poll: &Poll) {
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        self.more_to_write = false;
+        let mut keys = std::mem::take(&mut self.busy);
+        while let Some(id) = swarm.poll_tcp_ready() {
+            if let Some(&key) = self.by_id.get(&id) {
+                keys.push(key);
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
         for key in keys {
-            for _ in 0..MAX_PULLS_PER_FLUSH {
-                let Some(c) = self.conns.get_mut(key) else {
-                    break;
-                };
-                if c.out.is_empty() {
-                    let o = swarm.poll_tcp_outbound(Instant::now(), c.id);
-                    c.out = o.data;
-                    c.close |= o.close;
-                }
-                if !c.connected {
-                    if c.close {
-                        self.close(key, swarm, poll, None);
-                    }
-                    break;
-                }
-                let mut blocked = false;
-                while !c.out.is_empty() {
-                    match c.stream.write(&c.out) {
-                        Ok(0) => break,
-                        Ok(n) => c.out.advance(n),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            blocked = true;
-                            break;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            let text = e.to_string();
-                            self.close(key, swarm, poll, Some(text));
-                            blocked = true;
-                            break;
-                        }
-                    }
-                }
-                if blocked {
-                    break;
-                }
-                let Some(c) = self.conns.get_mut(key) else {
-                    break;
-                };
-                if c.out.is_empty() && c.close {
+            self.flush_one(key, swarm, poll);
+        }
+    }
+
+    /// Pull and write one connection's bytes, at most
+    /// [`MAX_PULLS_PER_FLUSH`] batches.
+    fn flush_one(&mut self, key: usize, swarm: &mut Swarm, poll: &Poll) {
+        for pull in 0..=MAX_PULLS_PER_FLUSH {
+            if pull == MAX_PULLS_PER_FLUSH {
+                // More may be waiting: serve it next turn, without sleeping.
+                self.busy.push(key);
+                self.more_to_write = true;
+                break;
+            }
+            let Some(c) = self.conns.get_mut(key) else {
+                break;
+            };
+            if c.out.is_empty() {
+                let o = swarm.poll_tcp_outbound(Instant::now(), c.id);
+                c.out = o.data;
+                c.close |= o.close;
+            }
+            if !c.connected {
+                if c.close {
                     self.close(key, swarm, poll, None);
-                    break;
                 }
-                if c.out.is_empty() {
-                    // Ask again only if the swarm handed something this
-                    // time; an empty answer means it is idle.
-                    let o = swarm.poll_tcp_outbound(Instant::now(), c.id);
-                    if o.data.is_empty() && !o.close {
+                break;
+            }
+            let mut blocked = false;
+            while !c.out.is_empty() {
+                match c.stream.write(&c.out) {
+                    Ok(0) => break,
+                    Ok(n) => c.out.advance(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
                         break;
                     }
-                    c.out = o.data;
-                    c.close |= o.close;
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let text = e.to_string();
+                        self.close(key, swarm, poll, Some(text));
+                        blocked = true;
+                        break;
+                    }
                 }
+            }
+            if blocked {
+                break;
+            }
+            let Some(c) = self.conns.get_mut(key) else {
+                break;
+            };
+            if c.out.is_empty() && c.close {
+                self.close(key, swarm, poll, None);
+                break;
+            }
+            if c.out.is_empty() {
+                // Ask again only if the swarm handed something this
+                // time; an empty answer means it is idle.
+                let o = swarm.poll_tcp_outbound(Instant::now(), c.id);
+                if o.data.is_empty() && !o.close {
+                    break;
+                }
+                c.out = o.data;
+                c.close |= o.close;
             }
         }
     }
@@ -317,6 +352,7 @@ impl TcpSockets {
             return;
         }
         let mut c = self.conns.remove(key);
+        self.by_id.remove(&c.id);
         let _ = poll.registry().deregister(&mut c.stream);
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
         trace!(conn = %c.id, ?error, "TCP socket closed");
