@@ -321,3 +321,72 @@ fn an_idle_tcp_connection_closes_after_the_idle_timeout() {
     });
     assert!(seen.is_some(), "the remote did not see the close");
 }
+
+#[test]
+fn streams_beyond_the_yamux_limit_are_refused_and_the_others_keep_working() {
+    use std::io::{Read, Write};
+    let mut cfg = config(76);
+    cfg.yamux.max_streams = 4;
+    let mut rt = Runtime::new(cfg).expect("runtime");
+    rt.add_protocol(Box::new(EchoPlugin));
+    let tcp = rt
+        .listen(&"/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .expect("tcp listen");
+    let peer = rt.swarm().local_peer_id();
+    let (handle, thread) = rt.spawn().expect("spawn");
+    let events = handle.subscribe(64).expect("subscribe");
+    let a = Node::from_parts(handle, peer, tcp.clone(), events, thread);
+    let (b, _) = dual_node(77);
+    b.handle
+        .dial(&tcp.with(P::P2p(a.peer)), false, TIMEOUT)
+        .expect("TCP dial");
+    // Four streams held open fill the listener's limit.
+    let mut held: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = b.handle.open_stream(a.peer, ECHO, TIMEOUT).expect("open");
+            s.set_timeout(Some(TIMEOUT));
+            s.write_all(b"held").unwrap();
+            let mut back = [0u8; 4];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(&back, b"held");
+            s
+        })
+        .collect();
+    // The fifth is reset by the listener: an error, not a hang.
+    let fifth = b.handle.open_stream(a.peer, ECHO, TIMEOUT);
+    let refused = match fifth {
+        Err(_) => true,
+        Ok(mut s) => {
+            s.set_timeout(Some(TIMEOUT));
+            let _ = s.write_all(b"x");
+            let _ = s.finish();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).is_err()
+        }
+    };
+    assert!(refused, "a stream beyond the limit was served");
+    // The held streams still work, and once they are done a new one opens.
+    for s in &mut held {
+        s.write_all(b"more").unwrap();
+        s.finish().unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"more");
+    }
+    drop(held);
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(mut s) = b.handle.open_stream(a.peer, ECHO, TIMEOUT) {
+            s.set_timeout(Some(TIMEOUT));
+            if s.write_all(b"again").is_ok() && s.finish().is_ok() {
+                let mut out = Vec::new();
+                if s.read_to_end(&mut out).is_ok() && out == b"again" {
+                    ok = true;
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ok, "no stream opened after the others ended");
+}

@@ -27,7 +27,7 @@ use crate::ids::{ConnId, StreamId};
 use crate::tcp_upgrade::{DialSecurity, TcpUpgrade, UpgradeError};
 use crate::transport::Transport;
 use crate::transport::tcp::{TcpConn, TcpProgress};
-use crate::yamux::{Event, YamuxConfig};
+use crate::yamux::Event;
 
 use super::core::Core;
 use super::end_reason::EndReason;
@@ -85,7 +85,7 @@ impl Core {
             &self.config.keypair,
             tcp.peer,
             DialSecurity::Noise,
-            YamuxConfig::default(),
+            self.config.yamux,
             self.rng.random(),
         );
         let conn = TcpConn::dialing(upgrade, self.now);
@@ -131,7 +131,7 @@ impl Core {
         let upgrade = TcpUpgrade::listener(
             &self.config.keypair,
             tls,
-            YamuxConfig::default(),
+            self.config.yamux,
             self.rng.random(),
         );
         let conn = TcpConn::accepted(upgrade, self.now);
