@@ -68,7 +68,8 @@ pub enum DialError {
     #[error("handshake failed: {0}")]
     Handshake(#[source] Cause),
     /// The transport refused to start the connection (an unusable address,
-    /// or a TLS configuration it cannot take).
+    /// or a TLS configuration it cannot take), or a TCP connect failed
+    /// (e.g. connection refused).
     #[error("cannot start connection: {0}")]
     Connect(#[source] Cause),
     /// No UDP socket of the right address family could be bound.

@@ -390,3 +390,29 @@ fn streams_beyond_the_yamux_limit_are_refused_and_the_others_keep_working() {
     }
     assert!(ok, "no stream opened after the others ended");
 }
+
+#[test]
+fn a_tcp_dial_to_a_closed_port_fails_promptly_with_the_reason() {
+    let (b, _) = dual_node(78);
+    // A port that was just free: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let err = b
+        .handle
+        .dial(
+            &format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+            false,
+            TIMEOUT,
+        )
+        .expect_err("nothing listens");
+    assert!(
+        matches!(err, HandleError::Failed(DialError::Connect(_))),
+        "{err:?}"
+    );
+    assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

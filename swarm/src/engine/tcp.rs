@@ -215,8 +215,12 @@ impl Core {
         }
         if !self.connections[index].closing {
             let text = error.unwrap_or_else(|| "connection closed by the remote".into());
-            let reason = if self.connections[index].established {
+            let conn = &mut self.connections[index];
+            let connecting = conn.transport.tcp().is_some_and(|t| t.is_connecting());
+            let reason = if conn.established {
                 EndReason::Lost(text)
+            } else if connecting {
+                EndReason::Refused(DialError::Connect(cause(&text)))
             } else {
                 EndReason::Refused(DialError::Handshake(cause(&text)))
             };

@@ -75,6 +75,11 @@ impl TcpConn {
         }
     }
 
+    /// Whether the driver's connect has not finished yet.
+    pub(crate) fn is_connecting(&self) -> bool {
+        matches!(self.state, State::Connecting(_))
+    }
+
     /// Bytes from the socket.
     pub(crate) fn feed(&mut self, data: &[u8], now: Instant) -> Result<TcpProgress, UpgradeError> {
         self.now = now;
