@@ -67,6 +67,19 @@ pub struct SwarmConfig {
     /// [`YamuxConfig::default`] (512 streams, 256 KiB windows growing to
     /// 16 MiB, 64 MiB per connection).
     pub yamux: YamuxConfig,
+    /// What our TCP dials propose: Noise (the default; every libp2p
+    /// implementation has it) or TLS 1.3. Listeners accept both.
+    pub tcp_security: TcpSecurity,
+}
+
+/// The security protocol a TCP dial proposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpSecurity {
+    /// `/noise` (Noise XX).
+    #[default]
+    Noise,
+    /// `/tls/1.0.0` (libp2p TLS 1.3, the QUIC certificates).
+    Tls,
 }
 
 impl SwarmConfig {
@@ -87,6 +100,7 @@ impl SwarmConfig {
             seed: None,
             certificate_cache: None,
             yamux: YamuxConfig::default(),
+            tcp_security: TcpSecurity::Noise,
         }
     }
 }

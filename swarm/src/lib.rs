@@ -110,7 +110,7 @@ pub mod virtual_net;
 
 pub use bytes::Bytes;
 pub use codes::{CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, RESET_CODE_NEGOTIATION};
-pub use config::SwarmConfig;
+pub use config::{SwarmConfig, TcpSecurity};
 pub use detached_packet_flow::DetachedPacketFlow;
 pub use detached_stream::DetachedStream;
 pub use engine::{ReceivedDatagram, TcpOutbound};

@@ -416,3 +416,54 @@ fn a_tcp_dial_to_a_closed_port_fails_promptly_with_the_reason() {
     assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// A node that dials TCP with TLS instead of Noise.
+fn tls_dialer(seed: u8) -> Node {
+    let mut cfg = config(seed);
+    cfg.tcp_security = swarm::TcpSecurity::Tls;
+    let mut rt = Runtime::new(cfg).expect("runtime");
+    rt.add_protocol(Box::new(EchoPlugin));
+    let quic = rt
+        .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+        .expect("quic listen");
+    let peer = rt.swarm().local_peer_id();
+    let (handle, thread) = rt.spawn().expect("spawn");
+    let events = handle.subscribe(64).expect("subscribe");
+    Node::from_parts(handle, peer, quic, events, thread)
+}
+
+#[test]
+fn our_swarm_dials_rust_libp2p_over_tcp_tls_yamux_and_echoes() {
+    let rust = RustPeer::spawn(PeerConfig {
+        listen_tcp: true,
+        echo_protocols: vec![ECHO.into()],
+        ..PeerConfig::default()
+    });
+    let ours = tls_dialer(79);
+    let addr = rust.tcp_dial_addr(TIMEOUT).expect("rust listens on TCP");
+    ours.handle
+        .dial(&addr, false, TIMEOUT)
+        .expect("TCP + TLS dial");
+    let data = pattern(100_000);
+    assert_eq!(echo_roundtrip(&ours.handle, rust.peer_id(), &data), data);
+}
+
+#[test]
+fn tls_over_tcp_between_our_nodes_and_the_peer_id_check() {
+    let (a, a_tcp) = dual_node(80);
+    let b = tls_dialer(81);
+    let wrong = swarm::Keypair::generate_ed25519().public().to_peer_id();
+    match b
+        .handle
+        .dial(&a_tcp.clone().with(P::P2p(wrong)), false, TIMEOUT)
+    {
+        Err(HandleError::Failed(DialError::WrongPeerId { expected, actual })) => {
+            assert_eq!((expected, actual), (wrong, a.peer));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    b.handle
+        .dial(&a_tcp.with(P::P2p(a.peer)), false, TIMEOUT)
+        .expect("TCP + TLS dial");
+    assert_eq!(echo_roundtrip(&b.handle, a.peer, b"tls"), b"tls");
+}

@@ -11,6 +11,7 @@
 //! driver reports its socket closed.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use multiaddr::Multiaddr;
@@ -20,11 +21,13 @@ use rustc_hash::FxHashMap;
 use tracing::{debug, info};
 
 use crate::address::{TcpAddr, canonical, tcp_multiaddr};
+use crate::config::TcpSecurity;
 use crate::connection::{Connection, Origin, Requester, SocketIndex};
 use crate::error::{DialError, ListenError, cause};
 use crate::events::SwarmEvent;
 use crate::ids::{ConnId, StreamId};
 use crate::tcp_upgrade::{DialSecurity, TcpUpgrade, UpgradeError};
+use crate::tls::ObservedPeer;
 use crate::transport::Transport;
 use crate::transport::tcp::{TcpConn, TcpProgress};
 use crate::yamux::Event;
@@ -81,17 +84,31 @@ impl Core {
             return Err(DialError::UnsupportedAddress(addr.clone()));
         }
         self.check_connection_limits(tcp.peer, None)?;
+        let (security, observed) = match self.config.tcp_security {
+            TcpSecurity::Noise => (DialSecurity::Noise, ObservedPeer::default()),
+            TcpSecurity::Tls => {
+                let (config, observed) = self
+                    .tls
+                    .client_config(tcp.peer)
+                    .map_err(|e| DialError::Connect(Arc::new(e)))?;
+                let security = DialSecurity::Tls {
+                    config,
+                    observed: observed.clone(),
+                };
+                (security, observed)
+            }
+        };
         let upgrade = TcpUpgrade::dialer(
             &self.config.keypair,
             tcp.peer,
-            DialSecurity::Noise,
+            security,
             self.config.yamux,
             self.rng.random(),
         );
         let conn = TcpConn::dialing(upgrade, self.now);
         let origin = Origin::Dialed {
             expected: tcp.peer,
-            observed: Default::default(),
+            observed,
             requester,
         };
         let id = self.insert_tcp_connection(tcp.socket, conn, origin);
