@@ -15,6 +15,10 @@
 #   CONNECTIONS_ITERATIONS  handshakes per connections run [1000]
 #   REQUESTS_ITERATIONS     1-byte requests per requests run [10000]
 #   IMPLS           which to run ["ours rust-libp2p libp2p-perf-0.3 quinn"]
+#   TRANSPORT       quic-v1 or tcp (Noise, Yamux) [quic-v1]; with tcp only
+#                   ours and rust-libp2p run (quinn and libp2p-perf 0.3 have
+#                   no TCP here)
+#   BENCH_TARGET    where the peers' binaries are built [perf/bench/target]
 #   OUT             where results go [perf/bench/target/results/<date>]
 #   NO_BUILD=1      use the binaries as built
 #
@@ -48,7 +52,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BENCH=$ROOT/perf/bench
-TARGET=$BENCH/target
+TARGET=${BENCH_TARGET:-$BENCH/target}
 WS_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 if [[ -n ${QUICK:-} ]]; then
@@ -61,7 +65,12 @@ MODE_RUNS=${MODE_RUNS:-3}
 LATENCY_ITERATIONS=${LATENCY_ITERATIONS:-100}
 CONNECTIONS_ITERATIONS=${CONNECTIONS_ITERATIONS:-1000}
 REQUESTS_ITERATIONS=${REQUESTS_ITERATIONS:-10000}
-IMPLS=${IMPLS:-"ours rust-libp2p libp2p-perf-0.3 quinn"}
+TRANSPORT=${TRANSPORT:-quic-v1}
+if [[ $TRANSPORT == tcp ]]; then
+    IMPLS=${IMPLS:-"ours rust-libp2p"}
+else
+    IMPLS=${IMPLS:-"ours rust-libp2p libp2p-perf-0.3 quinn"}
+fi
 OUT=${OUT:-$TARGET/results/$(date +%Y%m%d-%H%M%S)}
 # A bound on every client run, against a hung process (not a speed check).
 CLIENT_TIMEOUT=600
@@ -119,6 +128,7 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$(load1)" >>"$RAW"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
         [[ -n $(git -C "$ROOT" status --porcelain -- swarm protocols perf 2>/dev/null) ]] && echo ' + uncommitted changes')"
     echo "sysctl: net.core.rmem_max=$(cat /proc/sys/net/core/rmem_max) net.core.wmem_max=$(cat /proc/sys/net/core/wmem_max)"
+    echo "transport: $TRANSPORT"
     echo "size: $SIZE bytes; runs: $RUNS; mode runs: $MODE_RUNS"
     echo "iterations: latency $LATENCY_ITERATIONS, connections $CONNECTIONS_ITERATIONS, requests $REQUESTS_ITERATIONS"
     echo "implementations: ${impls[*]}"
@@ -135,13 +145,22 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# A UDP port on 127.0.0.1 that nothing listens on.
+# A port on 127.0.0.1 that nothing listens on, UDP or TCP (the servers
+# listen on both with one port number).
 free_port() {
     local port
     while :; do
         port=$((20000 + RANDOM % 30000))
-        [[ -z $(ss -Hnlu "sport = :$port") ]] && { echo "$port"; return; }
+        [[ -z $(ss -Hnlu "sport = :$port") && -z $(ss -Hnlt "sport = :$port") ]] && { echo "$port"; return; }
     done
+}
+# Whether the server listens for $TRANSPORT on $PORT.
+listening() {
+    if [[ $TRANSPORT == tcp ]]; then
+        [[ -n $(ss -Hnlt "sport = :$PORT") ]]
+    else
+        [[ -n $(ss -Hnlu "sport = :$PORT") ]]
+    fi
 }
 
 # start_server IMPL TAG: a fresh server process; sets SERVER_PID, PORT.
@@ -152,7 +171,7 @@ start_server() {
         </dev/null >"$LOG/$tag.server.out" 2>"$LOG/$tag.server.err" &
     SERVER_PID=$!
     for _ in $(seq 200); do
-        [[ -n $(ss -Hnlu "sport = :$PORT") ]] && return 0
+        listening && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.05
     done
@@ -171,7 +190,7 @@ client() {
     local impl=$1 tag=$2
     shift 2
     if ! timeout "$CLIENT_TIMEOUT" /usr/bin/time -f '%e %U %S %M' -o "$LOG/$tag.time" \
-        "${BIN[$impl]}" --server-address "127.0.0.1:$PORT" --transport quic-v1 "$@" \
+        "${BIN[$impl]}" --server-address "127.0.0.1:$PORT" --transport "$TRANSPORT" "$@" \
         </dev/null >"$LOG/$tag.out" 2>"$LOG/$tag.err"; then
         echo "compare.sh: $impl client failed ($tag):" >&2
         tail -5 "$LOG/$tag.err" >&2

@@ -7,13 +7,13 @@ use anyhow::{Context as _, bail};
 use protocols::identify::{Identify, IdentifyConfig};
 use protocols::perf::{self, PerfClient, PerfReport, Run, mib_per_sec};
 use protocols::test_data::{self, TestDataClient};
-use swarm::address::quic_multiaddr;
+use swarm::address::{quic_multiaddr, tcp_multiaddr};
 use swarm::identity::{generate_keypair, peer_id_to_cid};
 use swarm::multiaddr::Protocol as AddrPart;
 use swarm::{ConnId, DialError, HandleError, PeerId, PluginId, Runtime, SwarmConfig, SwarmHandle};
 use tracing::{info, warn};
 
-use crate::env::{ClientMode, ClientSettings, TransferProtocol};
+use crate::env::{ClientMode, ClientSettings, ClientTransport, TransferProtocol};
 use crate::measure;
 use crate::output::JsonLine;
 
@@ -104,7 +104,10 @@ pub(crate) fn connect(handle: &SwarmHandle, settings: &ClientSettings) -> anyhow
 
 /// Dial the responder, checking its PeerId when we know it.
 fn dial(handle: &SwarmHandle, settings: &ClientSettings) -> anyhow::Result<ConnId> {
-    let mut addr = quic_multiaddr(settings.server);
+    let mut addr = match settings.transport {
+        ClientTransport::Quic => quic_multiaddr(settings.server),
+        ClientTransport::Tcp => tcp_multiaddr(settings.server),
+    };
     if let Some(peer) = settings.responder {
         addr.push(AddrPart::P2p(peer));
     }

@@ -48,6 +48,15 @@ pub enum EnvError {
     SecretKey(String),
 }
 
+/// Which transport the client dials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTransport {
+    /// QUIC v1 (the default).
+    Quic,
+    /// TCP with Noise and Yamux.
+    Tcp,
+}
+
 /// Which protocol the client runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferProtocol {
@@ -123,6 +132,8 @@ pub struct ClientSettings {
     pub mode: ClientMode,
     /// How many times (connections, requests) a measuring mode repeats.
     pub iterations: u32,
+    /// QUIC or TCP.
+    pub transport: ClientTransport,
 }
 
 /// Read the server's variables: `PORT`, `LISTEN_IP`, `SECRET_KEY`.
@@ -191,6 +202,7 @@ fn transfer_settings(
         mode,
         iterations: read(env, "ITERATIONS", parse_iterations)?
             .unwrap_or_else(|| mode.default_iterations()),
+        transport: read(env, "TRANSPORT", parse_transport)?.unwrap_or(ClientTransport::Quic),
     })
 }
 
@@ -286,6 +298,15 @@ pub fn parse_protocol(text: &str) -> Result<TransferProtocol, String> {
         "perf" | protocols::perf::PROTOCOL_ID => Ok(TransferProtocol::Perf),
         "test-data" | protocols::test_data::PROTOCOL_ID => Ok(TransferProtocol::TestData),
         _ => Err("unknown protocol: expected perf or test-data".into()),
+    }
+}
+
+/// `quic` / `quic-v1` or `tcp`.
+pub fn parse_transport(text: &str) -> Result<ClientTransport, String> {
+    match text.trim() {
+        "quic" | "quic-v1" => Ok(ClientTransport::Quic),
+        "tcp" => Ok(ClientTransport::Tcp),
+        _ => Err("unknown transport: expected quic-v1 or tcp".into()),
     }
 }
 
@@ -409,8 +430,14 @@ mod tests {
                 streams: 1,
                 mode: ClientMode::Transfer,
                 iterations: 1,
+                transport: ClientTransport::Quic,
             }
         );
+        assert_eq!(
+            client(&[("TRANSPORT", "tcp")]).unwrap().transport,
+            ClientTransport::Tcp
+        );
+        assert!(client(&[("TRANSPORT", "udp")]).is_err());
     }
 
     #[test]

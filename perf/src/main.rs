@@ -6,7 +6,7 @@
 //!   configured by environment variables (see `--help` and [`env`](mod@env));
 //! - rust-libp2p perf's flags, so libp2p's perf runner can drive it:
 //!   `--run-server --server-address IP:PORT`, and
-//!   `--server-address IP:PORT --transport quic-v1 --upload-bytes N --download-bytes N`;
+//!   `--server-address IP:PORT --transport quic-v1|tcp --upload-bytes N --download-bytes N`;
 //! - `bandwidth_perf loopback`: a server process and a client on 127.0.0.1
 //!   in one go.
 //!
@@ -32,7 +32,8 @@ use crate::env::{ClientMode, ClientSettings, TransferProtocol};
 
 const ENVIRONMENT_HELP: &str = "\
 Environment, server:
-  PORT               UDP port to listen on (default 54321; 0 picks a free one)
+  PORT               UDP port to listen on (default 54321; 0 picks a free one);
+                     TCP is served on the same port number
   LISTEN_IP          IP to listen on (default 0.0.0.0; :: for IPv6)
   SECRET_KEY         host key: Zig format ('b' + base32 of the 32-byte ed25519
                      secret) or the path of a key file. Unset: a key is
@@ -52,6 +53,7 @@ Environment, client:
   UPLOAD_SIZE        bytes to upload (default 0; perf only)
                      Sizes: decimal, 0x hex, optionally with KiB, MiB or GiB.
   PROTOCOL           perf (default) or test-data
+  TRANSPORT          quic-v1 (default) or tcp (Noise, then Yamux)
   STREAMS            parallel streams on one connection (default 1, at most
                      256); the sizes are totals, split among the streams.
   MODE               what to measure (default transfer):
@@ -112,7 +114,7 @@ struct Cli {
     #[arg(long, value_name = "IP:PORT")]
     server_address: Option<SocketAddr>,
 
-    /// rust-libp2p perf: the transport; only quic-v1 is supported.
+    /// rust-libp2p perf: the transport, quic-v1 or tcp (Noise, Yamux).
     #[arg(long, value_name = "TRANSPORT")]
     transport: Option<String>,
 
@@ -209,11 +211,10 @@ fn run_with_flags(cli: Cli) -> anyhow::Result<()> {
         settings.listen = address;
         return server::run(settings);
     }
-    match cli.transport.as_deref() {
-        Some("quic-v1") => {}
-        Some(other) => bail!("transport {other:?} is not supported: use quic-v1"),
-        None => bail!("--transport quic-v1 is required with --server-address"),
-    }
+    let transport = match cli.transport.as_deref() {
+        Some(t) => env::parse_transport(t).map_err(|e| anyhow::anyhow!("--transport {t}: {e}"))?,
+        None => bail!("--transport quic-v1 (or tcp) is required with --server-address"),
+    };
     let mode = cli.mode.unwrap_or(ClientMode::Transfer);
     let settings = ClientSettings {
         server: address,
@@ -224,6 +225,7 @@ fn run_with_flags(cli: Cli) -> anyhow::Result<()> {
         streams: 1,
         mode,
         iterations: cli.iterations.unwrap_or_else(|| mode.default_iterations()),
+        transport,
     };
     client::run(&settings).context("perf client")
 }

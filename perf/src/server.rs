@@ -7,7 +7,7 @@ use protocols::identify::{Identify, IdentifyConfig};
 use protocols::perf::{PerfServer, PerfServerEvent};
 use protocols::ping::{Ping, PingConfig};
 use protocols::test_data::{TestDataServed, TestDataServer};
-use swarm::address::quic_multiaddr;
+use swarm::address::{quic_multiaddr, tcp_multiaddr};
 use swarm::identity::{format_zig_secret, peer_id_to_cid};
 use swarm::{Multiaddr, Runtime, SwarmConfig, SwarmEvent};
 use tracing::{info, warn};
@@ -57,7 +57,14 @@ pub fn run(settings: ServerSettings) -> anyhow::Result<()> {
     let bound = rt
         .listen(&quic_multiaddr(listen))
         .with_context(|| format!("cannot listen on {listen}"))?;
-    for addr in dialable(&bound) {
+    // TCP (Noise, Yamux) on the port QUIC got: one PORT for both.
+    let quic_port =
+        swarm::address::parse_quic_addr(&bound).map_or(listen.port(), |q| q.socket.port());
+    let tcp_listen = SocketAddr::new(listen.ip(), quic_port);
+    let tcp_bound = rt
+        .listen(&tcp_multiaddr(tcp_listen))
+        .with_context(|| format!("cannot listen on TCP {tcp_listen}"))?;
+    for addr in dialable(&bound).into_iter().chain(dialable(&tcp_bound)) {
         eprintln!("Listening on {addr}/p2p/{peer}");
     }
 
@@ -112,10 +119,15 @@ fn log_event(event: &SwarmEvent) {
 /// The addresses peers can dial for a bound listen address: the address
 /// itself, or for `0.0.0.0` / `::` every local address of that family.
 fn dialable(bound: &Multiaddr) -> Vec<Multiaddr> {
-    let Some(quic) = swarm::address::parse_quic_addr(bound) else {
-        return vec![bound.clone()];
-    };
-    let ip = quic.socket.ip();
+    let (socket, make): (SocketAddr, fn(SocketAddr) -> Multiaddr) =
+        if let Some(q) = swarm::address::parse_quic_addr(bound) {
+            (q.socket, quic_multiaddr)
+        } else if let Some(t) = swarm::address::parse_tcp_addr(bound) {
+            (t.socket, tcp_multiaddr)
+        } else {
+            return vec![bound.clone()];
+        };
+    let ip = socket.ip();
     if !ip.is_unspecified() {
         return vec![bound.clone()];
     }
@@ -136,6 +148,6 @@ fn dialable(bound: &Multiaddr) -> Vec<Multiaddr> {
         return vec![bound.clone()];
     }
     ips.into_iter()
-        .map(|a| quic_multiaddr(SocketAddr::new(a, quic.socket.port())))
+        .map(|a| make(SocketAddr::new(a, socket.port())))
         .collect()
 }

@@ -295,6 +295,18 @@ fn perf_between_two_processes_counts_exactly() {
         ],
     );
     assert_totals(&out, 999, 1_000_001);
+    // Over TCP (Noise, Yamux) on the same port number.
+    let out = client(
+        &server,
+        &[
+            ("RESPONDER_KEY", &server.peer),
+            ("TRANSPORT", "tcp"),
+            ("BYTE_SIZE", "10MiB"),
+            ("UPLOAD_SIZE", "3MiB"),
+            ("STREAMS", "2"),
+        ],
+    );
+    assert_totals(&out, 3 * MIB, 10 * MIB);
 }
 
 #[test]
@@ -389,12 +401,31 @@ fn rust_libp2p_perf_flags_work() {
         &[],
     ));
     assert_totals(&out, 1_234_567, 7_654_321);
-    // Only QUIC is spoken.
+    // The same server over TCP (Noise, Yamux), on the same port number.
     let out = run(command(
-        &["--server-address", &address, "--transport", "tcp"],
+        &[
+            "--server-address",
+            &address,
+            "--transport",
+            "tcp",
+            "--upload-bytes",
+            "2345678",
+            "--download-bytes",
+            "8765432",
+        ],
         &[],
     ));
-    assert!(error_line(&out).contains("not supported"), "{}", out.stderr);
+    assert_totals(&out, 2_345_678, 8_765_432);
+    // Nothing else is spoken.
+    let out = run(command(
+        &["--server-address", &address, "--transport", "ws"],
+        &[],
+    ));
+    assert!(
+        error_line(&out).contains("unknown transport"),
+        "{}",
+        out.stderr
+    );
     drop(server);
 }
 

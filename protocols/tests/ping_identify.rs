@@ -727,6 +727,51 @@ fn interop_rust_libp2p_dials_us_ping_and_identify_both_ways() {
 }
 
 #[test]
+fn interop_rust_libp2p_dials_us_over_tcp_ping_and_identify_both_ways() {
+    // Ping and identify run unchanged over TCP + Noise + Yamux; identify
+    // reports the TCP listen address and the TCP address observed.
+    let rust = Rust::start();
+    let ours = Node::start(33, |k| vec![identify(k, "ours"), fast_ping()]);
+    let rust_id = rust.peer.peer_id();
+    let tcp = ours
+        .handle
+        .listen(&"/ip4/127.0.0.1/tcp/0".parse().unwrap(), TIMEOUT)
+        .expect("tcp listen");
+    rust.peer
+        .connect(tcp.clone().with(AddrPart::P2p(ours.peer)), TIMEOUT)
+        .expect("rust-libp2p connects to us over TCP");
+    let rust_seen_by_us = remote_addr_of(&ours, rust_id);
+    assert!(
+        rust_seen_by_us
+            .iter()
+            .any(|p| matches!(p, AddrPart::Tcp(_))),
+        "{rust_seen_by_us}"
+    );
+    for _ in 0..2 {
+        next_ping(&ours, rust_id).expect("we ping rust-libp2p over TCP");
+    }
+    let theirs = rust.wait_for("ping", |e| match e {
+        PeerEvent::Ping { peer, result } if *peer == ours.peer => Some(result.clone()),
+        _ => None,
+    });
+    theirs.expect("rust-libp2p's ping to us over TCP succeeded");
+    let info = identified(&ours, rust_id);
+    assert!(
+        info.protocols.iter().any(|q| q == ping::PROTOCOL),
+        "{info:?}"
+    );
+    assert_eq!(
+        info.observed_addr.map(without_p2p).as_ref(),
+        Some(&tcp),
+        "rust-libp2p observed the TCP address it dialed"
+    );
+    let theirs = rust_identified(&rust, ours.peer);
+    assert!(theirs.listen_addrs.contains(&tcp), "{theirs:?}");
+    assert!(theirs.listen_addrs.contains(&ours.addr), "{theirs:?}");
+    assert_eq!(theirs.observed_addr, rust_seen_by_us, "observed address");
+}
+
+#[test]
 fn interop_identify_push_works_both_ways() {
     let rust = Rust::start();
     let ours = Node::start(32, |k| vec![identify(k, "ours"), fast_ping()]);

@@ -1,4 +1,6 @@
-//! QUIC multiaddrs: `/ip4|ip6/<ip>/udp/<port>/quic-v1[/p2p/<peer id>]`.
+//! Multiaddrs the swarm dials and listens on: QUIC
+//! (`/ip4|ip6/<ip>/udp/<port>/quic-v1[/p2p/<peer id>]`) and TCP
+//! (`/ip4|ip6/<ip>/tcp/<port>[/p2p/<peer id>]`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -55,6 +57,52 @@ pub fn quic_multiaddr(socket: SocketAddr) -> Multiaddr {
         .with(Protocol::QuicV1)
 }
 
+/// A parsed TCP multiaddr: the socket address and the optional PeerId.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpAddr {
+    /// The TCP address.
+    pub socket: SocketAddr,
+    /// The `/p2p/…` suffix, if present.
+    pub peer: Option<PeerId>,
+}
+
+/// Parse a plain TCP multiaddr. `None` for anything else (QUIC, `/ws`,
+/// `/tls/…` suffixes, dns, …).
+pub fn parse_tcp_addr(addr: &Multiaddr) -> Option<TcpAddr> {
+    let mut iter = addr.iter();
+    let ip: IpAddr = match iter.next()? {
+        Protocol::Ip4(ip) => ip.into(),
+        Protocol::Ip6(ip) => ip.into(),
+        _ => return None,
+    };
+    let Protocol::Tcp(port) = iter.next()? else {
+        return None;
+    };
+    let peer = match iter.next() {
+        None => None,
+        Some(Protocol::P2p(peer)) => Some(peer),
+        Some(_) => return None,
+    };
+    if iter.next().is_some() {
+        return None;
+    }
+    Some(TcpAddr {
+        socket: SocketAddr::new(ip, port),
+        peer,
+    })
+}
+
+/// The TCP multiaddr of a socket address.
+pub fn tcp_multiaddr(socket: SocketAddr) -> Multiaddr {
+    let ip = match socket.ip() {
+        IpAddr::V4(ip) => Protocol::Ip4(ip),
+        IpAddr::V6(ip) => Protocol::Ip6(ip),
+    };
+    Multiaddr::empty()
+        .with(ip)
+        .with(Protocol::Tcp(socket.port()))
+}
+
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as plain IPv4, so that a
 /// dual-stack socket reports the address the peer really used.
 pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
@@ -83,6 +131,28 @@ mod tests {
         let b: Multiaddr = "/ip6/::1/udp/0/quic-v1".parse().unwrap();
         assert_eq!(parse_quic_addr(&b).unwrap().peer, None);
         assert_eq!(quic_multiaddr("[::1]:0".parse().unwrap()), b);
+    }
+
+    #[test]
+    fn tcp_addresses_parse_and_round_trip() {
+        let peer = PeerId::random();
+        let a: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")
+            .parse()
+            .unwrap();
+        let t = parse_tcp_addr(&a).unwrap();
+        assert_eq!(t.socket, "127.0.0.1:4001".parse().unwrap());
+        assert_eq!(t.peer, Some(peer));
+        assert_eq!(
+            tcp_multiaddr("[::1]:7".parse().unwrap()),
+            "/ip6/::1/tcp/7".parse().unwrap()
+        );
+        for s in [
+            "/ip4/1.2.3.4/tcp/1/ws",
+            "/ip4/1.2.3.4/udp/1/quic-v1",
+            "/dns4/a.b/tcp/1",
+        ] {
+            assert_eq!(parse_tcp_addr(&s.parse().unwrap()), None, "{s}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Swarm configuration: identity, transport tuning and limits.
+//! Swarm configuration: identity, transport tuning (QUIC, Yamux) and limits.
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use libp2p_identity::Keypair;
 use crate::limits::Limits;
 use crate::multistream::MultistreamLimits;
 use crate::verified_certificates::CertificateCache;
+use crate::yamux::YamuxConfig;
 
 /// Everything a swarm needs to start. `SwarmConfig::new(keypair)` gives
 /// defaults that interoperate with rust-libp2p and go-libp2p.
@@ -61,6 +62,24 @@ pub struct SwarmConfig {
     /// simulator gives all its swarms one, so that each node's certificate
     /// is verified once per run rather than once per connection.
     pub certificate_cache: Option<CertificateCache>,
+    /// Yamux on TCP connections: stream limits, how far windows may grow,
+    /// the connection's receive budget, the write buffer. Default:
+    /// [`YamuxConfig::default`] (512 streams, 256 KiB windows growing to
+    /// 16 MiB, 64 MiB per connection).
+    pub yamux: YamuxConfig,
+    /// What our TCP dials propose: Noise (the default; every libp2p
+    /// implementation has it) or TLS 1.3. Listeners accept both.
+    pub tcp_security: TcpSecurity,
+}
+
+/// The security protocol a TCP dial proposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpSecurity {
+    /// `/noise` (Noise XX).
+    #[default]
+    Noise,
+    /// `/tls/1.0.0` (libp2p TLS 1.3, the QUIC certificates).
+    Tls,
 }
 
 impl SwarmConfig {
@@ -80,6 +99,8 @@ impl SwarmConfig {
             max_packet_size: 1200,
             seed: None,
             certificate_cache: None,
+            yamux: YamuxConfig::default(),
+            tcp_security: TcpSecurity::Noise,
         }
     }
 }

@@ -14,8 +14,11 @@ use crate::multistream::MultistreamError;
 /// Why listening on an address failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    /// Only `/ip4|ip6/<ip>/udp/<port>/quic-v1` is supported.
-    #[error("unsupported listen address {0} (expected /ip4|ip6/…/udp/…/quic-v1)")]
+    /// Only `/ip4|ip6/<ip>/udp/<port>/quic-v1` and `/ip4|ip6/<ip>/tcp/<port>`
+    /// are supported.
+    #[error(
+        "unsupported listen address {0} (expected /ip4|ip6/…/udp/…/quic-v1 or /ip4|ip6/…/tcp/…)"
+    )]
     UnsupportedAddress(Multiaddr),
     /// The UDP socket could not be bound.
     #[error("cannot bind {addr}: {source}")]
@@ -33,7 +36,8 @@ pub enum ListenError {
 /// Why a dial failed. Delivered to the dialing plugin or handle.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DialError {
-    /// Only `/ip4|ip6/<ip>/udp/<port>/quic-v1[/p2p/<id>]` can be dialed.
+    /// Only `/ip4|ip6/<ip>/udp/<port>/quic-v1[/p2p/<id>]` and
+    /// `/ip4|ip6/<ip>/tcp/<port>[/p2p/<id>]` can be dialed.
     #[error("unsupported dial address {0}")]
     UnsupportedAddress(Multiaddr),
     /// `dial_with_id` found no unexpired address for the peer: none in the
@@ -44,8 +48,8 @@ pub enum DialError {
     /// [`Limits::peer_routing_timeout`](crate::Limits::peer_routing_timeout).
     #[error("peer routing for {0} timed out")]
     PeerRoutingTimeout(PeerId),
-    /// The remote's certificate named a different PeerId than the one dialed.
-    /// Detected inside the TLS handshake.
+    /// The remote proved a different PeerId than the one dialed. Detected
+    /// inside the handshake (QUIC's TLS, or TCP's Noise or TLS).
     #[error("wrong peer id: expected {expected}, remote presented {actual}")]
     WrongPeerId {
         /// The PeerId we dialed.
@@ -59,11 +63,13 @@ pub enum DialError {
     /// The handshake did not finish within the handshake timeout.
     #[error("handshake timed out")]
     Timeout,
-    /// The QUIC or TLS handshake failed; the source says how.
+    /// The handshake failed (QUIC, TLS, or TCP's upgrade: multistream-select,
+    /// Noise, Yamux); the source says how.
     #[error("handshake failed: {0}")]
     Handshake(#[source] Cause),
     /// The transport refused to start the connection (an unusable address,
-    /// or a TLS configuration it cannot take).
+    /// or a TLS configuration it cannot take), or a TCP connect failed
+    /// (e.g. connection refused).
     #[error("cannot start connection: {0}")]
     Connect(#[source] Cause),
     /// No UDP socket of the right address family could be bound.
@@ -183,6 +189,10 @@ pub enum PacketError {
         /// The largest payload that fits now.
         max: usize,
     },
+    /// Packet flows need QUIC DATAGRAM frames; this connection is TCP
+    /// (streams only).
+    #[error("packet flows need QUIC; this connection is TCP")]
+    NotQuic,
     /// The flow's control stream is closed (or the handle is stale).
     #[error("packet flow is closed")]
     FlowClosed,

@@ -101,7 +101,7 @@ impl SwarmHandle {
             .map_err(HandleError::Failed)
     }
 
-    /// Listen on a QUIC multiaddr; returns the resolved address.
+    /// Listen on a QUIC or TCP multiaddr; returns the resolved address.
     pub fn listen(
         &self,
         addr: &Multiaddr,

@@ -1,4 +1,5 @@
-//! A single-threaded libp2p swarm over QUIC, with protocol plugins.
+//! A single-threaded libp2p swarm over QUIC and TCP (Noise or TLS, then
+//! Yamux), with protocol plugins.
 //!
 //! # Threading model
 //!
@@ -50,17 +51,26 @@
 //! See [`PacketFlow`] for the wire format, [`Context::open_packet_flow`],
 //! [`Context::packet_handler_for`] and [`Protocol::accept_inbound_packet_flow`].
 //!
+//! # TCP
+//!
+//! `/ip4|ip6/…/tcp/…` addresses are listened on and dialed beside QUIC, on
+//! the same thread: multistream-select picks `/noise` (or `/tls/1.0.0`),
+//! then `/yamux/1.0.0` ([`tcp_upgrade`], [`noise`], [`yamux`]), and Yamux
+//! streams go through the same stream layer as QUIC's, so a plugin cannot
+//! tell them apart. Back-pressure reaches the remote through the Yamux
+//! window. Packet flows are QUIC-only ([`PacketError::NotQuic`]).
+//!
 //! # Keep-alive
 //!
 //! A connection stays open while it has streams, or while a plugin keeps it
 //! with [`Context::keep_alive`]. Otherwise it closes after
 //! [`SwarmConfig::idle_connection_timeout`]. While open, QUIC PINGs every
 //! [`SwarmConfig::keep_alive_interval`] keep NATs and the peer's idle timer
-//! from closing it.
+//! from closing it; on TCP connections, Yamux pings do the same.
 
 // Layers, each using only those above it in this list (no import circle):
 // 1. value types: ids, errors, events, limits, config, addresses, keys,
-//    multistream-select, TLS, the peer store;
+//    multistream-select, TLS, Noise, Yamux (sans-I/O), the peer store;
 pub mod address;
 mod codes;
 mod config;
@@ -70,10 +80,14 @@ pub mod identity;
 mod ids;
 mod limits;
 pub mod multistream;
+pub mod noise;
 pub mod peer_store;
 mod quic_varint;
 pub mod tls;
 mod verified_certificates;
+pub mod yamux;
+//    and, using multistream-select, Noise, TLS and Yamux, the TCP upgrade;
+pub mod tcp_upgrade;
 // 2. cross-thread buffers: waking the swarm, streams and flows on threads;
 mod detached_packet_flow;
 mod detached_stream;
@@ -96,10 +110,10 @@ pub mod virtual_net;
 
 pub use bytes::Bytes;
 pub use codes::{CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, RESET_CODE_NEGOTIATION};
-pub use config::SwarmConfig;
+pub use config::{SwarmConfig, TcpSecurity};
 pub use detached_packet_flow::DetachedPacketFlow;
 pub use detached_stream::DetachedStream;
-pub use engine::ReceivedDatagram;
+pub use engine::{ReceivedDatagram, TcpOutbound};
 pub use error::{
     Cause, ConnectionError, DialError, ListenError, OpenStreamError, PacketError, StreamError,
 };

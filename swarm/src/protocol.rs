@@ -299,7 +299,8 @@ impl Context<'_> {
     /// Open a packet flow for `protocol` on a connection (or to a connected
     /// peer): a control stream negotiates the protocol, then packets tagged
     /// with its id travel as QUIC datagrams. Fails at once with
-    /// [`PacketError::PeerUnsupported`] if the peer has no DATAGRAM support.
+    /// [`PacketError::PeerUnsupported`] if the peer has no DATAGRAM support,
+    /// [`PacketError::NotQuic`] on a TCP connection.
     /// `handle_packet_flow_ready` follows once the remote accepts.
     pub fn open_packet_flow(
         &mut self,

@@ -18,7 +18,18 @@
 //! 4. **Drain datagrams**: [`Swarm::poll_transmit`] until it returns `None`,
 //!    sending each on the socket it names. If a socket would block, keep the
 //!    datagram and retry it before polling more.
-//! 5. **Sleep** until the next datagram, wake-up or [`Swarm::poll_timeout`].
+//! 5. **TCP** (drivers with TCP sockets; see [`SocketBinder::bind_tcp`]):
+//!    connect what [`Swarm::poll_tcp_connect`] asks for and report it with
+//!    [`Swarm::feed_tcp_connected`]; feed accepted sockets with
+//!    [`Swarm::feed_tcp_accepted`] and received bytes with
+//!    [`Swarm::feed_tcp_data`] (a driver should cap a turn's reads per
+//!    socket, as for datagrams); for each connection
+//!    [`Swarm::poll_tcp_ready`] names, write what
+//!    [`Swarm::poll_tcp_outbound`] yields, asking only when the previous
+//!    bytes are written (that keeps the write buffer bounded) and again
+//!    after a short write completes; report every closed socket with
+//!    [`Swarm::feed_tcp_closed`].
+//! 6. **Sleep** until the next datagram, wake-up or [`Swarm::poll_timeout`].
 //!
 //! Each feed call runs, before it returns, every plugin callback it causes,
 //! in order; plugins call back into the swarm through their
@@ -151,8 +162,10 @@ impl Swarm {
         (self.command_sender.clone(), self.core.notifier.clone())
     }
 
-    /// Listen on a QUIC multiaddr (port 0 picks a port); returns the
-    /// resolved address.
+    /// Listen on a QUIC or TCP multiaddr (port 0 picks a port); returns
+    /// the resolved address. TCP needs a driver that binds TCP sockets
+    /// ([`SocketBinder::bind_tcp`]): the mio [`Runtime`](crate::Runtime) does,
+    /// the virtual network does not.
     pub fn listen(&mut self, addr: &Multiaddr) -> Result<Multiaddr, ListenError> {
         let r = self.core.listen(addr);
         self.dispatch();
@@ -355,6 +368,66 @@ impl Swarm {
     ) -> Option<(usize, Transmit)> {
         self.core.now = now;
         self.core.poll_transmit(max_datagrams, buf)
+    }
+
+    /// TCP: the driver accepted a socket from `remote` on one of its
+    /// listeners. `None`: a limit refuses it; close the socket.
+    pub fn feed_tcp_accepted(&mut self, now: Instant, remote: SocketAddr) -> Option<ConnId> {
+        self.core.now = now;
+        self.start();
+        let id = self.core.tcp_accepted(remote);
+        self.dispatch();
+        id
+    }
+
+    /// TCP: the socket of a dialed connection connected.
+    pub fn feed_tcp_connected(&mut self, now: Instant, conn: ConnId) {
+        self.core.now = now;
+        self.start();
+        self.core.tcp_connected(conn);
+        self.dispatch();
+    }
+
+    /// TCP: bytes received on a connection's socket.
+    pub fn feed_tcp_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        self.core.now = now;
+        self.start();
+        self.core.tcp_data(conn, data);
+        self.dispatch();
+    }
+
+    /// TCP: a connection's socket is closed (end of file, an error, a failed
+    /// connect, or after [`TcpOutbound::close`](crate::TcpOutbound)); the
+    /// connection leaves the table.
+    pub fn feed_tcp_closed(&mut self, now: Instant, conn: ConnId, error: Option<String>) {
+        self.core.now = now;
+        self.start();
+        self.core.tcp_closed(conn, error);
+        self.dispatch();
+    }
+
+    /// TCP: the next connection that may have bytes to write or must
+    /// close; ask it with [`Swarm::poll_tcp_outbound`]. Only connections
+    /// named here (or whose earlier bytes are still being written) need
+    /// asking, so a turn costs nothing per idle connection.
+    pub fn poll_tcp_ready(&mut self) -> Option<ConnId> {
+        self.core.poll_tcp_ready()
+    }
+
+    /// TCP: the next socket to connect for a dialed connection.
+    pub fn poll_tcp_connect(&mut self) -> Option<(ConnId, SocketAddr)> {
+        self.core.poll_tcp_connect()
+    }
+
+    /// TCP: what to write on `conn`'s socket now, and whether to close it
+    /// afterwards. Taking bytes lets blocked writers go on, so plugins may
+    /// run.
+    pub fn poll_tcp_outbound(&mut self, now: Instant, conn: ConnId) -> crate::TcpOutbound {
+        self.core.now = now;
+        self.start();
+        let out = self.core.tcp_outbound(conn);
+        self.dispatch();
+        out
     }
 
     /// Call `on_start` on every plugin once, before the first event.

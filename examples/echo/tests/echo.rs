@@ -67,7 +67,8 @@ fn dial_to_a_silent_port_times_out_with_exit_3() {
 
 #[test]
 fn a_bad_address_exits_2() {
-    let out = run(ECHO, &["dial", "/ip4/127.0.0.1/tcp/1", "x"]);
+    // TCP is dialable now; WebSocket is not.
+    let out = run(ECHO, &["dial", "/ip4/127.0.0.1/tcp/1/ws", "x"]);
     assert_eq!(out.code(), Some(2));
     let out = run(ECHO, &["dial", "not-an-address", "x"]);
     assert_eq!(out.code(), Some(2));

@@ -122,6 +122,10 @@ pub struct PeerConfig {
     pub keypair: Option<identity::Keypair>,
     /// Listen on `/ip4/127.0.0.1/udp/0/quic-v1`.
     pub listen: bool,
+    /// Also listen on `/ip4/127.0.0.1/tcp/0` (TCP with Noise or TLS, then
+    /// Yamux, as rust-libp2p's `with_tcp` sets it up). Dialing a `/tcp/`
+    /// address works whatever this says. Default: false.
+    pub listen_tcp: bool,
     /// Interval of the ping behaviour (which is always enabled).
     pub ping_interval: Duration,
     /// Agent version advertised through identify.
@@ -151,6 +155,7 @@ impl Default for PeerConfig {
         PeerConfig {
             keypair: None,
             listen: true,
+            listen_tcp: false,
             ping_interval: Duration::from_secs(1),
             agent_version: "rust-libp2p-peer/0.1".to_string(),
             echo_protocols: Vec::new(),
@@ -447,13 +452,32 @@ impl RustPeer {
         lock(&self.listen_addrs).clone()
     }
 
-    /// The first listen address with `/p2p/<this peer id>` appended, ready to
+    /// The first QUIC listen address with `/p2p/<this peer id>` appended, ready to
     /// be dialed. `None` if the node does not listen.
     pub fn dial_addr(&self) -> Option<Multiaddr> {
         self.listen_addrs()
             .into_iter()
-            .next()
+            .find(|a| !a.iter().any(|p| matches!(p, Protocol::Tcp(_))))
             .map(|a| a.with(Protocol::P2p(self.peer_id)))
+    }
+
+    /// The TCP listen address with `/p2p/<this peer id>` appended, waiting
+    /// up to `timeout` for the listener (see [`PeerConfig::listen_tcp`]).
+    pub fn tcp_dial_addr(&self, timeout: Duration) -> Option<Multiaddr> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let tcp = self
+                .listen_addrs()
+                .into_iter()
+                .find(|a| a.iter().any(|p| matches!(p, Protocol::Tcp(_))));
+            if let Some(a) = tcp {
+                return Some(a.with(Protocol::P2p(self.peer_id)));
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Dial `addr` (which may end in `/p2p/<id>`) without waiting. The outcome
@@ -1046,17 +1070,29 @@ impl Node {
         };
         let built = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_quic()
-            .with_behaviour(|key| Behaviour {
-                ping: ping::Behaviour::new(ping_cfg),
-                identify: identify::Behaviour::new(
-                    identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), key.public())
-                        .with_agent_version(agent),
-                ),
-                stream: libp2p_stream::Behaviour::new(),
-                kad: Toggle::from(kad_behaviour),
-                gossipsub: Toggle::from(gossip_behaviour),
-            });
+            .with_tcp(
+                libp2p::tcp::Config::default().nodelay(true),
+                // Noise first: the order in which the dialer proposes them.
+                (libp2p::noise::Config::new, libp2p::tls::Config::new),
+                libp2p::yamux::Config::default,
+            )
+            .map_err(|e| e.to_string());
+        let built = match built {
+            Ok(b) => b
+                .with_quic()
+                .with_behaviour(|key| Behaviour {
+                    ping: ping::Behaviour::new(ping_cfg),
+                    identify: identify::Behaviour::new(
+                        identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), key.public())
+                            .with_agent_version(agent),
+                    ),
+                    stream: libp2p_stream::Behaviour::new(),
+                    kad: Toggle::from(kad_behaviour),
+                    gossipsub: Toggle::from(gossip_behaviour),
+                })
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
         let mut swarm = match built {
             Ok(b) => b
                 .with_swarm_config(|c| {
@@ -1098,6 +1134,12 @@ impl Node {
                 .expect("static multiaddr");
             if let Err(e) = swarm.listen_on(addr) {
                 return Err((format!("listen_on failed: {e}"), ready));
+            }
+            if cfg.listen_tcp {
+                let tcp: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("static multiaddr");
+                if let Err(e) = swarm.listen_on(tcp) {
+                    return Err((format!("listen_on tcp failed: {e}"), ready));
+                }
             }
             Some(ready)
         } else {

@@ -127,7 +127,16 @@ impl Core {
             && !c.queued_for_transmit
         {
             c.queued_for_transmit = true;
-            self.transmit_queue.push_back(index);
+            if matches!(c.transport, Transport::Tcp(_)) {
+                // The driver asks TCP connections for bytes to write.
+                let id = ConnId {
+                    index: index as u32,
+                    generation: c.generation,
+                };
+                self.tcp_ready.push_back(id);
+            } else {
+                self.transmit_queue.push_back(index);
+            }
         }
     }
 

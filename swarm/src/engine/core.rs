@@ -94,6 +94,15 @@ pub(crate) struct Core {
     /// Every published event, kept for a driver on this thread (see
     /// `Swarm::record_events`).
     pub(crate) recorded_events: Option<Vec<SwarmEvent>>,
+    /// TCP listen addresses (the driver owns the listeners).
+    pub(crate) tcp_listeners: Vec<std::net::SocketAddr>,
+    /// Dialed TCP connections waiting for the driver's connect.
+    pub(crate) tcp_connects: VecDeque<(crate::ids::ConnId, std::net::SocketAddr)>,
+    /// TCP connections touched since the driver last asked
+    /// (`Swarm::poll_tcp_ready`): they may have bytes to write or a close.
+    pub(crate) tcp_ready: VecDeque<crate::ids::ConnId>,
+    /// The TLS server config for `/tls/1.0.0` over TCP, built on first use.
+    pub(crate) tcp_tls_server: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Core {
@@ -163,6 +172,10 @@ impl Core {
             peer_routing: PeerRouting::default(),
             handed_to_threads: 0,
             recorded_events: None,
+            tcp_listeners: Vec::new(),
+            tcp_connects: VecDeque::new(),
+            tcp_ready: VecDeque::new(),
+            tcp_tls_server: None,
         })
     }
 

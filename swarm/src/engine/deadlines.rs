@@ -52,7 +52,9 @@ impl Core {
                         && c.quic_deadline == Some(at)
                     {
                         c.quic_deadline = None;
-                        c.transport.quic().handle_timeout(now);
+                        if let Some(q) = c.transport.quic() {
+                            q.handle_timeout(now);
+                        }
                         self.touch(id.index as usize);
                     }
                 }
@@ -84,6 +86,7 @@ impl Core {
                     self.arm_negotiation_deadline(id.index as usize);
                 }
                 Deadline::PeerRouting(serial) => self.peer_routing_timed_out(serial),
+                Deadline::TcpKeepAlive(id) => self.tcp_keep_alive(id),
                 Deadline::Idle(id) => {
                     let idle_after = self.config.idle_connection_timeout;
                     let now = self.now;

@@ -7,7 +7,7 @@ use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use tracing::debug;
 
-use crate::address::parse_quic_addr;
+use crate::address::{parse_quic_addr, parse_tcp_addr};
 use crate::connection::{Origin, Requester};
 use crate::error::DialError;
 use crate::ids::ConnId;
@@ -24,6 +24,18 @@ impl Core {
     ) -> Result<ConnId, DialError> {
         if self.shutting_down {
             return Err(DialError::ShuttingDown);
+        }
+        if let Some(tcp) = parse_tcp_addr(addr) {
+            if let Some(peer) = tcp.peer
+                && !force_new
+                && let Some(existing) = self.connections_to(&peer).first().copied()
+            {
+                if let Requester::Handle(reply) = &requester {
+                    let _ = reply.send(Ok(existing));
+                }
+                return Ok(existing);
+            }
+            return self.dial_tcp(addr, tcp, requester);
         }
         let quic =
             parse_quic_addr(addr).ok_or_else(|| DialError::UnsupportedAddress(addr.clone()))?;
@@ -88,11 +100,13 @@ impl Core {
             }
             return Ok(existing);
         }
-        let addr = self
-            .peer_store
-            .addresses(&peer, self.now)
-            .into_iter()
+        let addrs = self.peer_store.addresses(&peer, self.now);
+        // QUIC first (one handshake fewer), TCP otherwise.
+        let addr = addrs
+            .iter()
             .find(|a| parse_quic_addr(a).is_some())
+            .or_else(|| addrs.iter().find(|a| parse_tcp_addr(a).is_some()))
+            .cloned()
             .ok_or(DialError::NoAddresses(peer))?;
         let addr = addr.with(multiaddr::Protocol::P2p(peer));
         self.dial(&addr, force_new, requester)

@@ -47,7 +47,9 @@ impl Core {
             None => {}
             Some(DatagramEvent::ConnectionEvent(handle, event)) => {
                 if let Some(&index) = self.by_quic_handle.get(&(socket, handle)) {
-                    self.connections[index].transport.quic().handle_event(event);
+                    if let Some(q) = self.connections[index].transport.quic() {
+                        q.handle_event(event);
+                    }
                     self.touch(index);
                 }
             }

@@ -24,14 +24,14 @@ use crate::codes::CLOSE_CODE_LIMIT;
 const DIALED_ADDRESS_TTL: Duration = Duration::from_secs(3600);
 
 impl Core {
+    /// QUIC's handshake finished: the PeerId is the certificate's.
     pub(crate) fn on_connected(&mut self, index: usize) {
         let id = self.conn_id(index);
         let conn = &mut self.connections[index];
         let peer = conn
             .transport
             .quic()
-            .crypto_session()
-            .peer_identity()
+            .and_then(|q| q.crypto_session().peer_identity())
             .and_then(|any| {
                 any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
                     .ok()
@@ -46,6 +46,14 @@ impl Core {
             );
             return;
         };
+        self.on_established(index, peer);
+    }
+
+    /// A connection's handshake proved `peer` (QUIC's TLS, or TCP's Noise
+    /// or TLS): apply the per-peer limit, then tell everyone.
+    pub(crate) fn on_established(&mut self, index: usize, peer: libp2p_identity::PeerId) {
+        let id = self.conn_id(index);
+        let conn = &mut self.connections[index];
         conn.peer = Some(peer);
         let dialer = matches!(conn.origin, Origin::Dialed { .. });
         let per_peer = self.config.limits.max_connections_per_peer;
@@ -95,16 +103,21 @@ impl Core {
             return;
         }
         conn.closing = true;
-        if !conn.transport.quic_ref().is_closed() {
+        if let Some(q) = conn.transport.quic()
+            && !q.is_closed()
+        {
             let (code, why): (u32, &[u8]) = match &reason {
                 EndReason::Refused(DialError::Limit(_)) => (CLOSE_CODE_LIMIT, b"limit"),
                 _ => (0, b""),
             };
-            conn.transport.quic().close(
+            q.close(
                 self.now,
                 VarInt::from_u32(code),
                 Bytes::copy_from_slice(why),
             );
+        }
+        if let Some(t) = conn.transport.tcp() {
+            t.close();
         }
         let text = reason.to_string();
         // Every stream dies with the connection.
@@ -168,9 +181,9 @@ impl Core {
         let conn = self
             .conn_mut(id)
             .ok_or(ConnectionError::UnknownConnection(id))?;
-        conn.transport
-            .quic()
-            .close(now, VarInt::from_u32(code), Bytes::copy_from_slice(reason));
+        if let Some(q) = conn.transport.quic() {
+            q.close(now, VarInt::from_u32(code), Bytes::copy_from_slice(reason));
+        }
         self.end_connection(id.index as usize, EndReason::Local(code));
         Ok(())
     }

@@ -23,6 +23,7 @@
 //! | `detached.rs` | streams handed to threads: the bounded pump |
 //! | `stream_teardown.rs` | failing, ending and removing streams |
 //! | `packet_flows.rs` | QUIC datagrams per plugin protocol |
+//! | `tcp.rs` | TCP connections: driver sockets, the upgrade, the Yamux event pump |
 //! | `publish.rs` | events and messages to plugins and applications |
 //! | `core.rs` | the engine's state and accessors |
 //! | `queues.rs` | what is queued: plugin calls for the facade, deadlines |
@@ -48,8 +49,10 @@ mod send;
 mod sockets;
 mod stream_access;
 mod stream_teardown;
+mod tcp;
 mod transmit;
 
 pub(crate) use self::core::Core;
 pub use incoming_datagrams::ReceivedDatagram;
 pub(crate) use queues::Callback;
+pub use tcp::TcpOutbound;

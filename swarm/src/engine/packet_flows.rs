@@ -41,7 +41,10 @@ impl Core {
         let conn = self
             .conn_mut(conn_id)
             .ok_or(OpenStreamError::UnknownConnection(conn_id))?;
-        if conn.established && conn.transport.quic().datagrams().max_size().is_none() {
+        let Some(quic) = conn.transport.quic() else {
+            return Err(PacketError::NotQuic);
+        };
+        if conn.established && quic.datagrams().max_size().is_none() {
             return Err(PacketError::PeerUnsupported);
         }
         let sref =
@@ -66,6 +69,7 @@ impl Core {
         let max = conn
             .transport
             .quic()
+            .ok_or(PacketError::NotQuic)?
             .datagrams()
             .max_size()
             .ok_or(PacketError::PeerUnsupported)?;
@@ -87,7 +91,8 @@ impl Core {
         buf.extend_from_slice(data);
         // `drop = true`: under pressure the oldest queued datagram goes; a
         // game tick or position update is stale by then anyway.
-        match conn.transport.quic().datagrams().send(buf.freeze(), true) {
+        let quic = conn.transport.quic().ok_or(PacketError::NotQuic)?;
+        match quic.datagrams().send(buf.freeze(), true) {
             Ok(()) => {}
             Err(quinn_proto::SendDatagramError::TooLarge) => {
                 return Err(PacketError::TooLarge {
@@ -109,6 +114,7 @@ impl Core {
         let c = self.conn_mut(conn).ok_or(PacketError::FlowClosed)?;
         c.transport
             .quic()
+            .ok_or(PacketError::NotQuic)?
             .datagrams()
             .send(data, true)
             .map_err(|_| PacketError::PeerUnsupported)?;
@@ -176,7 +182,7 @@ impl Core {
     pub(crate) fn receive_datagrams(&mut self, index: usize) {
         let conn_id = self.conn_id(index);
         let conn = &mut self.connections[index];
-        while let Some(mut datagram) = conn.transport.quic().datagrams().recv() {
+        while let Some(mut datagram) = conn.transport.quic().and_then(|q| q.datagrams().recv()) {
             let target = quic_varint::decode(&mut datagram).and_then(|id| {
                 let sid = StreamId(id);
                 let stream = conn.streams.get(&sid)?;

@@ -47,4 +47,6 @@ pub(crate) enum Deadline {
     Idle(ConnId),
     /// A peer-routing search (by serial) runs out of time.
     PeerRouting(u64),
+    /// A TCP connection's Yamux keep-alive ping is due (QUIC pings itself).
+    TcpKeepAlive(ConnId),
 }

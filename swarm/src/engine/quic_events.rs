@@ -36,24 +36,35 @@ impl Core {
         let Some(conn) = self.connections.get_mut(index) else {
             return;
         };
+        let Some(quic) = conn.transport.quic() else {
+            // TCP: Yamux events instead (engine/tcp.rs).
+            self.process_tcp_connection(index);
+            return;
+        };
+        let _ = quic;
         // Endpoint <-> connection bookkeeping (CIDs, drain).
-        while let Some(ev) = conn.transport.quic().poll_endpoint_events() {
+        while let Some(ev) = conn.transport.quic().and_then(|q| q.poll_endpoint_events()) {
             let socket = conn.socket;
             if let Some(back) = self.sockets[socket.0]
                 .endpoint
                 .handle_event(conn.quic_handle, ev)
+                && let Some(q) = conn.transport.quic()
             {
-                conn.transport.quic().handle_event(back);
+                q.handle_event(back);
             }
         }
-        while let Some(ev) = self.connections[index].transport.quic().poll() {
+        while let Some(ev) = self.connections[index]
+            .transport
+            .quic()
+            .and_then(|q| q.poll())
+        {
             self.handle_event(index, ev);
             if !self.connections.contains(index) {
                 return;
             }
         }
         let conn = &mut self.connections[index];
-        if conn.transport.quic_ref().is_drained() {
+        if conn.transport.quic_ref().is_some_and(|q| q.is_drained()) {
             let id = ConnId {
                 index: index as u32,
                 generation: conn.generation,
@@ -66,7 +77,7 @@ impl Core {
             trace!(%id, "connection drained and removed");
             return;
         }
-        let next = conn.transport.quic().poll_timeout();
+        let next = conn.transport.quic().and_then(|q| q.poll_timeout());
         let id = ConnId {
             index: index as u32,
             generation: conn.generation,
@@ -95,9 +106,10 @@ impl Core {
             Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => self.accept_streams(index),
             Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
                 // libp2p uses bidirectional streams only; refuse the rest.
-                let quic = self.connections[index].transport.quic();
-                while let Some(id) = quic.streams().accept(Dir::Uni) {
-                    let _ = quic.recv_stream(id).stop(VarInt::from_u32(0));
+                if let Some(quic) = self.connections[index].transport.quic() {
+                    while let Some(id) = quic.streams().accept(Dir::Uni) {
+                        let _ = quic.recv_stream(id).stop(VarInt::from_u32(0));
+                    }
                 }
             }
             // From here on the stream layer's entry points, the same for

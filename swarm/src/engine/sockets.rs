@@ -10,7 +10,7 @@ use multiaddr::Multiaddr;
 use rand::Rng;
 use tracing::info;
 
-use crate::address::{parse_quic_addr, quic_multiaddr};
+use crate::address::{parse_quic_addr, parse_tcp_addr, quic_multiaddr, tcp_multiaddr};
 use crate::connection::SocketIndex;
 use crate::error::{DialError, ListenError};
 use crate::events::SwarmEvent;
@@ -26,6 +26,7 @@ impl Core {
             .iter()
             .filter(|s| s.listening)
             .map(|s| quic_multiaddr(s.local))
+            .chain(self.tcp_listeners.iter().map(|a| tcp_multiaddr(*a)))
             .collect()
     }
 
@@ -55,6 +56,9 @@ impl Core {
     pub(crate) fn listen(&mut self, addr: &Multiaddr) -> Result<Multiaddr, ListenError> {
         if self.shutting_down {
             return Err(ListenError::ShuttingDown);
+        }
+        if let Some(tcp) = parse_tcp_addr(addr).filter(|t| t.peer.is_none()) {
+            return self.tcp_listen(addr, tcp.socket);
         }
         let quic = parse_quic_addr(addr)
             .filter(|q| q.peer.is_none())

@@ -22,10 +22,12 @@ impl Core {
                 continue;
             };
             buf.clear();
-            if let Some(t) =
-                conn.transport
-                    .quic()
-                    .poll_transmit(self.now, max_datagrams.max(1), buf)
+            // TCP connections send through the driver's sockets instead
+            // (`poll_tcp_outbound`).
+            if let Some(t) = conn
+                .transport
+                .quic()
+                .and_then(|q| q.poll_transmit(self.now, max_datagrams.max(1), buf))
             {
                 // Sending changes quinn-proto's timers (loss detection).
                 self.touched.push(index);

@@ -9,13 +9,14 @@
 //!
 //! Below it, each transport keeps what only it has. QUIC ([`quic`]) gives
 //! streams natively: a UDP socket and its quinn-proto endpoint, the
-//! handshake, QUIC datagrams, timers. A second transport (TCP with Noise
-//! and Yamux) adds a variant to [`Transport`] and [`StreamReader`]; the
-//! compiler then points at every `match` that must learn about it, and
-//! the engine's stream layer stays as it is.
+//! handshake, QUIC datagrams, timers. TCP ([`tcp`]) gets them from Yamux
+//! after Noise or TLS; its socket belongs to the driver, which feeds bytes
+//! in and writes what the connection queues. The engine's stream layer is
+//! the same for both.
 
 pub(crate) mod outcomes;
 pub(crate) mod quic;
+pub(crate) mod tcp;
 
 use bytes::Bytes;
 
@@ -28,6 +29,8 @@ pub(crate) enum Transport {
     /// and the connection slab grows by doubling and moves its entries
     /// (at 1,000 simulated nodes the unboxed slab was 17 % of the heap).
     Quic(Box<quinn_proto::Connection>),
+    /// A TCP connection upgraded to Noise (or TLS) and Yamux.
+    Tcp(Box<tcp::TcpConn>),
 }
 
 impl Transport {
@@ -35,6 +38,7 @@ impl Transport {
     pub(crate) fn open_stream(&mut self) -> Option<StreamId> {
         match self {
             Transport::Quic(q) => quic::open_stream(q),
+            Transport::Tcp(t) => tcp::open_stream(t),
         }
     }
 
@@ -42,6 +46,7 @@ impl Transport {
     pub(crate) fn accept_stream(&mut self) -> Option<StreamId> {
         match self {
             Transport::Quic(q) => quic::accept_stream(q),
+            Transport::Tcp(t) => tcp::accept_stream(t),
         }
     }
 
@@ -55,6 +60,7 @@ impl Transport {
     ) -> Result<R, ReadUnavailable> {
         match self {
             Transport::Quic(q) => quic::read(q, id, f),
+            Transport::Tcp(t) => tcp::read(t, id, f),
         }
     }
 
@@ -64,6 +70,7 @@ impl Transport {
     pub(crate) fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, SendError> {
         match self {
             Transport::Quic(q) => quic::write(q, id, data),
+            Transport::Tcp(t) => tcp::write(t, id, data),
         }
     }
 
@@ -76,6 +83,7 @@ impl Transport {
     ) -> Result<usize, SendError> {
         match self {
             Transport::Quic(q) => quic::write_bytes(q, id, data),
+            Transport::Tcp(t) => tcp::write_bytes(t, id, data),
         }
     }
 
@@ -83,6 +91,7 @@ impl Transport {
     pub(crate) fn finish(&mut self, id: StreamId) -> Result<(), SendError> {
         match self {
             Transport::Quic(q) => quic::finish(q, id),
+            Transport::Tcp(t) => tcp::finish(t, id),
         }
     }
 
@@ -90,6 +99,8 @@ impl Transport {
     pub(crate) fn reset(&mut self, id: StreamId, code: u64) {
         match self {
             Transport::Quic(q) => quic::reset(q, id, code),
+            // Yamux resets carry no code.
+            Transport::Tcp(t) => tcp::reset(t, id),
         }
     }
 
@@ -97,21 +108,32 @@ impl Transport {
     pub(crate) fn stop(&mut self, id: StreamId, code: u64) {
         match self {
             Transport::Quic(q) => quic::stop(q, id, code),
+            Transport::Tcp(t) => tcp::stop(t, id),
         }
     }
 
     /// The QUIC connection under a QUIC transport, for the QUIC-only parts
-    /// of the engine (handshake, timers, datagrams, transmit).
-    pub(crate) fn quic(&mut self) -> &mut quinn_proto::Connection {
+    /// of the engine (handshake, timers, datagrams, transmit); `None` on TCP.
+    pub(crate) fn quic(&mut self) -> Option<&mut quinn_proto::Connection> {
         match self {
-            Transport::Quic(q) => q,
+            Transport::Quic(q) => Some(q),
+            Transport::Tcp(_) => None,
         }
     }
 
     /// Shared-reference form of [`Transport::quic`].
-    pub(crate) fn quic_ref(&self) -> &quinn_proto::Connection {
+    pub(crate) fn quic_ref(&self) -> Option<&quinn_proto::Connection> {
         match self {
-            Transport::Quic(q) => q,
+            Transport::Quic(q) => Some(q),
+            Transport::Tcp(_) => None,
+        }
+    }
+
+    /// The TCP connection under a TCP transport; `None` on QUIC.
+    pub(crate) fn tcp(&mut self) -> Option<&mut tcp::TcpConn> {
+        match self {
+            Transport::Tcp(t) => Some(t),
+            Transport::Quic(_) => None,
         }
     }
 }

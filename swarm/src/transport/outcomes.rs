@@ -38,6 +38,12 @@ pub(crate) enum ReadUnavailable {
 pub(crate) enum StreamReader<'a> {
     /// QUIC: quinn-proto's chunk reader.
     Quic(quinn_proto::Chunks<'a>),
+    /// TCP: a stream of the Yamux session (reading credits its window).
+    Yamux {
+        session: &'a mut crate::yamux::Session,
+        id: u32,
+        now: std::time::Instant,
+    },
 }
 
 impl StreamReader<'_> {
@@ -45,6 +51,9 @@ impl StreamReader<'_> {
     pub(crate) fn next(&mut self, max: usize) -> ReadStep {
         match self {
             StreamReader::Quic(chunks) => next_quic_chunk(chunks, max),
+            StreamReader::Yamux { session, id, now } => {
+                super::tcp::next_yamux_chunk(session, *id, *now, max)
+            }
         }
     }
 }

@@ -77,6 +77,24 @@ pub trait SocketBinder: Send {
     /// port when `addr`'s port is 0). Sockets are numbered in bind order
     /// from 0; [`Swarm::poll_transmit`](crate::Swarm::poll_transmit) names them by that number.
     fn bind(&mut self, addr: SocketAddr) -> io::Result<SocketAddr>;
+
+    /// Whether the driver connects and accepts TCP sockets (see the TCP
+    /// step of the swarm's driving contract). Without it, a `/tcp/` dial
+    /// fails at once with `DialError::UnsupportedAddress`. Default: no.
+    fn tcp_supported(&self) -> bool {
+        false
+    }
+
+    /// Bind a TCP listener to `addr` and return the bound address. The
+    /// driver accepts its connections and feeds them to the swarm
+    /// ([`Swarm::feed_tcp_accepted`](crate::Swarm::feed_tcp_accepted)).
+    /// By default TCP is unsupported (the virtual network has none).
+    fn bind_tcp(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this driver has no TCP (asked for {addr})"),
+        ))
+    }
 }
 
 /// One UDP socket and its QUIC endpoint.
@@ -131,9 +149,10 @@ pub(crate) fn read<R>(
     })?;
     let mut reader = StreamReader::Quic(chunks);
     let r = f(&mut reader);
-    let StreamReader::Quic(chunks) = reader;
-    // Gives the remote flow-control credit for what was read.
-    let _ = chunks.finalize();
+    if let StreamReader::Quic(chunks) = reader {
+        // Gives the remote flow-control credit for what was read.
+        let _ = chunks.finalize();
+    }
     Ok(r)
 }
 

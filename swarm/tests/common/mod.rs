@@ -27,6 +27,24 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node from a runtime started by the caller (e.g. one that listens
+    /// on more than one address).
+    pub fn from_parts(
+        handle: SwarmHandle,
+        peer: PeerId,
+        addr: Multiaddr,
+        events: Receiver<SwarmEvent>,
+        thread: JoinHandle<std::io::Result<()>>,
+    ) -> Node {
+        Node {
+            handle,
+            peer,
+            addr,
+            events,
+            thread: Some(thread),
+        }
+    }
+
     /// The listen address with `/p2p/<peer id>`.
     pub fn p2p_addr(&self) -> Multiaddr {
         self.addr

@@ -52,7 +52,7 @@ pub struct Cli {
     /// The address to listen on (server) or to connect to (client).
     #[arg(long, value_name = "IP:PORT")]
     pub server_address: SocketAddr,
-    /// The transport: only quic-v1.
+    /// The transport: quic-v1 (tcp where the implementation has it).
     #[arg(long, default_value = "quic-v1")]
     pub transport: String,
     /// Bytes to upload (transfer mode).
@@ -95,17 +95,27 @@ impl Mode {
 }
 
 impl Cli {
-    /// Parse the command line and check the transport.
+    /// Parse the command line and check the transport (quic-v1 only).
     pub fn get() -> Self {
+        Self::get_with(&["quic-v1"])
+    }
+
+    /// Parse the command line; the transport must be one of `supported`.
+    pub fn get_with(supported: &[&str]) -> Self {
         let cli = Self::parse();
-        if cli.transport != "quic-v1" {
+        if !supported.contains(&cli.transport.as_str()) {
             eprintln!(
-                "error: transport {:?} is not supported: use quic-v1",
+                "error: transport {:?} is not supported: use one of {supported:?}",
                 cli.transport
             );
             std::process::exit(2);
         }
         cli
+    }
+
+    /// Whether the client dials TCP.
+    pub fn is_tcp(&self) -> bool {
+        self.transport == "tcp"
     }
 
     /// Iterations of the mode: given, or the mode's default.

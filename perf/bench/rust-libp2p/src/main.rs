@@ -1,5 +1,6 @@
-//! rust-libp2p 0.57 perf over QUIC (libp2p-quic + libp2p-stream on tokio),
-//! for perf/bench/compare.sh.
+//! rust-libp2p 0.57 perf over QUIC (libp2p-quic + libp2p-stream on tokio)
+//! or TCP (libp2p-tcp, Noise, Yamux), for perf/bench/compare.sh. The
+//! server listens on both, on one port number.
 //!
 //! The perf protocol as rust-libp2p's `perf` binary speaks it, driven with
 //! the same flags, plus bandwidth_perf's measuring modes (see
@@ -23,7 +24,7 @@ type Node = Swarm<libp2p_stream::Behaviour>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::get();
+    let cli = Cli::get_with(&["quic-v1", "tcp"]);
     if cli.run_server {
         server(cli.server_address).await
     } else {
@@ -34,11 +35,20 @@ async fn main() -> anyhow::Result<()> {
 fn node() -> anyhow::Result<Node> {
     Ok(libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?
         .with_quic()
         .with_behaviour(|_| libp2p_stream::Behaviour::new())?
         // Keep connections between requests; the client closes them.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build())
+}
+
+fn tcp_addr(addr: SocketAddr) -> Multiaddr {
+    Multiaddr::from(addr.ip()).with(Protocol::Tcp(addr.port()))
 }
 
 fn quic_addr(addr: SocketAddr) -> Multiaddr {
@@ -60,6 +70,7 @@ async fn server(addr: SocketAddr) -> anyhow::Result<()> {
         }
     });
     swarm.listen_on(quic_addr(addr))?;
+    swarm.listen_on(tcp_addr(addr))?;
     loop {
         if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
             eprintln!("Listening on {address}/p2p/{}", swarm.local_peer_id());
@@ -170,7 +181,11 @@ async fn client(cli: &Cli) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut swarm = node()?;
     let mut control = swarm.behaviour().new_control();
-    let addr = quic_addr(cli.server_address);
+    let addr = if cli.is_tcp() {
+        tcp_addr(cli.server_address)
+    } else {
+        quic_addr(cli.server_address)
+    };
     let iterations = cli.iterations();
     match cli.mode {
         Mode::Transfer => {

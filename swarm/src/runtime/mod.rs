@@ -6,6 +6,11 @@
 //! swarm produced (with GSO batches) until it has nothing left or a socket
 //! would block. A socket that hit the per-turn cap is read again on the next
 //! turn without sleeping, since mio's readiness is edge-triggered.
+//!
+//! TCP sockets (`runtime/tcp.rs`) live on the same loop: listeners accept,
+//! dialed sockets connect without blocking, each connection's reads are
+//! capped per turn and its writes ask the swarm for more bytes only once
+//! the previous ones are in the kernel.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -19,6 +24,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use multiaddr::Multiaddr;
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use tracing::{debug, trace, warn};
+
+mod tcp;
 
 use crate::config::SwarmConfig;
 use crate::engine::ReceivedDatagram;
@@ -53,7 +60,10 @@ pub enum RuntimeError {
 
 /// Sockets bound by the swarm but not yet registered with mio.
 #[derive(Clone, Default)]
-struct Bound(Arc<Mutex<Vec<std::net::UdpSocket>>>);
+struct Bound(
+    Arc<Mutex<Vec<std::net::UdpSocket>>>,
+    Arc<Mutex<Vec<std::net::TcpListener>>>,
+);
 
 impl SocketBinder for Bound {
     fn bind(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
@@ -75,6 +85,20 @@ impl SocketBinder for Bound {
             .push(socket);
         Ok(local)
     }
+
+    fn tcp_supported(&self) -> bool {
+        true
+    }
+
+    fn bind_tcp(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let listener = tcp::bind_listener(addr)?;
+        let local = listener.local_addr()?;
+        self.1
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(listener);
+        Ok(local)
+    }
 }
 
 /// One registered socket.
@@ -93,6 +117,8 @@ pub struct Runtime {
     io: Vec<Io>,
     /// A datagram the kernel refused with `WouldBlock`, sent first next time.
     blocked: Option<(usize, quinn_proto::Transmit, Vec<u8>)>,
+    /// TCP listeners and connections.
+    tcp: tcp::TcpSockets,
 }
 
 impl Runtime {
@@ -108,6 +134,7 @@ impl Runtime {
             bound,
             io: Vec::new(),
             blocked: None,
+            tcp: tcp::TcpSockets::default(),
         })
     }
 
@@ -116,7 +143,8 @@ impl Runtime {
         self.swarm.add_protocol(plugin)
     }
 
-    /// Listen on a QUIC multiaddr before running; returns the resolved address.
+    /// Listen on a QUIC or TCP multiaddr before running; returns the
+    /// resolved address.
     pub fn listen(&mut self, addr: &Multiaddr) -> Result<Multiaddr, ListenError> {
         let r = self.swarm.listen(addr);
         if let Err(e) = self.register_new_sockets() {
@@ -151,12 +179,15 @@ impl Runtime {
             .map(|_| vec![0u8; RECV_BUFFER])
             .collect();
         let mut send_buf = Vec::with_capacity(RECV_BUFFER);
+        let mut tcp_buf = vec![0u8; tcp::READ_BUFFER];
         let mut shutdown_deadline: Option<Instant> = None;
         // Plugins' on_start runs before the first event.
         self.swarm.feed_wakeup(Instant::now());
         loop {
             self.register_new_sockets()?;
             self.flush(&mut send_buf)?;
+            self.tcp.connect(&mut self.swarm, &self.poll);
+            self.tcp.flush(&mut self.swarm, &self.poll);
             if self.swarm.is_shut_down() {
                 debug!("swarm shut down");
                 return Ok(());
@@ -169,7 +200,7 @@ impl Runtime {
                 }
             }
             let now = Instant::now();
-            let timeout = if self.io.iter().any(|s| s.more_to_read) {
+            let timeout = if self.io.iter().any(|s| s.more_to_read) || self.tcp.has_work() {
                 Some(Duration::ZERO)
             } else {
                 let mut t = self
@@ -191,6 +222,7 @@ impl Runtime {
             for event in events.iter() {
                 match event.token() {
                     WAKER => woke = true,
+                    t if tcp::is_tcp_token(t) => self.tcp.on_event(event),
                     Token(i) => {
                         if event.is_readable()
                             && let Some(io) = self.io.get_mut(i)
@@ -202,6 +234,8 @@ impl Runtime {
             }
             let now = Instant::now();
             self.receive(now, &mut recv_bufs)?;
+            self.tcp.accept(&mut self.swarm, &self.poll);
+            self.tcp.receive(&mut self.swarm, &self.poll, &mut tcp_buf);
             if woke {
                 self.swarm.feed_wakeup(now);
             }
@@ -218,6 +252,11 @@ impl Runtime {
     }
 
     fn register_new_sockets(&mut self) -> io::Result<()> {
+        let listeners: Vec<std::net::TcpListener> =
+            std::mem::take(&mut *self.bound.1.lock().unwrap_or_else(|p| p.into_inner()));
+        for listener in listeners {
+            self.tcp.add_listener(listener, &self.poll)?;
+        }
         let new: Vec<std::net::UdpSocket> =
             std::mem::take(&mut *self.bound.0.lock().unwrap_or_else(|p| p.into_inner()));
         for socket in new {

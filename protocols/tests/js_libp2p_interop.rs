@@ -1,0 +1,178 @@
+//! Interop with js-libp2p 3 (TCP, Noise, Yamux, ping, identify) in both
+//! directions, through the node script in `tests/js-peer` (its packages are
+//! pinned in its `package-lock.json`; `.ci/run` installs them with `npm ci`).
+//! Without Node.js or the packages the tests say "skipped" and pass, except
+//! under CI (`CI` set), where that is a failure.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use common::*;
+use protocols::identify::IdentifyEvent;
+use protocols::ping::{self, PingEvent};
+use swarm::multiaddr::Protocol as AddrPart;
+use swarm::{Multiaddr, PeerId, SwarmEvent};
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js-peer")
+}
+
+/// Why the js peer cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    let node = Command::new("node").arg("--version").output();
+    if node.is_err() {
+        return Some("no node on PATH".into());
+    }
+    if !js_dir().join("node_modules/libp2p").exists() {
+        return Some("no packages: run `npm ci` in protocols/tests/js-peer".into());
+    }
+    None
+}
+
+/// `true` if the test should go on; prints why not otherwise (and fails
+/// under CI, where the peer must be there).
+fn js_peer_ready() -> bool {
+    match unavailable() {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "js-libp2p peer unavailable under CI: {why}"
+            );
+            eprintln!("skipped: {why}");
+            false
+        }
+    }
+}
+
+/// Start the js peer with `args`; its stdout lines arrive on the channel.
+fn spawn_js(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new("node")
+        .arg("--import")
+        .arg(js_dir().join("polyfill.mjs"))
+        .arg(js_dir().join("peer.mjs"))
+        .args(args)
+        .current_dir(js_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Lines until one starting with `stop` (included), bounded by TIMEOUT.
+fn lines_until(rx: &mpsc::Receiver<String>, stop: &str) -> Vec<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut lines = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.starts_with(stop);
+                lines.push(line);
+                if done {
+                    return lines;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("the js peer never printed {stop}: {lines:#?}");
+}
+
+fn tcp_listen(node: &Node) -> Multiaddr {
+    node.handle
+        .listen(&"/ip4/127.0.0.1/tcp/0".parse().unwrap(), TIMEOUT)
+        .expect("tcp listen")
+}
+
+#[test]
+fn js_libp2p_dials_us_over_tcp_pings_and_identifies() {
+    if !js_peer_ready() {
+        return;
+    }
+    let ours = Node::start(50, |k| vec![identify(k, "ours"), fast_ping()]);
+    let tcp = tcp_listen(&ours);
+    let target = tcp.clone().with(AddrPart::P2p(ours.peer)).to_string();
+    let (mut child, rx) = spawn_js(&["dial", &target]);
+    let lines = lines_until(&rx, "DONE");
+    let _ = child.wait();
+    let pings = lines.iter().filter(|l| l.starts_with("PING ")).count();
+    assert_eq!(pings, 3, "{lines:#?}");
+    let identified = lines
+        .iter()
+        .find(|l| l.starts_with("IDENTIFIED "))
+        .unwrap_or_else(|| panic!("js-libp2p did not identify us: {lines:#?}"));
+    let fields: Vec<&str> = identified.split(' ').collect();
+    assert_eq!(fields[1], ours.peer.to_string());
+    assert_eq!(fields[2], "ours");
+    assert!(
+        fields[4..].contains(&tcp.to_string().as_str()),
+        "{identified}"
+    );
+    // Our side pinged the js peer over the same connection.
+    let js_peer: PeerId = ours.wait_for_swarm("the connection", |e| match e {
+        SwarmEvent::ConnectionEstablished { peer, .. } => Some(*peer),
+        _ => None,
+    });
+    let rtt = ours.wait_for::<PingEvent, _>("a ping of the js peer", |e| {
+        (e.peer == js_peer).then(|| e.result.clone())
+    });
+    assert!(rtt.is_ok(), "{rtt:?}");
+}
+
+#[test]
+fn we_dial_js_libp2p_over_tcp_ping_and_identify() {
+    if !js_peer_ready() {
+        return;
+    }
+    let (mut child, rx) = spawn_js(&["listen", "20"]);
+    let listen = lines_until(&rx, "LISTEN ");
+    let addr: Multiaddr = listen
+        .last()
+        .and_then(|l| l.strip_prefix("LISTEN "))
+        .expect("address")
+        .parse()
+        .expect("a multiaddr");
+    let Some(AddrPart::P2p(js_peer)) = addr.iter().last() else {
+        panic!("no /p2p/ in {addr}");
+    };
+    let ours = Node::start(51, |k| vec![identify(k, "ours"), fast_ping()]);
+    ours.dial(addr.clone());
+    let rtt = ours.wait_for::<PingEvent, _>("a ping of the js peer", |e| {
+        (e.peer == js_peer).then(|| e.result.clone())
+    });
+    assert!(rtt.is_ok(), "{rtt:?}");
+    let info = ours.wait_for::<IdentifyEvent, _>("identify", |e| match e {
+        IdentifyEvent::Received { peer, info, .. } if *peer == js_peer => Some(info.clone()),
+        IdentifyEvent::Error { peer, error, .. } if *peer == js_peer => {
+            panic!("identify failed: {error}")
+        }
+        _ => None,
+    });
+    assert!(
+        info.protocols.iter().any(|p| p == ping::PROTOCOL),
+        "{info:?}"
+    );
+    assert_eq!(info.public_key.to_peer_id(), js_peer);
+    let theirs = lines_until(&rx, "IDENTIFIED ");
+    assert!(
+        theirs
+            .last()
+            .is_some_and(|l| l.contains(&ours.peer.to_string())),
+        "{theirs:#?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,180 @@
+//! The whole TCP upgrade between two sides in memory.
+
+use std::time::Instant;
+
+use libp2p_identity::Keypair;
+
+use super::*;
+use crate::noise::NoiseError;
+use crate::tls::TlsIdentity;
+use crate::yamux::{Read, YamuxConfig};
+
+fn key(n: u8) -> Keypair {
+    Keypair::ed25519_from_bytes([n; 32]).unwrap()
+}
+
+/// Run both sides, moving bytes `chunk` at a time, until both are done.
+fn upgrade(
+    mut d: TcpUpgrade,
+    mut l: TcpUpgrade,
+    chunk: usize,
+) -> Result<(SecuredConnection, SecuredConnection), UpgradeError> {
+    let now = Instant::now();
+    let (mut d_done, mut l_done) = (false, false);
+    for _ in 0..10_000 {
+        let to_l = d.take_outbound();
+        let to_d = l.take_outbound();
+        for c in to_l.chunks(chunk) {
+            l_done = l.feed(c, now)? == UpgradeProgress::Done;
+        }
+        for c in to_d.chunks(chunk) {
+            d_done = d.feed(c, now)? == UpgradeProgress::Done;
+        }
+        if d_done && l_done {
+            return Ok((d.finish()?, l.finish()?));
+        }
+    }
+    panic!("upgrade did not finish");
+}
+
+fn pump(a: &mut SecuredConnection, b: &mut SecuredConnection) {
+    let bytes = a.take_outbound().unwrap();
+    b.feed(&bytes, Instant::now()).unwrap();
+}
+
+#[test]
+fn dialer_and_listener_upgrade_and_carry_a_stream_even_byte_by_byte() {
+    for chunk in [1, 7, usize::MAX] {
+        let d = TcpUpgrade::dialer(
+            &key(1),
+            Some(key(2).public().to_peer_id()),
+            DialSecurity::Noise,
+            YamuxConfig::default(),
+            [1; 32],
+        );
+        let l = TcpUpgrade::listener(&key(2), None, YamuxConfig::default(), [2; 32]);
+        let (mut d, mut l) = upgrade(d, l, chunk).unwrap();
+        assert_eq!(d.remote_peer(), key(2).public().to_peer_id());
+        assert_eq!(l.remote_peer(), key(1).public().to_peer_id());
+        let now = Instant::now();
+        let id = d.session().open_stream(now).unwrap();
+        d.session().write(id, b"over noise and yamux").unwrap();
+        pump(&mut d, &mut l);
+        assert_eq!(l.session().accept_stream(), Some(id));
+        assert_eq!(
+            l.session().read(id, 100, now),
+            Read::Data("over noise and yamux".into())
+        );
+    }
+}
+
+#[test]
+fn dialing_the_wrong_peer_fails_the_upgrade_with_wrong_peer_id() {
+    let wrong = key(3).public().to_peer_id();
+    let d = TcpUpgrade::dialer(
+        &key(1),
+        Some(wrong),
+        DialSecurity::Noise,
+        YamuxConfig::default(),
+        [1; 32],
+    );
+    let l = TcpUpgrade::listener(&key(2), None, YamuxConfig::default(), [2; 32]);
+    let err = upgrade(d, l, usize::MAX).err().expect("must fail");
+    assert_eq!(
+        err,
+        UpgradeError::Noise(NoiseError::WrongPeerId {
+            expected: wrong,
+            actual: key(2).public().to_peer_id()
+        })
+    );
+}
+
+#[test]
+fn a_listener_that_refuses_noise_fails_the_dialer_with_a_typed_error() {
+    let now = Instant::now();
+    let mut d = TcpUpgrade::dialer(
+        &key(1),
+        None,
+        DialSecurity::Noise,
+        YamuxConfig::default(),
+        [1; 32],
+    );
+    let _ = d.take_outbound();
+    // The listener's header, then `na` to our proposal.
+    let mut reply = bytes::BytesMut::new();
+    crate::multistream::encode_frame(b"/multistream/1.0.0", &mut reply);
+    crate::multistream::encode_frame(b"na", &mut reply);
+    assert!(matches!(
+        d.feed(&reply, now),
+        Err(UpgradeError::Select(
+            crate::multistream::MultistreamError::Refused { .. }
+        ))
+    ));
+    assert_eq!(d.feed(b"", now), Err(UpgradeError::Over));
+}
+
+fn tls_dialer(dialer: u8, expected: Option<libp2p_identity::PeerId>) -> TcpUpgrade {
+    let identity = TlsIdentity::new(&key(dialer)).unwrap();
+    let (config, observed) = identity.client_config(expected).unwrap();
+    TcpUpgrade::dialer(
+        &key(dialer),
+        expected,
+        DialSecurity::Tls { config, observed },
+        YamuxConfig::default(),
+        [1; 32],
+    )
+}
+
+fn tls_listener(listener: u8) -> TcpUpgrade {
+    let identity = TlsIdentity::new(&key(listener)).unwrap();
+    TcpUpgrade::listener(
+        &key(listener),
+        Some(identity.server_config().unwrap()),
+        YamuxConfig::default(),
+        [2; 32],
+    )
+}
+
+#[test]
+fn tls_upgrade_proves_both_peer_ids_and_carries_a_stream() {
+    for chunk in [3, usize::MAX] {
+        let d = tls_dialer(1, Some(key(2).public().to_peer_id()));
+        let (mut d, mut l) = upgrade(d, tls_listener(2), chunk).unwrap();
+        assert!(d.is_tls() && l.is_tls());
+        assert_eq!(d.remote_peer(), key(2).public().to_peer_id());
+        assert_eq!(l.remote_peer(), key(1).public().to_peer_id());
+        let now = Instant::now();
+        let id = d.session().open_stream(now).unwrap();
+        d.session().write(id, b"over tls and yamux").unwrap();
+        pump(&mut d, &mut l);
+        assert_eq!(l.session().accept_stream(), Some(id));
+        assert_eq!(
+            l.session().read(id, 100, now),
+            Read::Data("over tls and yamux".into())
+        );
+    }
+}
+
+#[test]
+fn tls_dial_of_the_wrong_peer_fails_in_the_handshake_with_wrong_peer_id() {
+    let wrong = key(3).public().to_peer_id();
+    let err = upgrade(tls_dialer(1, Some(wrong)), tls_listener(2), usize::MAX)
+        .err()
+        .expect("must fail");
+    assert_eq!(
+        err.wrong_peer_id(),
+        Some((wrong, key(2).public().to_peer_id()))
+    );
+}
+
+#[test]
+fn a_listener_without_tls_refuses_a_tls_dialer() {
+    let l = TcpUpgrade::listener(&key(2), None, YamuxConfig::default(), [2; 32]);
+    let err = upgrade(tls_dialer(1, None), l, usize::MAX)
+        .err()
+        .expect("must fail");
+    assert!(matches!(
+        err,
+        UpgradeError::Select(crate::multistream::MultistreamError::Refused { .. })
+    ));
+}
