@@ -10,7 +10,7 @@
 # Usage (from anywhere):
 #   perf/bench/gossip_compare.sh                      50 nodes, 1,000 msg/s of 1 KiB, 30 s, 1 round
 #   DURATION_S=10 perf/bench/gossip_compare.sh        shorter, for a loaded machine
-#   OURS_BIN=path/to/ours perf/bench/gossip_compare.sh   also run ours, interleaved
+#   OURS_BIN= perf/bench/gossip_compare.sh            rust-libp2p only (ours skipped)
 #
 # Environment (defaults in brackets):
 #   NODES       nodes per network [50]
@@ -27,9 +27,11 @@
 #               messages/s on 2 cores (the stalled peer's 10 MB QUIC stream
 #               window fills after ~10 s at 1 MB/s; a 50-node network here
 #               publishes ~100/s from node 0 and never gets there)
-#   OURS_BIN    our benchmark binary (see "ours" below); skipped if unset or absent
+#   OURS_BIN    our benchmark binary (see "ours" below) [target/release/
+#               gossip_bench, built here]; set to another path to run that
+#               one as it is (not built), set empty to skip ours
 #   OUT         where results go [perf/bench/target/results/gossip-<date>]
-#   NO_BUILD=1  use rust_gossip_bench as built
+#   NO_BUILD=1  use both binaries as built
 #
 # rust-libp2p: swarm/interop-peer/src/bin/rust_gossip_bench.rs (crate
 # rust-libp2p-peer, built in the workspace with its target dir). Its header
@@ -37,7 +39,8 @@
 # all nodes (message k from node k mod N), each message starts with its
 # sequence number and send time (u64 LE each, same process clock).
 #
-# ours: OURS_BIN must take `--nodes N --degree D --rate R --size B
+# ours: perf/src/bin/gossip_bench (package bandwidth_perf), whose header
+# says what it sets up and measures. Any OURS_BIN must take `--nodes N --degree D --rate R --size B
 # --duration-s S --seed X [--stalled]`, do the same (N nodes in one process
 # on 127.0.0.1 QUIC, the same topology rule, default gossipsub settings:
 # StrictSign, D = 6, heartbeat 1 s, flood publish; message k published by
@@ -80,14 +83,21 @@ fi
 
 impls=()
 # ---------------------------------------------------------------------------
-# OURS: our gossipsub's benchmark binary, given as OURS_BIN (not built here).
-# Skipped, with a message, until it exists.
+# OURS: gossip_bench, built here unless OURS_BIN names another binary (run
+# as it is) or is set empty (ours skipped, with a message). A failed build
+# stops the script: a comparison without ours would pass for one by mistake.
 # ---------------------------------------------------------------------------
-if [[ -n ${OURS_BIN:-} && -x ${OURS_BIN:-} ]]; then
+OURS_DEFAULT=$WS_TARGET/release/gossip_bench
+OURS_BIN=${OURS_BIN-$OURS_DEFAULT}
+if [[ $OURS_BIN == "$OURS_DEFAULT" && -z ${NO_BUILD:-} ]]; then
+    echo "== building gossip_bench (release)" >&2
+    (cd "$ROOT" && cargo build --release -p bandwidth_perf --bin gossip_bench)
+fi
+if [[ -n $OURS_BIN && -x $OURS_BIN ]]; then
     impls+=(ours)
 else
-    if [[ -n ${OURS_BIN:-} ]]; then why="$OURS_BIN is not executable"; else why="OURS_BIN is unset"; fi
-    echo "== ours: skipped ($why; set OURS_BIN to our gossipsub benchmark binary)" >&2
+    if [[ -n $OURS_BIN ]]; then why="$OURS_BIN is not executable"; else why="OURS_BIN is empty"; fi
+    echo "== ours: skipped ($why)" >&2
 fi
 impls+=(rust-libp2p)
 declare -A BIN=([ours]=${OURS_BIN:-} [rust-libp2p]=$RUST_BIN)
