@@ -23,10 +23,13 @@
 #   ROUNDS      throughput runs per implementation, taking turns [1]
 #   STALLED=0   skip the stalled-peer runs [1 = run them]
 #   STALLED_NODES, STALLED_DEGREE, STALLED_DURATION_S  network of the stalled
-#               run [5, 4, 30]: small so that node 0 really publishes RATE
+#               run [5, 4, 30]: small so that node 0 really publishes STALLED_RATE
 #               messages/s on 2 cores (the stalled peer's 10 MB QUIC stream
 #               window fills after ~10 s at 1 MB/s; a 50-node network here
 #               publishes ~100/s from node 0 and never gets there)
+#   STALLED_RATE  node 0's publish rate in the stalled run [1000]: its own
+#               default, not RATE, because a RATE lowered for the 50-node
+#               runs (100/s sends ~3 MB in 30 s) never fills the window
 #   OURS_BIN    our benchmark binary (see "ours" below) [target/release/
 #               gossip_bench, built here]; set to another path to run that
 #               one as it is (not built), set empty to skip ours
@@ -66,6 +69,7 @@ STALLED=${STALLED:-1}
 STALLED_NODES=${STALLED_NODES:-5}
 STALLED_DEGREE=${STALLED_DEGREE:-4}
 STALLED_DURATION_S=${STALLED_DURATION_S:-30}
+STALLED_RATE=${STALLED_RATE:-1000}
 OUT=${OUT:-$BENCH/target/results/gossip-$(date +%Y%m%d-%H%M%S)}
 # A bound on every run, against a hung process (not a speed check).
 RUN_TIMEOUT=$((DURATION_S + STALLED_DURATION_S + 300))
@@ -113,18 +117,18 @@ RESULTS=$OUT/results.jsonl
     echo "rustc: $(rustc --version)"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "nodes: $NODES; degree: $DEGREE; rate: $RATE/s; size: $SIZE B; duration: ${DURATION_S} s; seed: $SEED; rounds: $ROUNDS"
-    echo "stalled: $STALLED ($STALLED_NODES nodes, degree $STALLED_DEGREE, ${STALLED_DURATION_S} s)"
+    echo "stalled: $STALLED ($STALLED_NODES nodes, degree $STALLED_DEGREE, $STALLED_RATE/s, ${STALLED_DURATION_S} s)"
     echo "implementations: ${impls[*]}"
     echo "load at start: $(cat /proc/loadavg)"
 } | tee "$OUT/machine.txt" >&2
 
-# run IMPL TAG SEED NODES DEGREE DURATION_S [--stalled]: one run; its
+# run IMPL TAG SEED NODES DEGREE DURATION_S RATE [--stalled]: one run; its
 # summary line goes to RESULTS.
 run() {
-    local impl=$1 tag=$2 seed=$3 nodes=$4 degree=$5 duration=$6
-    shift 6
-    echo "== $impl $tag (seed $seed, $nodes nodes, load $(cut -d' ' -f1 /proc/loadavg))" >&2
-    if ! timeout "$RUN_TIMEOUT" "${BIN[$impl]}" --nodes "$nodes" --degree "$degree" --rate "$RATE" \
+    local impl=$1 tag=$2 seed=$3 nodes=$4 degree=$5 duration=$6 rate=$7
+    shift 7
+    echo "== $impl $tag (seed $seed, $nodes nodes, $rate/s, load $(cut -d' ' -f1 /proc/loadavg))" >&2
+    if ! timeout "$RUN_TIMEOUT" "${BIN[$impl]}" --nodes "$nodes" --degree "$degree" --rate "$rate" \
         --size "$SIZE" --duration-s "$duration" --seed "$seed" "$@" \
         </dev/null >"$OUT/log/$impl.$tag.out" 2>"$OUT/log/$impl.$tag.err"; then
         echo "gossip_compare.sh: $impl failed ($tag):" >&2
@@ -143,12 +147,13 @@ run() {
 
 for round in $(seq "$ROUNDS"); do
     for impl in "${impls[@]}"; do
-        run "$impl" "round$round" $((SEED + round - 1)) "$NODES" "$DEGREE" "$DURATION_S"
+        run "$impl" "round$round" $((SEED + round - 1)) "$NODES" "$DEGREE" "$DURATION_S" "$RATE"
     done
 done
 if [[ $STALLED == 1 ]]; then
     for impl in "${impls[@]}"; do
-        run "$impl" stalled "$SEED" "$STALLED_NODES" "$STALLED_DEGREE" "$STALLED_DURATION_S" --stalled
+        run "$impl" stalled "$SEED" "$STALLED_NODES" "$STALLED_DEGREE" "$STALLED_DURATION_S" \
+            "$STALLED_RATE" --stalled
     done
 fi
 echo "load at end: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt" >&2

@@ -48,6 +48,7 @@
 //! * Ours only: `channel_drops` (deliveries lost because a receiver thread
 //!   fell behind: a harness artefact, 0 in a valid run), `queue_drops`
 //!   (frames refused by full peer queues), `duplicates` (seen-cache hits),
+//!   `idontwant_sent` / `idontwant_honoured` (ids sent, forwards skipped),
 //!   summed over nodes.
 //!
 //! `--stalled` adds one extra peer in a child process (`stalled.rs`): it
@@ -394,6 +395,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         ("channel_drops", json!(sum(|s| s.channel_drops))),
         ("queue_drops", json!(sum(|s| s.queue_drops))),
         ("duplicates", json!(sum(|s| s.duplicates))),
+        ("idontwant_sent", json!(sum(|s| s.idontwant_sent))),
+        ("idontwant_honoured", json!(sum(|s| s.idontwant_honoured))),
     ]);
     println!("{}", json_line(&summary));
     for node in &mut nodes {

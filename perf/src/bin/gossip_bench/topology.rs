@@ -92,7 +92,7 @@ mod tests {
         let t = Topology::random(50, 8, &mut rng);
         assert!(t.degree.iter().all(|&d| (2..=8).contains(&d)));
         // Connected: a walk from node 0 reaches everyone.
-        let mut seen = vec![false; 50];
+        let mut seen = [false; 50];
         let mut stack = vec![0];
         while let Some(i) = stack.pop() {
             if std::mem::replace(&mut seen[i], true) {
