@@ -10,7 +10,7 @@
 # Usage (from anywhere):
 #   perf/bench/gossip_compare.sh                      50 nodes, 1,000 msg/s of 1 KiB, 30 s, 1 round
 #   DURATION_S=10 perf/bench/gossip_compare.sh        shorter, for a loaded machine
-#   OURS_BIN=path/to/ours perf/bench/gossip_compare.sh   also run ours, interleaved
+#   OURS_BIN= perf/bench/gossip_compare.sh            rust-libp2p only (ours skipped)
 #
 # Environment (defaults in brackets):
 #   NODES       nodes per network [50]
@@ -23,13 +23,18 @@
 #   ROUNDS      throughput runs per implementation, taking turns [1]
 #   STALLED=0   skip the stalled-peer runs [1 = run them]
 #   STALLED_NODES, STALLED_DEGREE, STALLED_DURATION_S  network of the stalled
-#               run [5, 4, 30]: small so that node 0 really publishes RATE
+#               run [5, 4, 30]: small so that node 0 really publishes STALLED_RATE
 #               messages/s on 2 cores (the stalled peer's 10 MB QUIC stream
 #               window fills after ~10 s at 1 MB/s; a 50-node network here
 #               publishes ~100/s from node 0 and never gets there)
-#   OURS_BIN    our benchmark binary (see "ours" below); skipped if unset or absent
+#   STALLED_RATE  node 0's publish rate in the stalled run [1000]: its own
+#               default, not RATE, because a RATE lowered for the 50-node
+#               runs (100/s sends ~3 MB in 30 s) never fills the window
+#   OURS_BIN    our benchmark binary (see "ours" below) [target/release/
+#               gossip_bench, built here]; set to another path to run that
+#               one as it is (not built), set empty to skip ours
 #   OUT         where results go [perf/bench/target/results/gossip-<date>]
-#   NO_BUILD=1  use rust_gossip_bench as built
+#   NO_BUILD=1  use both binaries as built
 #
 # rust-libp2p: swarm/interop-peer/src/bin/rust_gossip_bench.rs (crate
 # rust-libp2p-peer, built in the workspace with its target dir). Its header
@@ -37,7 +42,8 @@
 # all nodes (message k from node k mod N), each message starts with its
 # sequence number and send time (u64 LE each, same process clock).
 #
-# ours: OURS_BIN must take `--nodes N --degree D --rate R --size B
+# ours: perf/src/bin/gossip_bench (package bandwidth_perf), whose header
+# says what it sets up and measures. Any OURS_BIN must take `--nodes N --degree D --rate R --size B
 # --duration-s S --seed X [--stalled]`, do the same (N nodes in one process
 # on 127.0.0.1 QUIC, the same topology rule, default gossipsub settings:
 # StrictSign, D = 6, heartbeat 1 s, flood publish; message k published by
@@ -63,6 +69,7 @@ STALLED=${STALLED:-1}
 STALLED_NODES=${STALLED_NODES:-5}
 STALLED_DEGREE=${STALLED_DEGREE:-4}
 STALLED_DURATION_S=${STALLED_DURATION_S:-30}
+STALLED_RATE=${STALLED_RATE:-1000}
 OUT=${OUT:-$BENCH/target/results/gossip-$(date +%Y%m%d-%H%M%S)}
 # A bound on every run, against a hung process (not a speed check).
 RUN_TIMEOUT=$((DURATION_S + STALLED_DURATION_S + 300))
@@ -80,14 +87,21 @@ fi
 
 impls=()
 # ---------------------------------------------------------------------------
-# OURS: our gossipsub's benchmark binary, given as OURS_BIN (not built here).
-# Skipped, with a message, until it exists.
+# OURS: gossip_bench, built here unless OURS_BIN names another binary (run
+# as it is) or is set empty (ours skipped, with a message). A failed build
+# stops the script: a comparison without ours would pass for one by mistake.
 # ---------------------------------------------------------------------------
-if [[ -n ${OURS_BIN:-} && -x ${OURS_BIN:-} ]]; then
+OURS_DEFAULT=$WS_TARGET/release/gossip_bench
+OURS_BIN=${OURS_BIN-$OURS_DEFAULT}
+if [[ $OURS_BIN == "$OURS_DEFAULT" && -z ${NO_BUILD:-} ]]; then
+    echo "== building gossip_bench (release)" >&2
+    (cd "$ROOT" && cargo build --release -p bandwidth_perf --bin gossip_bench)
+fi
+if [[ -n $OURS_BIN && -x $OURS_BIN ]]; then
     impls+=(ours)
 else
-    if [[ -n ${OURS_BIN:-} ]]; then why="$OURS_BIN is not executable"; else why="OURS_BIN is unset"; fi
-    echo "== ours: skipped ($why; set OURS_BIN to our gossipsub benchmark binary)" >&2
+    if [[ -n $OURS_BIN ]]; then why="$OURS_BIN is not executable"; else why="OURS_BIN is empty"; fi
+    echo "== ours: skipped ($why)" >&2
 fi
 impls+=(rust-libp2p)
 declare -A BIN=([ours]=${OURS_BIN:-} [rust-libp2p]=$RUST_BIN)
@@ -103,18 +117,18 @@ RESULTS=$OUT/results.jsonl
     echo "rustc: $(rustc --version)"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "nodes: $NODES; degree: $DEGREE; rate: $RATE/s; size: $SIZE B; duration: ${DURATION_S} s; seed: $SEED; rounds: $ROUNDS"
-    echo "stalled: $STALLED ($STALLED_NODES nodes, degree $STALLED_DEGREE, ${STALLED_DURATION_S} s)"
+    echo "stalled: $STALLED ($STALLED_NODES nodes, degree $STALLED_DEGREE, $STALLED_RATE/s, ${STALLED_DURATION_S} s)"
     echo "implementations: ${impls[*]}"
     echo "load at start: $(cat /proc/loadavg)"
 } | tee "$OUT/machine.txt" >&2
 
-# run IMPL TAG SEED NODES DEGREE DURATION_S [--stalled]: one run; its
+# run IMPL TAG SEED NODES DEGREE DURATION_S RATE [--stalled]: one run; its
 # summary line goes to RESULTS.
 run() {
-    local impl=$1 tag=$2 seed=$3 nodes=$4 degree=$5 duration=$6
-    shift 6
-    echo "== $impl $tag (seed $seed, $nodes nodes, load $(cut -d' ' -f1 /proc/loadavg))" >&2
-    if ! timeout "$RUN_TIMEOUT" "${BIN[$impl]}" --nodes "$nodes" --degree "$degree" --rate "$RATE" \
+    local impl=$1 tag=$2 seed=$3 nodes=$4 degree=$5 duration=$6 rate=$7
+    shift 7
+    echo "== $impl $tag (seed $seed, $nodes nodes, $rate/s, load $(cut -d' ' -f1 /proc/loadavg))" >&2
+    if ! timeout "$RUN_TIMEOUT" "${BIN[$impl]}" --nodes "$nodes" --degree "$degree" --rate "$rate" \
         --size "$SIZE" --duration-s "$duration" --seed "$seed" "$@" \
         </dev/null >"$OUT/log/$impl.$tag.out" 2>"$OUT/log/$impl.$tag.err"; then
         echo "gossip_compare.sh: $impl failed ($tag):" >&2
@@ -133,12 +147,13 @@ run() {
 
 for round in $(seq "$ROUNDS"); do
     for impl in "${impls[@]}"; do
-        run "$impl" "round$round" $((SEED + round - 1)) "$NODES" "$DEGREE" "$DURATION_S"
+        run "$impl" "round$round" $((SEED + round - 1)) "$NODES" "$DEGREE" "$DURATION_S" "$RATE"
     done
 done
 if [[ $STALLED == 1 ]]; then
     for impl in "${impls[@]}"; do
-        run "$impl" stalled "$SEED" "$STALLED_NODES" "$STALLED_DEGREE" "$STALLED_DURATION_S" --stalled
+        run "$impl" stalled "$SEED" "$STALLED_NODES" "$STALLED_DEGREE" "$STALLED_DURATION_S" \
+            "$STALLED_RATE" --stalled
     done
 fi
 echo "load at end: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt" >&2
