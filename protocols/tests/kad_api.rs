@@ -5,65 +5,20 @@
 mod kad_support;
 
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use protocols::identify::{Identify, IdentifyConfig};
+use kad_support::loopback::{self, LoopbackNode as Node};
 use protocols::kad::{
-    KadClient, KadConfig, KadError, KadEvent, KadOutput, KadRequest, KadResult, Kademlia, Mode,
-    QueryId, Record, start_query,
+    KadClient, KadError, KadEvent, KadOutput, KadRequest, KadResult, Mode, QueryId, Record,
+    start_query,
 };
-use swarm::multiaddr::Protocol as AddrPart;
-use swarm::{
-    Context, Keypair, Message, Multiaddr, PeerId, PluginId, Protocol, ProtocolEvent, Runtime,
-    SwarmConfig, SwarmHandle,
-};
+use swarm::{Context, Message, PluginId, Protocol, ProtocolEvent};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A swarm on loopback with identify and Kademlia; shut down when dropped.
-struct Node {
-    handle: SwarmHandle,
-    peer: PeerId,
-    addr: Multiaddr,
-    dht: KadClient,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.handle.shutdown(0);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
+/// A QUIC node on loopback.
 fn node(seed: u8, mode: Mode, bootstrap: &[&Node]) -> Node {
-    let key = Keypair::ed25519_from_bytes([seed; 32]).unwrap();
-    let mut runtime = Runtime::new(SwarmConfig::new(key.clone())).unwrap();
-    runtime.add_protocol(Box::new(Identify::new(IdentifyConfig::new(key.public()))));
-    let config = KadConfig {
-        mode,
-        bootstrap_peers: bootstrap
-            .iter()
-            .map(|n| n.addr.clone().with(AddrPart::P2p(n.peer)))
-            .collect(),
-        ..KadConfig::default()
-    };
-    let kad = runtime.add_protocol(Box::new(Kademlia::new(config)));
-    let addr = runtime
-        .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
-        .unwrap();
-    let peer = runtime.swarm().local_peer_id();
-    let (handle, thread) = runtime.spawn().unwrap();
-    Node {
-        dht: KadClient::new(handle.clone(), kad),
-        handle,
-        peer,
-        addr,
-        thread: Some(thread),
-    }
+    loopback::node(seed, mode, bootstrap, loopback::QUIC)
 }
 
 #[test]

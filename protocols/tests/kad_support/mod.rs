@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod loopback;
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
