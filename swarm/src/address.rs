@@ -19,40 +19,23 @@ pub struct QuicAddr {
 /// Parse a QUIC v1 multiaddr. `None` for anything else (tcp, dns, quic draft-29, …).
 pub fn parse_quic_addr(addr: &Multiaddr) -> Option<QuicAddr> {
     let mut iter = addr.iter();
-    let ip: IpAddr = match iter.next()? {
-        Protocol::Ip4(ip) => ip.into(),
-        Protocol::Ip6(ip) => ip.into(),
-        _ => return None,
-    };
-    let port = match iter.next()? {
-        Protocol::Udp(port) => port,
-        _ => return None,
+    let ip = leading_ip(&mut iter)?;
+    let Protocol::Udp(port) = iter.next()? else {
+        return None;
     };
     if iter.next()? != Protocol::QuicV1 {
         return None;
     }
-    let peer = match iter.next() {
-        None => None,
-        Some(Protocol::P2p(peer)) => Some(peer),
-        Some(_) => return None,
-    };
-    if iter.next().is_some() {
-        return None;
-    }
     Some(QuicAddr {
         socket: SocketAddr::new(ip, port),
-        peer,
+        peer: trailing_peer(iter)?,
     })
 }
 
 /// The QUIC v1 multiaddr of a UDP socket address.
 pub fn quic_multiaddr(socket: SocketAddr) -> Multiaddr {
-    let ip = match socket.ip() {
-        IpAddr::V4(ip) => Protocol::Ip4(ip),
-        IpAddr::V6(ip) => Protocol::Ip6(ip),
-    };
     Multiaddr::empty()
-        .with(ip)
+        .with(ip_protocol(socket.ip()))
         .with(Protocol::Udp(socket.port()))
         .with(Protocol::QuicV1)
 }
@@ -70,14 +53,35 @@ pub struct TcpAddr {
 /// `/tls/…` suffixes, dns, …).
 pub fn parse_tcp_addr(addr: &Multiaddr) -> Option<TcpAddr> {
     let mut iter = addr.iter();
-    let ip: IpAddr = match iter.next()? {
-        Protocol::Ip4(ip) => ip.into(),
-        Protocol::Ip6(ip) => ip.into(),
-        _ => return None,
-    };
+    let ip = leading_ip(&mut iter)?;
     let Protocol::Tcp(port) = iter.next()? else {
         return None;
     };
+    Some(TcpAddr {
+        socket: SocketAddr::new(ip, port),
+        peer: trailing_peer(iter)?,
+    })
+}
+
+/// The TCP multiaddr of a socket address.
+pub fn tcp_multiaddr(socket: SocketAddr) -> Multiaddr {
+    Multiaddr::empty()
+        .with(ip_protocol(socket.ip()))
+        .with(Protocol::Tcp(socket.port()))
+}
+
+/// The `/ip4` or `/ip6` component a multiaddr starts with.
+fn leading_ip<'a>(iter: &mut impl Iterator<Item = Protocol<'a>>) -> Option<IpAddr> {
+    match iter.next()? {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    }
+}
+
+/// What follows the transport: nothing (`Some(None)`) or exactly one
+/// `/p2p/…` (`Some(Some(peer))`); `None` for anything else.
+fn trailing_peer<'a>(mut iter: impl Iterator<Item = Protocol<'a>>) -> Option<Option<PeerId>> {
     let peer = match iter.next() {
         None => None,
         Some(Protocol::P2p(peer)) => Some(peer),
@@ -86,21 +90,15 @@ pub fn parse_tcp_addr(addr: &Multiaddr) -> Option<TcpAddr> {
     if iter.next().is_some() {
         return None;
     }
-    Some(TcpAddr {
-        socket: SocketAddr::new(ip, port),
-        peer,
-    })
+    Some(peer)
 }
 
-/// The TCP multiaddr of a socket address.
-pub fn tcp_multiaddr(socket: SocketAddr) -> Multiaddr {
-    let ip = match socket.ip() {
+/// The multiaddr component of an IP address.
+fn ip_protocol(ip: IpAddr) -> Protocol<'static> {
+    match ip {
         IpAddr::V4(ip) => Protocol::Ip4(ip),
         IpAddr::V6(ip) => Protocol::Ip6(ip),
-    };
-    Multiaddr::empty()
-        .with(ip)
-        .with(Protocol::Tcp(socket.port()))
+    }
 }
 
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as plain IPv4, so that a
