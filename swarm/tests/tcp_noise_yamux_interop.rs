@@ -1,8 +1,9 @@
 //! Interop over TCP + Noise + Yamux with a real rust-libp2p 0.57 node, in
 //! both directions: ping, identify, perf 10 MiB each way, many parallel
-//! streams, and the PeerId check; and TCP + TLS + Yamux (we dial). Our side is the sans-I/O stack (the
-//! engine's TCP path is not wired yet) driven by `tcp_driver` on a
-//! blocking socket.
+//! streams, and the PeerId check; and TCP + TLS + Yamux, both directions.
+//! Our side is the sans-I/O upgrade and Yamux driven by `tcp_driver` on a
+//! blocking socket, so a test can see what was negotiated; the engine's
+//! TCP path meets rust-libp2p in `tcp_transport.rs`.
 
 mod tcp_driver;
 
@@ -235,4 +236,53 @@ fn rust_libp2p_dials_us_over_tcp_pings_echoes_and_runs_perf_both_ways() {
     assert!(served.get(PING).copied().unwrap_or(0) >= 1, "{served:?}");
     assert_eq!(served.get(PERF), Some(&1));
     assert_eq!(uploaded, TEN_MIB);
+}
+
+#[test]
+fn rust_libp2p_dials_us_over_tcp_tls_yamux_and_pings_and_echoes() {
+    let key = Keypair::generate_ed25519();
+    let ours = key.public().to_peer_id();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut conn = Conn::accept(&listener, &key).expect("upgrade");
+            let tls = conn.sec.is_tls();
+            let end = std::time::Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end && conn.turn() {}
+            (tls, conn.served.clone())
+        })
+    };
+    let rust = RustPeer::spawn(PeerConfig {
+        listen: false,
+        tcp_tls_first: true,
+        ping_interval: Duration::from_millis(200),
+        ..PeerConfig::default()
+    });
+    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let peer = rust
+        .connect(addr.with(Protocol::P2p(ours)), TIMEOUT)
+        .expect("rust-libp2p connects to us over TCP + TLS");
+    assert_eq!(peer, ours);
+    let rtt = rust.wait_for(TIMEOUT, |e| match e {
+        PeerEvent::Ping {
+            result: Ok(rtt), ..
+        } => Some(*rtt),
+        _ => None,
+    });
+    assert!(rtt.is_some(), "rust-libp2p pinged us over TLS + yamux");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+    let back = rust
+        .request(ours, ECHO, data.clone(), TIMEOUT)
+        .expect("echo");
+    assert_eq!(back, data);
+    stop.store(true, Ordering::Relaxed);
+    let (tls, served) = server.join().unwrap();
+    assert!(
+        tls,
+        "rust-libp2p proposed /tls/1.0.0 first and we accepted it"
+    );
+    assert!(served.get(PING).copied().unwrap_or(0) >= 1, "{served:?}");
 }

@@ -126,6 +126,9 @@ pub struct PeerConfig {
     /// Yamux, as rust-libp2p's `with_tcp` sets it up). Dialing a `/tcp/`
     /// address works whatever this says. Default: false.
     pub listen_tcp: bool,
+    /// Over TCP, propose (and prefer) `/tls/1.0.0` before `/noise` when
+    /// dialing. Default: false (Noise first, as rust-libp2p examples do).
+    pub tcp_tls_first: bool,
     /// Interval of the ping behaviour (which is always enabled).
     pub ping_interval: Duration,
     /// Agent version advertised through identify.
@@ -156,6 +159,7 @@ impl Default for PeerConfig {
             keypair: None,
             listen: true,
             listen_tcp: false,
+            tcp_tls_first: false,
             ping_interval: Duration::from_secs(1),
             agent_version: "rust-libp2p-peer/0.1".to_string(),
             echo_protocols: Vec::new(),
@@ -1068,39 +1072,52 @@ impl Node {
             },
             None => (None, None),
         };
-        let built = SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default().nodelay(true),
-                // Noise first: the order in which the dialer proposes them.
-                (libp2p::noise::Config::new, libp2p::tls::Config::new),
-                libp2p::yamux::Config::default,
-            )
-            .map_err(|e| e.to_string());
-        let built = match built {
-            Ok(b) => b
-                .with_quic()
-                .with_behaviour(|key| Behaviour {
-                    ping: ping::Behaviour::new(ping_cfg),
-                    identify: identify::Behaviour::new(
-                        identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), key.public())
-                            .with_agent_version(agent),
-                    ),
-                    stream: libp2p_stream::Behaviour::new(),
-                    kad: Toggle::from(kad_behaviour),
-                    gossipsub: Toggle::from(gossip_behaviour),
-                })
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+        // The security protocols in the order the dialer proposes them; the
+        // two orders give two transport types, hence the macro.
+        macro_rules! build_swarm {
+            ($security:expr) => {
+                SwarmBuilder::with_existing_identity(keypair)
+                    .with_tokio()
+                    .with_tcp(
+                        libp2p::tcp::Config::default().nodelay(true),
+                        $security,
+                        libp2p::yamux::Config::default,
+                    )
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        b.with_quic()
+                            .with_behaviour(|key| Behaviour {
+                                ping: ping::Behaviour::new(ping_cfg),
+                                identify: identify::Behaviour::new(
+                                    identify::Config::new(
+                                        IDENTIFY_PROTOCOL_VERSION.to_string(),
+                                        key.public(),
+                                    )
+                                    .with_agent_version(agent),
+                                ),
+                                stream: libp2p_stream::Behaviour::new(),
+                                kad: Toggle::from(kad_behaviour),
+                                gossipsub: Toggle::from(gossip_behaviour),
+                            })
+                            .map_err(|e| e.to_string())
+                    })
+                    .map(|b| {
+                        b.with_swarm_config(|c| {
+                            c.with_idle_connection_timeout(idle)
+                                .with_substream_upgrade_protocol_override(version)
+                        })
+                        .build()
+                    })
+            };
+        }
+        let built = if cfg.tcp_tls_first {
+            build_swarm!((libp2p::tls::Config::new, libp2p::noise::Config::new))
+        } else {
+            build_swarm!((libp2p::noise::Config::new, libp2p::tls::Config::new))
         };
         let mut swarm = match built {
-            Ok(b) => b
-                .with_swarm_config(|c| {
-                    c.with_idle_connection_timeout(idle)
-                        .with_substream_upgrade_protocol_override(version)
-                })
-                .build(),
-            Err(e) => return Err((format!("cannot build behaviour: {e}"), ready)),
+            Ok(swarm) => swarm,
+            Err(e) => return Err((format!("cannot build the swarm: {e}"), ready)),
         };
 
         let mut control = swarm.behaviour().stream.new_control();

@@ -41,10 +41,10 @@ pub enum HandshakeProgress {
 /// Settings for one handshake.
 #[derive(Debug, Clone, Default)]
 pub struct NoiseConfig {
-    /// Muxers listed in our payload's extensions. Listing any promises the
-    /// inline muxer selection of the spec (a peer that lists them too skips
-    /// multistream-select for the muxer), so it stays empty until the
-    /// upgrade does that.
+    /// Muxers listed in our payload's extensions, in our order of
+    /// preference. Listing any promises the inline muxer selection of the
+    /// spec (a peer that lists them too skips multistream-select for the
+    /// muxer); the TCP upgrade lists Yamux and keeps that promise.
     pub stream_muxers: Vec<String>,
 }
 

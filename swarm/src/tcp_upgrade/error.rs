@@ -30,6 +30,13 @@ pub enum UpgradeError {
         /// The PeerId the remote proved.
         actual: PeerId,
     },
+    /// Both sides listed muxers in the Noise handshake and none is common
+    /// (the spec fails the handshake then).
+    #[error("no common muxer: the remote offered {offered:?}")]
+    NoCommonMuxer {
+        /// The muxers the remote listed.
+        offered: Vec<String>,
+    },
     /// The Yamux session broke.
     #[error(transparent)]
     Yamux(#[from] ConnectionError),

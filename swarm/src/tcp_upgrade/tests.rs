@@ -178,3 +178,100 @@ fn a_listener_without_tls_refuses_a_tls_dialer() {
         UpgradeError::Select(crate::multistream::MultistreamError::Refused { .. })
     ));
 }
+
+/// How many exchanges (both sides send what they hold, then read) the
+/// upgrade takes, whole flights at a time.
+fn exchanges_to_upgrade(mut d: TcpUpgrade, mut l: TcpUpgrade) -> usize {
+    let now = Instant::now();
+    let (mut d_done, mut l_done) = (false, false);
+    for round in 1..100 {
+        let to_l = d.take_outbound();
+        let to_d = l.take_outbound();
+        if !to_l.is_empty() {
+            l_done = l.feed(&to_l, now).unwrap() == UpgradeProgress::Done;
+        }
+        if !to_d.is_empty() {
+            d_done = d.feed(&to_d, now).unwrap() == UpgradeProgress::Done;
+        }
+        if d_done && l_done {
+            return round;
+        }
+    }
+    panic!("upgrade did not finish");
+}
+
+fn noise_pair(inline_dialer: bool, inline_listener: bool) -> (TcpUpgrade, TcpUpgrade) {
+    let mut d = TcpUpgrade::dialer(
+        &key(1),
+        Some(key(2).public().to_peer_id()),
+        DialSecurity::Noise,
+        YamuxConfig::default(),
+        [1; 32],
+    );
+    let mut l = TcpUpgrade::listener(&key(2), None, YamuxConfig::default(), [2; 32]);
+    if !inline_dialer {
+        d = d.without_inline_muxer();
+    }
+    if !inline_listener {
+        l = l.without_inline_muxer();
+    }
+    (d, l)
+}
+
+#[test]
+fn noise_chooses_yamux_inline_saving_the_muxer_round_trip() {
+    let inline = exchanges_to_upgrade(noise_pair(true, true).0, noise_pair(true, true).1);
+    let (d, l) = noise_pair(false, false);
+    let selected = exchanges_to_upgrade(d, l);
+    assert!(
+        inline < selected,
+        "inline {inline} exchanges, multistream-select {selected}"
+    );
+}
+
+#[test]
+fn a_peer_that_lists_no_muxers_gets_multistream_select_either_way() {
+    for (inline_dialer, inline_listener) in [(true, false), (false, true)] {
+        let (d, l) = noise_pair(inline_dialer, inline_listener);
+        let (mut d, mut l) = upgrade(d, l, 5).unwrap();
+        let now = Instant::now();
+        let id = d.session().open_stream(now).unwrap();
+        d.session().write(id, b"after multistream-select").unwrap();
+        pump(&mut d, &mut l);
+        assert_eq!(l.session().accept_stream(), Some(id));
+        assert_eq!(
+            l.session().read(id, 100, now),
+            Read::Data("after multistream-select".into())
+        );
+    }
+}
+
+#[test]
+fn a_remote_listing_only_other_muxers_fails_the_handshake_with_no_common_muxer() {
+    use crate::multistream::{MultistreamLimits, Negotiation, Progress};
+    use crate::noise::{NoiseConfig, NoiseHandshake};
+    let now = Instant::now();
+    let mut l = TcpUpgrade::listener(&key(2), None, YamuxConfig::default(), [2; 32]);
+    // A raw initiator: proposes /noise and sends Noise message 1 at once,
+    // listing only mplex.
+    let mut select = Negotiation::dialer(NOISE_PROTOCOL, MultistreamLimits::default());
+    let config = NoiseConfig {
+        stream_muxers: vec!["/mplex/6.7.0".into()],
+    };
+    let mut noise = NoiseHandshake::initiator(&key(1), None, config, [1; 32]).unwrap();
+    let mut first = select.take_outbound().to_vec();
+    first.extend_from_slice(&noise.take_outbound());
+    assert_eq!(l.feed(&first, now), Ok(UpgradeProgress::Pending));
+    let Progress::Done { remainder, .. } = select.feed(l.take_outbound(), &|_| false).unwrap()
+    else {
+        panic!("the listener accepted /noise");
+    };
+    noise.feed(&remainder).unwrap();
+    let err = l.feed(&noise.take_outbound(), now).unwrap_err();
+    assert_eq!(
+        err,
+        UpgradeError::NoCommonMuxer {
+            offered: vec!["/mplex/6.7.0".into()]
+        }
+    );
+}

@@ -3,12 +3,19 @@
 //! ```text
 //! raw:     multistream-select  /noise (or /tls/1.0.0)
 //! raw:     Noise XX or TLS 1.3 handshake (PeerId checked against the dialed one)
-//! secured: multistream-select  /yamux/1.0.0
+//! secured: multistream-select  /yamux/1.0.0   (skipped when Noise chose it)
 //! secured: Yamux
 //! ```
 //! The dialer proposes, the listener answers. Bytes that arrive right
 //! after a step's last message (a lazy dialer's proposal, early Yamux
 //! frames) are handed to the next step.
+//!
+//! Over Noise both sides list their muxers in the handshake payload
+//! (libp2p/specs `connections/inlined-muxer-negotiation.md`): when the
+//! remote lists any, the muxer is the first of the initiator's list both
+//! support, chosen without a round trip of multistream-select, and no
+//! common muxer fails the handshake. A remote that lists none (rust-libp2p
+//! 0.57 does not) gets multistream-select as before.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,6 +91,8 @@ pub struct TcpUpgrade {
     seed: [u8; 32],
     yamux: YamuxConfig,
     tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// List our muxers in the Noise payload (and honour the remote's).
+    inline_muxer: bool,
     stage: Stage,
     out: BytesMut,
 }
@@ -149,9 +158,19 @@ impl TcpUpgrade {
             seed,
             yamux,
             tls_server,
+            inline_muxer: true,
             stage: Stage::SelectSecurity(select, security),
             out,
         }
+    }
+
+    /// Do not list our muxers in the Noise handshake, so the muxer is
+    /// always chosen by multistream-select after it (as before inline
+    /// negotiation existed). For a peer that lists muxers in its payload
+    /// but then runs multistream-select anyway, which the spec forbids.
+    pub fn without_inline_muxer(mut self) -> Self {
+        self.inline_muxer = false;
+        self
     }
 
     /// Bytes to write to the socket now.
@@ -210,14 +229,28 @@ impl TcpUpgrade {
                     }
                     let (noise, remote) = handshake.into_transport()?;
                     let peer = remote.public_key.to_peer_id();
+                    let mut channel = Channel::Noise(Box::new(noise));
+                    if self.inline_muxer && !remote.stream_muxers.is_empty() {
+                        // Ours is one muxer, so the first of the initiator's
+                        // list that both support is Yamux or nothing.
+                        if !remote.stream_muxers.iter().any(|m| m == MUXER_PROTOCOL) {
+                            return Err(UpgradeError::NoCommonMuxer {
+                                offered: remote.stream_muxers,
+                            });
+                        }
+                        tracing::debug!(%peer, "yamux chosen in the noise handshake");
+                        // Yamux frames may have come right behind the last
+                        // handshake message.
+                        let mut first = BytesMut::new();
+                        channel.decrypt(&[], &mut first)?;
+                        let connection =
+                            self.start_session(channel, peer, Some(remote), &first, now)?;
+                        self.stage = Stage::Done(connection);
+                        return Ok(UpgradeProgress::Done);
+                    }
                     // Bytes after the last handshake message were carried
                     // over into the transport: the next stage decrypts them.
-                    self.stage = self.select_muxer(
-                        Channel::Noise(Box::new(noise)),
-                        peer,
-                        Some(remote),
-                        BytesMut::new(),
-                    )?;
+                    self.stage = self.select_muxer(channel, peer, Some(remote), BytesMut::new())?;
                     data = Bytes::new();
                 }
                 Stage::Tls(mut tls) => {
@@ -250,27 +283,15 @@ impl TcpUpgrade {
                         self.stage = Stage::SelectMuxer(m);
                         return Ok(UpgradeProgress::Pending);
                     };
-                    let mode = if self.dialer {
-                        Mode::Client
-                    } else {
-                        Mode::Server
-                    };
-                    let mut session = Session::new(mode, self.yamux);
-                    session.feed(&remainder, now)?;
-                    // A first RTT sample lets windows grow from the start.
-                    session.ping(now);
                     let MuxerSelection {
                         channel,
                         remote,
                         noise_identity,
                         ..
                     } = *m;
-                    self.stage = Stage::Done(Box::new(SecuredConnection::new(
-                        channel,
-                        session,
-                        remote,
-                        noise_identity,
-                    )));
+                    let connection =
+                        self.start_session(channel, remote, noise_identity, &remainder, now)?;
+                    self.stage = Stage::Done(connection);
                     return Ok(UpgradeProgress::Done);
                 }
                 Stage::Done(mut c) => {
@@ -282,6 +303,33 @@ impl TcpUpgrade {
                 Stage::Over => return Err(UpgradeError::Over),
             }
         }
+    }
+
+    /// Yamux over `channel`, fed the plaintext that came with the muxer's
+    /// selection.
+    fn start_session(
+        &self,
+        channel: Channel,
+        remote: PeerId,
+        noise_identity: Option<RemoteIdentity>,
+        first: &[u8],
+        now: Instant,
+    ) -> Result<Box<SecuredConnection>, UpgradeError> {
+        let mode = if self.dialer {
+            Mode::Client
+        } else {
+            Mode::Server
+        };
+        let mut session = Session::new(mode, self.yamux);
+        session.feed(first, now)?;
+        // A first RTT sample lets windows grow from the start.
+        session.ping(now);
+        Ok(Box::new(SecuredConnection::new(
+            channel,
+            session,
+            remote,
+            noise_identity,
+        )))
     }
 
     /// The handshake for the negotiated security `protocol`.
@@ -302,15 +350,17 @@ impl TcpUpgrade {
             tls.encrypt(&[], &mut self.out)?;
             return Ok(Stage::Tls(Box::new(tls)));
         }
+        let config = NoiseConfig {
+            stream_muxers: if self.inline_muxer {
+                vec![MUXER_PROTOCOL.to_string()]
+            } else {
+                Vec::new()
+            },
+        };
         let mut handshake = if self.dialer {
-            NoiseHandshake::initiator(
-                &self.keypair,
-                self.expected,
-                NoiseConfig::default(),
-                self.seed,
-            )?
+            NoiseHandshake::initiator(&self.keypair, self.expected, config, self.seed)?
         } else {
-            NoiseHandshake::responder(&self.keypair, NoiseConfig::default(), self.seed)?
+            NoiseHandshake::responder(&self.keypair, config, self.seed)?
         };
         self.out.extend_from_slice(&handshake.take_outbound());
         Ok(Stage::Noise(Box::new(handshake)))
