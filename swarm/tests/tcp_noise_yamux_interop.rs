@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rust_libp2p_peer::{PeerConfig, PeerEvent, RustPeer};
+use rust_libp2p_peer::{KAD_PROTOCOL, KadConfig, PeerConfig, PeerEvent, RustPeer};
 use swarm::multiaddr::Protocol;
 use swarm::noise::NoiseError;
 use swarm::tcp_upgrade::UpgradeError;
@@ -88,16 +88,57 @@ fn we_run_perf_ten_mib_each_way_against_rust_libp2p_over_tcp() {
 
 #[test]
 fn many_streams_one_after_another_to_rust_libp2p_over_tcp() {
-    // rust-libp2p's stream behaviour drops an inbound stream that arrives
-    // while the previous one is still being handed over (a zero-capacity
-    // channel), so our many streams toward it go one after another; the
-    // parallel case is `rust_libp2p_opens_many_parallel_streams_to_us`.
+    // rust-libp2p's stream behaviour (the echo protocol here) drops an
+    // inbound stream that arrives while the previous one is still being
+    // handed over (a zero-capacity channel), so these go one after
+    // another; `many_parallel_kad_streams_from_us_to_rust_libp2p_over_tcp`
+    // is the parallel case, on a protocol whose handler takes many.
     let rust = rust_peer();
     let key = Keypair::generate_ed25519();
     let mut conn = dial_rust(&rust, &key);
     for i in 0..64u32 {
         let data: Vec<u8> = (0..20_000u32).map(|j| (i * 7 + j) as u8).collect();
         assert_eq!(conn.request(ECHO, &data), data, "stream {i}");
+    }
+}
+
+/// A uvarint-length-prefixed Kademlia `FIND_NODE` request for `key`
+/// (`type` = 4 in field 1, `key` in field 2).
+fn find_node_request(key: &[u8; 32]) -> Vec<u8> {
+    let mut msg = vec![0x08, 0x04, 0x12, 32];
+    msg.extend_from_slice(key);
+    let mut framed = vec![msg.len() as u8];
+    framed.extend(msg);
+    framed
+}
+
+#[test]
+fn many_parallel_kad_streams_from_us_to_rust_libp2p_over_tcp() {
+    // Below libp2p-kad's limit of concurrent inbound streams (32).
+    const STREAMS: u8 = 24;
+    let rust = RustPeer::spawn(PeerConfig {
+        listen_tcp: true,
+        kad: Some(KadConfig::default()),
+        ..PeerConfig::default()
+    });
+    let key = Keypair::generate_ed25519();
+    let mut conn = dial_rust(&rust, &key);
+    // Every request is on the wire before the first answer is read.
+    let ids: Vec<u32> = (0..STREAMS)
+        .map(|i| {
+            let id = conn.open(KAD_PROTOCOL);
+            conn.write_all(id, &find_node_request(&[i; 32]));
+            conn.sec.session().finish(id).unwrap();
+            id
+        })
+        .collect();
+    conn.flush();
+    for (i, id) in ids.into_iter().enumerate() {
+        let reply = conn.read_reply(id, KAD_PROTOCOL);
+        // A length prefix, then a FIND_NODE message (its type first).
+        assert!(reply.len() >= 3, "stream {i}: {reply:?}");
+        assert_eq!(reply[0] as usize, reply.len() - 1, "stream {i}: {reply:?}");
+        assert_eq!(&reply[1..3], &[0x08, 0x04], "stream {i}: {reply:?}");
     }
 }
 

@@ -8,26 +8,7 @@ mod common;
 use common::*;
 use rust_libp2p_peer::{PeerConfig, PeerEvent, RustPeer};
 use swarm::multiaddr::Protocol as P;
-use swarm::{DialError, HandleError, Multiaddr, PacketError, PluginId, Runtime, StreamTarget};
-
-/// A node listening on QUIC and on TCP (both on loopback, port 0);
-/// returns it with its TCP address.
-fn dual_node(seed: u8) -> (Node, Multiaddr) {
-    let mut rt = Runtime::new(config(seed)).expect("runtime");
-    rt.add_protocol(Box::new(EchoPlugin));
-    let quic = rt
-        .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
-        .expect("quic listen");
-    let tcp = rt
-        .listen(&"/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .expect("tcp listen");
-    assert!(tcp.iter().any(|p| matches!(p, P::Tcp(port) if port != 0)));
-    let peer = rt.swarm().local_peer_id();
-    let (handle, thread) = rt.spawn().expect("spawn");
-    let events = handle.subscribe(1024).expect("subscribe");
-    let node = Node::from_parts(handle, peer, quic, events, thread);
-    (node, tcp)
-}
+use swarm::{DialError, HandleError, PacketError, PluginId, Runtime, StreamTarget};
 
 #[test]
 fn two_of_our_nodes_talk_over_tcp_noise_yamux() {

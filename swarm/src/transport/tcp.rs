@@ -23,7 +23,8 @@ enum State {
     Upgrading(Box<TcpUpgrade>),
     /// Secured and multiplexed.
     Secured(Box<SecuredConnection>),
-    /// Failed or closed: nothing more goes in or out.
+    /// Failed or closed: nothing more goes in; only [`TcpConn::last_words`]
+    /// go out.
     Over,
 }
 
@@ -38,6 +39,10 @@ pub(crate) struct TcpConn {
     finished: Vec<StreamId>,
     /// The engine closed the connection: send what is queued, then close.
     pub(crate) close_requested: bool,
+    /// What the session queued when the remote broke Yamux (its go-away
+    /// with the protocol-error code), sent before the socket closes so
+    /// the remote learns why.
+    last_words: Bytes,
 }
 
 /// What an upgrade step reached, for the engine.
@@ -65,6 +70,7 @@ impl TcpConn {
             now,
             finished: Vec::new(),
             close_requested: false,
+            last_words: Bytes::new(),
         }
     }
 
@@ -102,7 +108,10 @@ impl TcpConn {
             State::Secured(s) => s.feed(data, now).map(|()| TcpProgress::Pending),
             State::Connecting(_) | State::Over => Ok(TcpProgress::Pending),
         };
-        if result.is_err() {
+        if let Err(e) = &result {
+            if let (UpgradeError::Yamux(_), State::Secured(s)) = (e, &mut self.state) {
+                self.last_words = s.take_outbound().unwrap_or_default();
+            }
             self.state = State::Over;
         }
         result
@@ -113,7 +122,8 @@ impl TcpConn {
         match &mut self.state {
             State::Upgrading(u) => Ok(u.take_outbound()),
             State::Secured(s) => s.take_outbound(),
-            State::Connecting(_) | State::Over => Ok(Bytes::new()),
+            State::Over => Ok(std::mem::take(&mut self.last_words)),
+            State::Connecting(_) => Ok(Bytes::new()),
         }
     }
 

@@ -141,3 +141,29 @@ pub fn echo_roundtrip(from: &SwarmHandle, to: PeerId, data: &[u8]) -> Vec<u8> {
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
+
+/// A node serving [`EchoPlugin`], listening on QUIC and on TCP (both on
+/// loopback, port 0); returns it with its TCP address.
+pub fn dual_node(seed: u8) -> (Node, Multiaddr) {
+    dual_node_with(config(seed))
+}
+
+/// [`dual_node`] with the caller's config (e.g. tighter limits).
+pub fn dual_node_with(config: SwarmConfig) -> (Node, Multiaddr) {
+    let mut rt = Runtime::new(config).expect("runtime");
+    rt.add_protocol(Box::new(EchoPlugin));
+    let quic = rt
+        .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+        .expect("quic listen");
+    let tcp = rt
+        .listen(&"/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .expect("tcp listen");
+    assert!(
+        tcp.iter()
+            .any(|p| matches!(p, swarm::multiaddr::Protocol::Tcp(port) if port != 0))
+    );
+    let peer = rt.swarm().local_peer_id();
+    let (handle, thread) = rt.spawn().expect("spawn");
+    let events = handle.subscribe(1024).expect("subscribe");
+    (Node::from_parts(handle, peer, quic, events, thread), tcp)
+}
