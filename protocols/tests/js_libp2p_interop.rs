@@ -1,5 +1,6 @@
-//! Interop with js-libp2p 3 (TCP, Noise, Yamux, ping, identify) in both
-//! directions, through the node script in `tests/js-peer` (its packages are
+//! Interop with js-libp2p 3 over TCP, Noise (Yamux chosen inline in the
+//! handshake, as both sides list it) and Yamux, in both directions: ping,
+//! identify, perf 10 MiB each way, and many perf streams in parallel, through the node script in `tests/js-peer` (its packages are
 //! pinned in its `package-lock.json`; `.ci/run` installs them with `npm ci`).
 //! Without Node.js or the packages the tests say "skipped" and pass, except
 //! under CI (`CI` set), where that is a failure.
@@ -14,6 +15,7 @@ use std::time::Instant;
 
 use common::*;
 use protocols::identify::IdentifyEvent;
+use protocols::perf;
 use protocols::ping::{self, PingEvent};
 use swarm::multiaddr::Protocol as AddrPart;
 use swarm::{Multiaddr, PeerId, SwarmEvent};
@@ -173,6 +175,97 @@ fn we_dial_js_libp2p_over_tcp_ping_and_identify() {
             .is_some_and(|l| l.contains(&ours.peer.to_string())),
         "{theirs:#?}"
     );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// The `PERF <up> <down>` lines of the js peer, as numbers.
+fn perf_lines(lines: &[String]) -> Vec<(u64, u64)> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("PERF "))
+        .map(|l| {
+            let (up, down) = l.split_once(' ').expect("two numbers");
+            (up.parse().unwrap(), down.parse().unwrap())
+        })
+        .collect()
+}
+
+fn perf_server_node(seed: u8) -> (Node, String) {
+    let ours = Node::start(seed, |k| {
+        vec![identify(k, "ours"), Box::new(perf::PerfServer::new())]
+    });
+    let tcp = tcp_listen(&ours);
+    let target = tcp.with(AddrPart::P2p(ours.peer)).to_string();
+    (ours, target)
+}
+
+#[test]
+fn js_libp2p_runs_perf_ten_mib_each_way_against_us_over_tcp() {
+    if !js_peer_ready() {
+        return;
+    }
+    let (_ours, target) = perf_server_node(52);
+    let size = (10 * MIB).to_string();
+    let (mut child, rx) = spawn_js(&["perf", &target, "1", &size, &size]);
+    let lines = lines_until(&rx, "DONE");
+    let _ = child.wait();
+    assert_eq!(perf_lines(&lines), vec![(10 * MIB, 10 * MIB)], "{lines:#?}");
+}
+
+#[test]
+fn js_libp2p_opens_many_parallel_perf_streams_to_us_over_tcp() {
+    if !js_peer_ready() {
+        return;
+    }
+    let (_ours, target) = perf_server_node(53);
+    let (up, down) = (256 * 1024u64, 300_001u64);
+    let (mut child, rx) = spawn_js(&["perf", &target, "32", &up.to_string(), &down.to_string()]);
+    let lines = lines_until(&rx, "DONE");
+    let _ = child.wait();
+    assert_eq!(perf_lines(&lines), vec![(up, down); 32], "{lines:#?}");
+}
+
+#[test]
+fn we_run_perf_against_js_libp2p_over_tcp_one_big_and_many_parallel() {
+    if !js_peer_ready() {
+        return;
+    }
+    let (mut child, rx) = spawn_js(&["listen", "60"]);
+    let listen = lines_until(&rx, "LISTEN ");
+    let addr: Multiaddr = listen
+        .last()
+        .and_then(|l| l.strip_prefix("LISTEN "))
+        .expect("address")
+        .parse()
+        .expect("a multiaddr");
+    let Some(AddrPart::P2p(js_peer)) = addr.iter().last() else {
+        panic!("no /p2p/ in {addr}");
+    };
+    let ours = Node::start(54, |k| vec![identify(k, "ours")]);
+    ours.dial(addr);
+    let report = perf::run_blocking(&ours.handle, js_peer, 10 * MIB, 10 * MIB, TIMEOUT)
+        .expect("perf against js-libp2p");
+    assert_eq!((report.bytes_up, report.bytes_down), (10 * MIB, 10 * MIB));
+    // 16 streams at once, each on its own thread.
+    let runs: Vec<_> = (0..16u64)
+        .map(|i| {
+            let handle = ours.handle.clone();
+            std::thread::spawn(move || {
+                perf::run_blocking(&handle, js_peer, 100_000 + i, 200_000 + i, TIMEOUT)
+            })
+        })
+        .collect();
+    for (i, run) in runs.into_iter().enumerate() {
+        let report = run.join().unwrap().expect("parallel perf");
+        let i = i as u64;
+        assert_eq!(
+            (report.bytes_up, report.bytes_down),
+            (100_000 + i, 200_000 + i)
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
