@@ -1,7 +1,8 @@
 //! Interop with js-libp2p 3 over TCP, Noise (Yamux chosen inline in the
 //! handshake, as both sides list it) and Yamux, in both directions: ping,
-//! identify, perf 10 MiB each way, and many perf streams in parallel, through the node script in `tests/js-peer` (its packages are
-//! pinned in its `package-lock.json`; `.ci/run` installs them with `npm ci`).
+//! identify, perf 10 MiB each way, and many perf streams in parallel,
+//! through the node script in `tests/js-peer` (its packages are pinned in
+//! its `package-lock.json`; `.ci/run` installs them with `npm ci`).
 //! Without Node.js or the packages the tests say "skipped" and pass, except
 //! under CI (`CI` set), where that is a failure.
 
