@@ -79,6 +79,9 @@ pub(crate) struct Connection {
     pub(crate) negotiation_deadline_queued: Option<Instant>,
     /// Packet flows to open once the handshake completes.
     pub(crate) pending_flows: Vec<(crate::ids::PluginId, String)>,
+    /// For a relayed connection: the stream (of another connection) that
+    /// carries its bytes. `None` for a direct QUIC or TCP connection.
+    pub(crate) carrier: Option<crate::ids::StreamRef>,
 }
 
 impl Connection {

@@ -33,6 +33,25 @@ pub enum ListenError {
     ShuttingDown,
 }
 
+/// Why a stream could not become a relayed connection's carrier
+/// ([`Context::relay_connection`](crate::Context::relay_connection)).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RelayConnectionError {
+    /// The stream is unknown, or not the calling plugin's to give.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The stream's protocol is not negotiated yet (wait for
+    /// `handle_stream_negotiated` or `accept_inbound_stream`).
+    #[error("stream {0} is still negotiating")]
+    Negotiating(StreamRef),
+    /// A connection limit refused the new connection.
+    #[error("connection refused by limit: {0}")]
+    Limit(#[from] ConnectionLimit),
+    /// The upgrade could not start (e.g. a TLS configuration it cannot take).
+    #[error("cannot start the relayed connection: {0}")]
+    Start(DialError),
+}
+
 /// Why a dial failed. Delivered to the dialing plugin or handle.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DialError {
@@ -133,6 +152,11 @@ pub enum StreamError {
     /// The stream was handed to a thread; use its handle instead.
     #[error("stream {0} is owned by a thread")]
     Detached(StreamRef),
+    /// The stream carries a relayed connection
+    /// ([`Context::relay_connection`](crate::Context::relay_connection)):
+    /// use that connection's streams instead.
+    #[error("stream {0} carries a relayed connection")]
+    CarriesConnection(StreamRef),
     /// The stream is a packet flow's control stream, which carries no data:
     /// use the packet flow calls (`send_packet`, `close_packet_flow`).
     #[error("stream {0} is a packet flow's control stream")]

@@ -103,6 +103,22 @@ pub enum StreamTarget {
     Peer(PeerId),
 }
 
+/// Which side of a relayed connection's upgrade we take (see
+/// [`Context::relay_connection`](crate::Context::relay_connection)): the
+/// dialer proposes the security protocol and checks the remote's PeerId,
+/// the listener answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayedRole {
+    /// We reach `expected` through the relay (circuit relay's source side).
+    Dialer {
+        /// The PeerId the remote must prove in the handshake.
+        expected: PeerId,
+    },
+    /// The remote reaches us through the relay (the target side, after a
+    /// relay's STOP).
+    Listener,
+}
+
 impl From<ConnId> for StreamTarget {
     fn from(c: ConnId) -> Self {
         StreamTarget::Conn(c)

@@ -60,6 +60,16 @@
 //! tell them apart. Back-pressure reaches the remote through the Yamux
 //! window. Packet flows are QUIC-only ([`PacketError::NotQuic`]).
 //!
+//! # Relayed connections
+//!
+//! A plugin can make one of its negotiated streams carry a whole
+//! connection ([`Context::relay_connection`]): the stream's bytes are
+//! upgraded as a TCP connection's are (Noise or TLS, then Yamux), and the
+//! result is a connection like any other, marked relayed
+//! ([`Context::connection_is_relayed`]). A circuit relay client builds on
+//! this; back-pressure crosses the carrier both ways, and either ending
+//! ends the other.
+//!
 //! # Keep-alive
 //!
 //! A connection stays open while it has streams, or while a plugin keeps it
@@ -115,9 +125,10 @@ pub use detached_packet_flow::DetachedPacketFlow;
 pub use detached_stream::DetachedStream;
 pub use engine::{ReceivedDatagram, TcpOutbound};
 pub use error::{
-    Cause, ConnectionError, DialError, ListenError, OpenStreamError, PacketError, StreamError,
+    Cause, ConnectionError, DialError, ListenError, OpenStreamError, PacketError,
+    RelayConnectionError, StreamError,
 };
-pub use events::{Message, PacketFlow, ProtocolEvent, StreamTarget, SwarmEvent};
+pub use events::{Message, PacketFlow, ProtocolEvent, RelayedRole, StreamTarget, SwarmEvent};
 pub use handle::{HandleError, SwarmHandle};
 pub use ids::{ConnId, PluginId, StreamRef, TimerId};
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};

@@ -16,9 +16,10 @@ use crate::detached_packet_flow::DetachedPacketFlow;
 use crate::detached_stream::DetachedStream;
 use crate::engine::Core;
 use crate::error::{
-    ConnectionError, DialError, ListenError, OpenStreamError, PacketError, StreamError,
+    ConnectionError, DialError, ListenError, OpenStreamError, PacketError, RelayConnectionError,
+    StreamError,
 };
-use crate::events::{Message, PacketFlow, ProtocolEvent, StreamTarget};
+use crate::events::{Message, PacketFlow, ProtocolEvent, RelayedRole, StreamTarget};
 use crate::ids::{ConnId, PluginId, StreamRef, TimerId};
 use crate::peer_store::{PeerRecord, PeerStore};
 
@@ -439,6 +440,40 @@ impl Context<'_> {
     /// The plugin gets no more callbacks for it.
     pub fn detach_stream(&mut self, stream: StreamRef) -> Result<DetachedStream, StreamError> {
         self.core.detach_stream(stream)
+    }
+
+    /// Make a negotiated stream of this plugin carry a new connection: the
+    /// stream's bytes are upgraded as a TCP connection's are
+    /// (multistream-select, Noise or TLS as [`SwarmConfig::tcp_security`]
+    /// says, then Yamux), and the result is a connection like any other
+    /// (`handle_new_connection`, streams, identify, ping), reached through
+    /// whatever relays the stream. This is how a circuit relay client makes
+    /// its relayed connection, on either side: `role` says whether we
+    /// dial (and which PeerId the remote must prove) or answer.
+    /// `remote_addr` is what the connection reports as the remote's
+    /// address (e.g. `…/p2p/<relay>/p2p-circuit/p2p/<peer>`).
+    ///
+    /// The plugin gets no more callbacks for the stream. The relayed
+    /// connection ends when the stream ends (and the stream when the
+    /// connection closes); [`Context::connection_is_relayed`] tells plugins
+    /// that may want to keep bulk data off it.
+    ///
+    /// [`SwarmConfig::tcp_security`]: crate::SwarmConfig::tcp_security
+    pub fn relay_connection(
+        &mut self,
+        stream: StreamRef,
+        role: RelayedRole,
+        remote_addr: Multiaddr,
+    ) -> Result<ConnId, RelayConnectionError> {
+        self.core
+            .relay_connection(self.plugin, stream, role, remote_addr)
+    }
+
+    /// Whether `conn` is relayed, carried by a stream of another
+    /// connection ([`Context::relay_connection`]); `false` for a direct or
+    /// unknown connection.
+    pub fn connection_is_relayed(&self, conn: ConnId) -> bool {
+        self.core.is_relayed(conn)
     }
 
     /// Whether a stream counts as activity that keeps its connection open

@@ -6,7 +6,8 @@
 //!   (multistream-select, remembering who opened it), then belongs to a
 //!   plugin ([`Owner::Plugin`]), to a thread through a
 //!   [`DetachedStream`] ([`Owner::Thread`]), or is a packet flow's control
-//!   stream ([`Owner::FlowControl`]), which carries no data; a stream we
+//!   stream ([`Owner::FlowControl`]), which carries no data; or carries a
+//!   whole relayed connection ([`Owner::Carrier`]); a stream we
 //!   refused while negotiating only drains ([`Owner::Draining`]).
 //! - [`SendState`]: open, finish waiting for the queue, finishing, closed.
 //! - [`RecvState`]: open or closed.
@@ -67,6 +68,14 @@ pub(crate) enum Owner {
     /// We refused the stream during negotiation: nobody owns it; what we
     /// answered drains to the remote ahead of our FIN, then it goes.
     Draining,
+    /// The stream carries the bytes of a relayed connection, `inner`
+    /// (Noise or TLS, then Yamux, as over TCP): what it reads goes to that
+    /// connection, and `pending` holds the part of the connection's output
+    /// the stream's send window has not taken yet.
+    Carrier {
+        inner: crate::ids::ConnId,
+        pending: Bytes,
+    },
 }
 
 /// Our send side.
@@ -152,7 +161,10 @@ impl Stream {
                 ..
             } => Some(*p),
             Owner::Plugin(p) | Owner::FlowControl { plugin: p, .. } => Some(*p),
-            Owner::Negotiating { .. } | Owner::Thread(_) | Owner::Draining => None,
+            Owner::Negotiating { .. }
+            | Owner::Thread(_)
+            | Owner::Draining
+            | Owner::Carrier { .. } => None,
         }
     }
 
@@ -173,6 +185,7 @@ impl Stream {
         match (access, &self.owner) {
             (Access::Any, _) => Ok(()),
             (_, Owner::Draining) => Err(StreamError::UnknownStream(sref)),
+            (_, Owner::Carrier { .. }) => Err(StreamError::CarriesConnection(sref)),
             (_, Owner::Thread(_))
             | (
                 _,

@@ -108,6 +108,7 @@ impl Core {
             pending_flows: Vec::new(),
             idle_deadline_queued: false,
             negotiation_deadline_queued: None,
+            carrier: None,
         });
         self.by_quic_handle.insert((socket, quic_handle), index);
         let id = self.conn_id(index);
@@ -127,7 +128,10 @@ impl Core {
             && !c.queued_for_transmit
         {
             c.queued_for_transmit = true;
-            if matches!(c.transport, Transport::Tcp(_)) {
+            if c.carrier.is_some() {
+                // A relayed connection's bytes go out through its carrier
+                // stream (engine/relayed.rs), not through a driver socket.
+            } else if matches!(c.transport, Transport::Tcp(_)) {
                 // The driver asks TCP connections for bytes to write.
                 let id = ConnId {
                     index: index as u32,
@@ -160,7 +164,13 @@ impl Core {
         if let Some(ip) = ip {
             let from_ip = live
                 .clone()
-                .filter(|(_, c)| matches!(c.origin, Origin::Accepted) && c.remote.ip() == ip)
+                // A relayed connection has the relay's address: it says
+                // nothing of how many connections that IP opened to us.
+                .filter(|(_, c)| {
+                    matches!(c.origin, Origin::Accepted)
+                        && c.carrier.is_none()
+                        && c.remote.ip() == ip
+                })
                 .count();
             if from_ip >= limits.max_connections_per_ip {
                 return Err(ConnectionLimit::PerIp(limits.max_connections_per_ip));

@@ -24,6 +24,7 @@
 //! | `stream_teardown.rs` | failing, ending and removing streams |
 //! | `packet_flows.rs` | QUIC datagrams per plugin protocol |
 //! | `tcp.rs` | TCP connections: driver sockets, the upgrade, the Yamux event pump |
+//! | `relayed.rs` | relayed connections: the TCP upgrade and Yamux over another connection's stream |
 //! | `publish.rs` | events and messages to plugins and applications |
 //! | `core.rs` | the engine's state and accessors |
 //! | `queues.rs` | what is queued: plugin calls for the facade, deadlines |
@@ -45,6 +46,7 @@ mod publish;
 mod queues;
 mod quic_events;
 mod receive;
+mod relayed;
 mod send;
 mod sockets;
 mod stream_access;

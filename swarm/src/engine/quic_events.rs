@@ -37,8 +37,10 @@ impl Core {
             return;
         };
         let Some(quic) = conn.transport.quic() else {
-            // TCP: Yamux events instead (engine/tcp.rs).
+            // TCP: Yamux events instead (engine/tcp.rs); a relayed
+            // connection's output then goes to its carrier stream.
             self.process_tcp_connection(index);
+            self.pump_relayed_out(index);
             return;
         };
         let _ = quic;

@@ -42,6 +42,9 @@ impl Core {
         }
         let mut failure: Option<StreamError> = None;
         let mut negotiated: Option<(String, Bytes)> = None;
+        // A carrier stream's bytes, and its end, for its relayed connection.
+        let mut carried: Vec<Bytes> = Vec::new();
+        let mut carrier_ended = false;
         let read = transport.read(sid, |reader| {
             loop {
                 let max = match &stream.owner {
@@ -89,6 +92,7 @@ impl Core {
                             drop(st);
                             shared.notify_thread();
                         }
+                        Owner::Carrier { .. } => carried.push(bytes),
                     },
                     ReadStep::Fin => {
                         stream.recv = RecvState::Closed;
@@ -104,6 +108,7 @@ impl Core {
                                 shared.lock().recv_fin = true;
                                 shared.notify_thread();
                             }
+                            Owner::Carrier { .. } => carrier_ended = true,
                             Owner::Draining => {}
                         }
                         break;
@@ -126,6 +131,17 @@ impl Core {
             Err(ReadUnavailable::NotNow) => return,
         }
         self.touch(index);
+        if let Some(Owner::Carrier { inner, .. }) =
+            self.connections[index].streams.get(&sid).map(|s| &s.owner)
+        {
+            let inner = *inner;
+            for bytes in carried {
+                self.tcp_data(inner, &bytes);
+            }
+            if carrier_ended {
+                self.relayed_lost(inner, "the relay stream finished".into());
+            }
+        }
         if let Some((protocol, remainder)) = negotiated {
             self.on_negotiated(index, sid, protocol, remainder);
             // More may be readable for the new owner.

@@ -50,6 +50,12 @@ impl Core {
             self.pump_thread_stream(sref);
             return;
         }
+        if let Owner::Carrier { inner, .. } = stream.owner {
+            if self.conn(inner).is_some() {
+                self.pump_relayed_out(inner.index as usize);
+            }
+            return;
+        }
         if std::mem::take(&mut stream.wants_writable)
             && let Some(p) = stream.plugin()
         {

@@ -64,6 +64,10 @@ impl Core {
             },
             Owner::Plugin(p) => Callback::Closed(p, sref, error),
             Owner::Draining => return,
+            Owner::Carrier { inner, .. } => {
+                self.relayed_lost(inner, format!("the relay stream failed: {error}"));
+                return;
+            }
             Owner::FlowControl { plugin, thread } => {
                 if let Some(shared) = &thread {
                     shared.close(PacketError::FlowClosed);

@@ -84,27 +84,7 @@ impl Core {
             return Err(DialError::UnsupportedAddress(addr.clone()));
         }
         self.check_connection_limits(tcp.peer, None)?;
-        let (security, observed) = match self.config.tcp_security {
-            TcpSecurity::Noise => (DialSecurity::Noise, ObservedPeer::default()),
-            TcpSecurity::Tls => {
-                let (config, observed) = self
-                    .tls
-                    .client_config(tcp.peer)
-                    .map_err(|e| DialError::Connect(Arc::new(e)))?;
-                let security = DialSecurity::Tls {
-                    config,
-                    observed: observed.clone(),
-                };
-                (security, observed)
-            }
-        };
-        let upgrade = TcpUpgrade::dialer(
-            &self.config.keypair,
-            tcp.peer,
-            security,
-            self.config.yamux,
-            self.rng.random(),
-        );
+        let (upgrade, observed) = self.dialer_upgrade(tcp.peer)?;
         let conn = TcpConn::dialing(upgrade, self.now);
         let origin = Origin::Dialed {
             expected: tcp.peer,
@@ -137,6 +117,43 @@ impl Core {
             debug!(%remote, %limit, "refusing TCP connection");
             return None;
         }
+        let conn = TcpConn::accepted(self.listener_upgrade(), self.now);
+        Some(self.insert_tcp_connection(remote, conn, Origin::Accepted))
+    }
+
+    /// The dialing side of the upgrade, proposing the configured security
+    /// protocol, and where the TLS verifier records the remote's PeerId.
+    pub(super) fn dialer_upgrade(
+        &mut self,
+        expected: Option<libp2p_identity::PeerId>,
+    ) -> Result<(TcpUpgrade, ObservedPeer), DialError> {
+        let (security, observed) = match self.config.tcp_security {
+            TcpSecurity::Noise => (DialSecurity::Noise, ObservedPeer::default()),
+            TcpSecurity::Tls => {
+                let (config, observed) = self
+                    .tls
+                    .client_config(expected)
+                    .map_err(|e| DialError::Connect(Arc::new(e)))?;
+                let security = DialSecurity::Tls {
+                    config,
+                    observed: observed.clone(),
+                };
+                (security, observed)
+            }
+        };
+        let upgrade = TcpUpgrade::dialer(
+            &self.config.keypair,
+            expected,
+            security,
+            self.config.yamux,
+            self.rng.random(),
+        );
+        Ok((upgrade, observed))
+    }
+
+    /// The listening side of the upgrade (Noise, and TLS when its server
+    /// config can be built).
+    pub(super) fn listener_upgrade(&mut self) -> TcpUpgrade {
         let tls = match &self.tcp_tls_server {
             Some(c) => Some(c.clone()),
             None => {
@@ -145,14 +162,12 @@ impl Core {
                 config
             }
         };
-        let upgrade = TcpUpgrade::listener(
+        TcpUpgrade::listener(
             &self.config.keypair,
             tls,
             self.config.yamux,
             self.rng.random(),
-        );
-        let conn = TcpConn::accepted(upgrade, self.now);
-        Some(self.insert_tcp_connection(remote, conn, Origin::Accepted))
+        )
     }
 
     /// The next TCP connection that may have bytes to write or must close.
@@ -337,6 +352,19 @@ impl Core {
         tcp: TcpConn,
         origin: Origin,
     ) -> ConnId {
+        self.insert_upgrading_connection(remote, tcp_multiaddr(remote), tcp, origin, None)
+    }
+
+    /// A connection that runs the TCP upgrade, over a driver socket or
+    /// (with `carrier`) over a stream of another connection.
+    pub(super) fn insert_upgrading_connection(
+        &mut self,
+        remote: SocketAddr,
+        remote_addr: Multiaddr,
+        tcp: TcpConn,
+        origin: Origin,
+        carrier: Option<crate::ids::StreamRef>,
+    ) -> ConnId {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let index = self.connections.insert(Connection {
@@ -347,7 +375,7 @@ impl Core {
             origin,
             peer: None,
             remote,
-            remote_addr: tcp_multiaddr(remote),
+            remote_addr,
             established: false,
             streams: FxHashMap::default(),
             kept_by: Vec::new(),
@@ -358,6 +386,7 @@ impl Core {
             pending_flows: Vec::new(),
             idle_deadline_queued: false,
             negotiation_deadline_queued: None,
+            carrier,
         });
         let id = self.conn_id(index);
         // An accepted connection has its multistream header to send.
