@@ -216,7 +216,7 @@ impl Swarm {
     }
 
     /// How many streams and packet flows this swarm has handed to threads
-    /// (detached by a plugin, or opened by a [`SwarmHandle`]), ever.
+    /// (detached by a plugin, or opened by a [`SwarmHandle`](crate::SwarmHandle)), ever.
     pub fn handed_to_threads(&self) -> u64 {
         self.core.handed_to_threads
     }
