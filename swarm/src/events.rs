@@ -17,6 +17,12 @@ use crate::ids::{ConnId, StreamRef};
 pub enum SwarmEvent {
     /// We listen on this address (resolved; no port 0).
     ListenAddr(Multiaddr),
+    /// A plugin (AutoNAT) confirmed that others reach us at this address
+    /// ([`Context::add_external_address`](crate::Context::add_external_address)).
+    ExternalAddrConfirmed(Multiaddr),
+    /// An external address is no longer confirmed (a later probe failed,
+    /// or the plugin withdrew it).
+    ExternalAddrExpired(Multiaddr),
     /// A connection finished its handshake.
     ConnectionEstablished {
         /// The connection.

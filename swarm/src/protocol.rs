@@ -252,6 +252,33 @@ impl Context<'_> {
         )
     }
 
+    /// Record that others reach us at `addr` (AutoNAT confirmed it);
+    /// `true` if it is new. Published as
+    /// [`SwarmEvent::ExternalAddrConfirmed`](crate::SwarmEvent::ExternalAddrConfirmed);
+    /// identify announces it. The swarm keeps at most 16.
+    pub fn add_external_address(&mut self, addr: Multiaddr) -> bool {
+        self.core.add_external_address(addr)
+    }
+
+    /// Withdraw an external address; `true` if it was confirmed.
+    pub fn remove_external_address(&mut self, addr: &Multiaddr) -> bool {
+        self.core.remove_external_address(addr)
+    }
+
+    /// The confirmed external addresses, oldest first.
+    pub fn external_addresses(&self) -> Vec<Multiaddr> {
+        self.core.external_addrs.clone()
+    }
+
+    /// Dial `addr` on a new connection from a local port we do not listen
+    /// on (for QUIC; TCP dials never use the listen port). AutoNAT's
+    /// dial-back needs this: a NAT in front of the remote must not let the
+    /// dial in merely because the remote sent to our listen port before.
+    pub fn dial_back(&mut self, addr: &Multiaddr) -> Result<ConnId, DialError> {
+        self.core
+            .dial_back(addr, crate::connection::Requester::Plugin(self.plugin))
+    }
+
     /// Dial a peer at an address from the peer store. With no address
     /// known, the peer router (if one is registered) is asked to find one
     /// and the dial waits for it: the id returned then names the attempt

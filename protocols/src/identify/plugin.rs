@@ -89,9 +89,17 @@ impl Identify {
             .into_iter()
             .filter(|a| !is_unspecified(a))
             .collect();
-        for addr in &self.config.external_addrs {
-            if !listen_addrs.contains(addr) {
-                listen_addrs.push(addr.clone());
+        // Configured external addresses, then those the swarm confirmed
+        // (AutoNAT).
+        for addr in self
+            .config
+            .external_addrs
+            .iter()
+            .cloned()
+            .chain(ctx.external_addresses())
+        {
+            if !listen_addrs.contains(&addr) {
+                listen_addrs.push(addr);
             }
         }
         let protocols = ctx.supported_protocols();

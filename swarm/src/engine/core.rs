@@ -103,6 +103,9 @@ pub(crate) struct Core {
     pub(crate) tcp_ready: VecDeque<crate::ids::ConnId>,
     /// The TLS server config for `/tls/1.0.0` over TCP, built on first use.
     pub(crate) tcp_tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// Addresses others reach us at, as confirmed by a plugin (AutoNAT),
+    /// at most `MAX_EXTERNAL_ADDRS` (see `external_addrs.rs`).
+    pub(crate) external_addrs: Vec<multiaddr::Multiaddr>,
 }
 
 impl Core {
@@ -176,6 +179,7 @@ impl Core {
             tcp_connects: VecDeque::new(),
             tcp_ready: VecDeque::new(),
             tcp_tls_server: None,
+            external_addrs: Vec::new(),
         })
     }
 

@@ -15,12 +15,44 @@ use crate::transport;
 
 use super::core::Core;
 
+/// Which local port a QUIC dial goes out from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DialPort {
+    /// A listening socket's, so the peer sees (and can dial back) our
+    /// listen port, and NATs map it as they map our listener.
+    Listening,
+    /// A socket that does not listen: a NAT in front of the remote cannot
+    /// let the dial in as the answer to an earlier packet from our listen
+    /// port (AutoNAT's dial-back).
+    Other,
+}
+
 impl Core {
     pub(crate) fn dial(
         &mut self,
         addr: &Multiaddr,
         force_new: bool,
         requester: Requester,
+    ) -> Result<ConnId, DialError> {
+        self.dial_from(addr, force_new, requester, DialPort::Listening)
+    }
+
+    /// `Context::dial_back`: a new connection to `addr`, from a port we do
+    /// not listen on (TCP dials always are).
+    pub(crate) fn dial_back(
+        &mut self,
+        addr: &Multiaddr,
+        requester: Requester,
+    ) -> Result<ConnId, DialError> {
+        self.dial_from(addr, true, requester, DialPort::Other)
+    }
+
+    fn dial_from(
+        &mut self,
+        addr: &Multiaddr,
+        force_new: bool,
+        requester: Requester,
+        port: DialPort,
     ) -> Result<ConnId, DialError> {
         if self.shutting_down {
             return Err(DialError::ShuttingDown);
@@ -49,7 +81,10 @@ impl Core {
             return Ok(existing);
         }
         self.check_connection_limits(quic.peer, None)?;
-        let socket = self.socket_for(quic.socket)?;
+        let socket = match port {
+            DialPort::Listening => self.socket_for(quic.socket)?,
+            DialPort::Other => self.non_listening_socket_for(quic.socket)?,
+        };
         let (client_config, observed) =
             transport::quic::client_config(&self.tls, quic.peer, self.transport.clone())
                 .map_err(|e| DialError::Connect(Arc::new(e)))?;

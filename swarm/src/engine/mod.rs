@@ -26,6 +26,7 @@
 //! | `tcp.rs` | TCP connections: driver sockets, the upgrade, the Yamux event pump |
 //! | `relayed.rs` | relayed connections: the TCP upgrade and Yamux over another connection's stream |
 //! | `publish.rs` | events and messages to plugins and applications |
+//! | `external_addrs.rs` | the addresses others reach us at, as a plugin confirmed them |
 //! | `core.rs` | the engine's state and accessors |
 //! | `queues.rs` | what is queued: plugin calls for the facade, deadlines |
 //! | `end_reason.rs` | why a connection ended, turned into errors |
@@ -36,6 +37,7 @@ mod deadlines;
 mod detached;
 mod dial;
 mod end_reason;
+mod external_addrs;
 mod incoming_datagrams;
 mod lifecycle;
 mod negotiation;

@@ -89,6 +89,29 @@ impl Core {
         {
             return Ok(SocketIndex(i));
         }
+        self.bind_ephemeral(remote)
+    }
+
+    /// A socket that does not listen, of `remote`'s family: the one an
+    /// earlier call bound (so dial-backs cost one socket, not one each),
+    /// else a fresh ephemeral one.
+    pub(crate) fn non_listening_socket_for(
+        &mut self,
+        remote: SocketAddr,
+    ) -> Result<SocketIndex, DialError> {
+        if let Some(i) = self
+            .sockets
+            .iter()
+            .position(|s| !s.listening && s.local.is_ipv4() == remote.is_ipv4())
+        {
+            return Ok(SocketIndex(i));
+        }
+        self.bind_ephemeral(remote)
+    }
+
+    /// Bind a non-listening socket on the unspecified address of
+    /// `remote`'s family, port 0.
+    fn bind_ephemeral(&mut self, remote: SocketAddr) -> Result<SocketIndex, DialError> {
         let any: IpAddr = if remote.is_ipv4() {
             Ipv4Addr::UNSPECIFIED.into()
         } else {
