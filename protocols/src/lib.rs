@@ -1,6 +1,9 @@
 //! Protocols as swarm plugins, written only against the swarm's public API:
-//! ping, identify (and push), perf, and the legacy `/libp2p/test/data`.
+//! ping, identify (and push), perf, the legacy `/libp2p/test/data`,
+//! request/response, Kademlia, gossipsub and AutoNAT v2.
 
+pub mod autonat;
+pub mod framing;
 pub mod gossipsub;
 pub mod identify;
 pub mod kad;
