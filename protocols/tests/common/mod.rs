@@ -56,15 +56,27 @@ impl Node {
     /// Start a node with key `seed` listening on 127.0.0.1, with `plugins`
     /// built from its key.
     pub fn start(seed: u8, plugins: impl FnOnce(&Keypair) -> Vec<Box<dyn Protocol>>) -> Node {
+        Self::start_on(seed, &["/ip4/127.0.0.1/udp/0/quic-v1"], plugins)
+    }
+
+    /// [`Node::start`] listening on each of `listen` (port 0); `addr` is
+    /// the first.
+    pub fn start_on(
+        seed: u8,
+        listen: &[&str],
+        plugins: impl FnOnce(&Keypair) -> Vec<Box<dyn Protocol>>,
+    ) -> Node {
         log_once();
         let keypair = keypair(seed);
         let mut rt = Runtime::new(SwarmConfig::new(keypair.clone())).expect("runtime");
         for p in plugins(&keypair) {
             rt.add_protocol(p);
         }
-        let addr = rt
-            .listen(&"/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
-            .expect("listen");
+        let addrs: Vec<Multiaddr> = listen
+            .iter()
+            .map(|a| rt.listen(&a.parse().unwrap()).expect("listen"))
+            .collect();
+        let addr = addrs[0].clone();
         let peer = rt.swarm().local_peer_id();
         let (handle, thread) = rt.spawn().expect("spawn");
         let events = handle.subscribe(4096).expect("subscribe");
