@@ -23,6 +23,7 @@ mod server;
 
 pub use addresses::{IpNetwork, is_public};
 pub use client::{AutonatClient, ClientConfig, ClientEvent, Reachability};
+pub use proto::{DialStatus, ResponseStatus};
 pub use server::{AutonatServer, ServerConfig, ServerEvent};
 
 /// The request protocol (client to server).

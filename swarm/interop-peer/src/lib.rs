@@ -74,6 +74,7 @@ use libp2p::{
 };
 use tokio::sync::mpsc as tokio_mpsc;
 
+mod autonat;
 mod gossip;
 mod kad;
 
@@ -151,6 +152,11 @@ pub struct PeerConfig {
     /// Run gossipsub with these settings; `None` (the default) leaves it
     /// out, so identify lists no meshsub protocol.
     pub gossipsub: Option<GossipConfig>,
+    /// Run the AutoNAT v2 client (it tests the address candidates
+    /// identify reports with servers it dialed). Default false.
+    pub autonat_client: bool,
+    /// Run the AutoNAT v2 server. Default false.
+    pub autonat_server: bool,
 }
 
 impl Default for PeerConfig {
@@ -168,6 +174,8 @@ impl Default for PeerConfig {
             idle_connection_timeout: Duration::from_secs(30),
             kad: None,
             gossipsub: None,
+            autonat_client: false,
+            autonat_server: false,
         }
     }
 }
@@ -323,6 +331,28 @@ pub enum PeerEvent {
         peer: PeerId,
         /// libp2p-gossipsub's `FailedMessages` counts in `Debug` form.
         failed: String,
+    },
+    /// The AutoNAT v2 client tested one of our addresses with a server.
+    AutonatTested {
+        /// The address tested.
+        addr: Multiaddr,
+        /// The server asked.
+        server: PeerId,
+        /// Dial data paid (0 when the server asked none).
+        bytes_sent: usize,
+        /// `Ok` when the server dialed it back.
+        result: Result<(), String>,
+    },
+    /// The AutoNAT v2 server tested an address for a client.
+    AutonatServed {
+        /// The client.
+        client: PeerId,
+        /// The address dialed.
+        addr: Multiaddr,
+        /// Dial data the client paid.
+        data_amount: usize,
+        /// `Ok` when the dial-back reached the client.
+        result: Result<(), String>,
     },
     /// Anything else worth logging (listener errors, incoming connection
     /// errors, failed inbound streams, address candidates, ...).
@@ -973,6 +1003,8 @@ struct Behaviour {
     stream: libp2p_stream::Behaviour,
     kad: Toggle<libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>>,
     gossipsub: Toggle<libp2p::gossipsub::Behaviour>,
+    autonat_client: Toggle<autonat::Client>,
+    autonat_server: Toggle<autonat::Server>,
 }
 
 type EventTx = std_mpsc::Sender<PeerEvent>;
@@ -1046,6 +1078,7 @@ impl Node {
         let agent = cfg.agent_version.clone();
         let version = cfg.multistream_version;
         let idle = cfg.idle_connection_timeout;
+        let (autonat_client, autonat_server) = (cfg.autonat_client, cfg.autonat_server);
         let local = keypair.public().to_peer_id();
         let kad_behaviour = match &cfg.kad {
             Some(k) => match kad::behaviour(local, k) {
@@ -1098,6 +1131,12 @@ impl Node {
                                 stream: libp2p_stream::Behaviour::new(),
                                 kad: Toggle::from(kad_behaviour),
                                 gossipsub: Toggle::from(gossip_behaviour),
+                                autonat_client: Toggle::from(
+                                    autonat_client.then(autonat::Client::default),
+                                ),
+                                autonat_server: Toggle::from(
+                                    autonat_server.then(autonat::Server::default),
+                                ),
                             })
                             .map_err(|e| e.to_string())
                     })
@@ -1397,6 +1436,12 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Stream(())) => {}
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(ev)) => {
+                self.emit(autonat::client_event(ev))
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatServer(ev)) => {
+                self.emit(autonat::server_event(ev))
+            }
             // Dialing, IncomingConnection, external address bookkeeping: not
             // interesting for tests.
             _ => {}
