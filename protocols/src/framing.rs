@@ -82,6 +82,12 @@ impl FrameReader {
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
+
+    /// Take the bytes received past the last message (when the stream
+    /// turns into something else after it, e.g. a relayed connection).
+    pub fn take_rest(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
 }
 
 #[cfg(test)]

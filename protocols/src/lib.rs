@@ -1,6 +1,7 @@
 //! Protocols as swarm plugins, written only against the swarm's public API:
 //! ping, identify (and push), perf, the legacy `/libp2p/test/data`,
-//! request/response, Kademlia, gossipsub and AutoNAT v2.
+//! request/response, Kademlia, gossipsub, AutoNAT v2 and the circuit relay
+//! v2 client.
 
 pub mod autonat;
 pub mod framing;
@@ -9,5 +10,6 @@ pub mod identify;
 pub mod kad;
 pub mod perf;
 pub mod ping;
+pub mod relay;
 pub mod request_response;
 pub mod test_data;

@@ -478,7 +478,10 @@ impl Context<'_> {
     /// its relayed connection, on either side: `role` says whether we
     /// dial (and which PeerId the remote must prove) or answer.
     /// `remote_addr` is what the connection reports as the remote's
-    /// address (e.g. `…/p2p/<relay>/p2p-circuit/p2p/<peer>`).
+    /// address (e.g. `…/p2p/<relay>/p2p-circuit/p2p/<peer>`). `initial` is
+    /// what the plugin already read from the stream past its own protocol
+    /// (the relay's answer may arrive together with the connection's first
+    /// bytes): it goes to the connection first.
     ///
     /// The plugin gets no more callbacks for the stream. The relayed
     /// connection ends when the stream ends (and the stream when the
@@ -491,9 +494,10 @@ impl Context<'_> {
         stream: StreamRef,
         role: RelayedRole,
         remote_addr: Multiaddr,
+        initial: Bytes,
     ) -> Result<ConnId, RelayConnectionError> {
         self.core
-            .relay_connection(self.plugin, stream, role, remote_addr)
+            .relay_connection(self.plugin, stream, role, remote_addr, initial)
     }
 
     /// Whether `conn` is relayed, carried by a stream of another

@@ -56,13 +56,23 @@ impl Protocol for TunnelPlugin {
     ) {
         let peer = ctx.connection_peer(stream.conn).expect("peer");
         let expected = self.expect.unwrap_or(peer);
-        ctx.relay_connection(stream, RelayedRole::Dialer { expected }, circuit_addr(peer))
-            .expect("relay");
+        ctx.relay_connection(
+            stream,
+            RelayedRole::Dialer { expected },
+            circuit_addr(peer),
+            Bytes::new(),
+        )
+        .expect("relay");
     }
     fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, _p: &str) {
         let peer = ctx.connection_peer(stream.conn).expect("peer");
-        ctx.relay_connection(stream, RelayedRole::Listener, circuit_addr(peer))
-            .expect("relay");
+        ctx.relay_connection(
+            stream,
+            RelayedRole::Listener,
+            circuit_addr(peer),
+            Bytes::new(),
+        )
+        .expect("relay");
     }
 }
 

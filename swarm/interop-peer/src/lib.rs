@@ -157,6 +157,10 @@ pub struct PeerConfig {
     pub autonat_client: bool,
     /// Run the AutoNAT v2 server. Default false.
     pub autonat_server: bool,
+    /// Serve circuit relay v2 (hop) with libp2p-relay's default limits.
+    /// Default false. (The relay client is always on: listening on, and
+    /// dialing, `/p2p-circuit` addresses works.)
+    pub relay_server: bool,
 }
 
 impl Default for PeerConfig {
@@ -176,6 +180,7 @@ impl Default for PeerConfig {
             gossipsub: None,
             autonat_client: false,
             autonat_server: false,
+            relay_server: false,
         }
     }
 }
@@ -354,6 +359,10 @@ pub enum PeerEvent {
         /// `Ok` when the dial-back reached the client.
         result: Result<(), String>,
     },
+    /// A circuit relay event (server or client), in libp2p-relay's
+    /// `Debug` form, e.g. `ReservationReqAccepted { .. }`,
+    /// `CircuitReqAccepted { .. }`, `ReservationReqAccepted` (client).
+    Relay(String),
     /// Anything else worth logging (listener errors, incoming connection
     /// errors, failed inbound streams, address candidates, ...).
     Other(String),
@@ -387,6 +396,7 @@ enum Command {
         peers: Vec<PeerId>,
     },
     AddExternalAddress(Multiaddr),
+    Listen(Multiaddr, std_mpsc::Sender<Result<(), String>>),
     Disconnect(PeerId),
     ConnectedPeers(std_mpsc::Sender<Vec<PeerId>>),
     Kad(KadCommand),
@@ -604,6 +614,15 @@ impl RustPeer {
     /// [`RustPeer::push_identify`]).
     pub fn add_external_listen_addr(&self, addr: Multiaddr) {
         self.send(Command::AddExternalAddress(addr));
+    }
+
+    /// Listen on `addr` (e.g. `<relay addr>/p2p-circuit` to reserve on a
+    /// relay); the listen address arrives as [`PeerEvent::Listening`].
+    pub fn listen_on(&self, addr: Multiaddr) -> Result<(), String> {
+        let (reply, rx) = std_mpsc::channel();
+        self.send(Command::Listen(addr, reply));
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|e| e.to_string())?
     }
 
     /// Close all connections to `peer`.
@@ -1005,6 +1024,8 @@ struct Behaviour {
     gossipsub: Toggle<libp2p::gossipsub::Behaviour>,
     autonat_client: Toggle<autonat::Client>,
     autonat_server: Toggle<autonat::Server>,
+    relay_server: Toggle<libp2p::relay::Behaviour>,
+    relay_client: libp2p::relay::client::Behaviour,
 }
 
 type EventTx = std_mpsc::Sender<PeerEvent>;
@@ -1079,6 +1100,7 @@ impl Node {
         let version = cfg.multistream_version;
         let idle = cfg.idle_connection_timeout;
         let (autonat_client, autonat_server) = (cfg.autonat_client, cfg.autonat_server);
+        let relay_server = cfg.relay_server;
         let local = keypair.public().to_peer_id();
         let kad_behaviour = match &cfg.kad {
             Some(k) => match kad::behaviour(local, k) {
@@ -1119,26 +1141,40 @@ impl Node {
                     .map_err(|e| e.to_string())
                     .and_then(|b| {
                         b.with_quic()
-                            .with_behaviour(|key| Behaviour {
-                                ping: ping::Behaviour::new(ping_cfg),
-                                identify: identify::Behaviour::new(
-                                    identify::Config::new(
-                                        IDENTIFY_PROTOCOL_VERSION.to_string(),
-                                        key.public(),
-                                    )
-                                    .with_agent_version(agent),
-                                ),
-                                stream: libp2p_stream::Behaviour::new(),
-                                kad: Toggle::from(kad_behaviour),
-                                gossipsub: Toggle::from(gossip_behaviour),
-                                autonat_client: Toggle::from(
-                                    autonat_client.then(autonat::Client::default),
-                                ),
-                                autonat_server: Toggle::from(
-                                    autonat_server.then(autonat::Server::default),
-                                ),
-                            })
+                            .with_relay_client(
+                                libp2p::noise::Config::new,
+                                libp2p::yamux::Config::default,
+                            )
                             .map_err(|e| e.to_string())
+                    })
+                    .and_then(|b| {
+                        b.with_behaviour(|key, relay_client| Behaviour {
+                            ping: ping::Behaviour::new(ping_cfg),
+                            identify: identify::Behaviour::new(
+                                identify::Config::new(
+                                    IDENTIFY_PROTOCOL_VERSION.to_string(),
+                                    key.public(),
+                                )
+                                .with_agent_version(agent),
+                            ),
+                            stream: libp2p_stream::Behaviour::new(),
+                            kad: Toggle::from(kad_behaviour),
+                            gossipsub: Toggle::from(gossip_behaviour),
+                            autonat_client: Toggle::from(
+                                autonat_client.then(autonat::Client::default),
+                            ),
+                            autonat_server: Toggle::from(
+                                autonat_server.then(autonat::Server::default),
+                            ),
+                            relay_server: Toggle::from(relay_server.then(|| {
+                                libp2p::relay::Behaviour::new(
+                                    key.public().to_peer_id(),
+                                    libp2p::relay::Config::default(),
+                                )
+                            })),
+                            relay_client,
+                        })
+                        .map_err(|e| e.to_string())
                     })
                     .map(|b| {
                         b.with_swarm_config(|c| {
@@ -1319,6 +1355,14 @@ impl Node {
             }
             Command::PushIdentify { peers } => self.swarm.behaviour_mut().identify.push(peers),
             Command::AddExternalAddress(addr) => self.swarm.add_external_address(addr),
+            Command::Listen(addr, reply) => {
+                let result = self
+                    .swarm
+                    .listen_on(addr)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
@@ -1441,6 +1485,12 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::AutonatServer(ev)) => {
                 self.emit(autonat::server_event(ev))
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(ev)) => {
+                self.emit(PeerEvent::Relay(format!("{ev:?}")))
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => {
+                self.emit(PeerEvent::Relay(format!("{ev:?}")))
             }
             // Dialing, IncomingConnection, external address bookkeeping: not
             // interesting for tests.

@@ -33,13 +33,15 @@ const MAX_BATCHES_PER_PASS: usize = 64;
 impl Core {
     /// `Context::relay_connection`: `stream` (negotiated, owned by
     /// `plugin`) becomes the carrier of a new connection to the peer at
-    /// the far end of the relay.
+    /// the far end of the relay; `initial` are its first bytes, which the
+    /// plugin already read.
     pub(crate) fn relay_connection(
         &mut self,
         plugin: PluginId,
         sref: StreamRef,
         role: RelayedRole,
         remote_addr: Multiaddr,
+        initial: Bytes,
     ) -> Result<ConnId, RelayConnectionError> {
         let (_, stream) = self.stream_for(sref, Access::PluginStream)?;
         match stream.owner {
@@ -84,7 +86,10 @@ impl Core {
         // the plugin before it handed the stream over: it is the relayed
         // connection's first bytes (e.g. the remote's multistream header).
         let (early, finished) = self.take_queued_stream_input(sref);
-        for bytes in early {
+        for bytes in std::iter::once(initial)
+            .chain(early)
+            .filter(|b| !b.is_empty())
+        {
             self.tcp_data(inner, &bytes);
         }
         if finished {
