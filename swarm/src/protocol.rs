@@ -252,6 +252,15 @@ impl Context<'_> {
         )
     }
 
+    /// Send one datagram of random bytes from our listening QUIC socket to
+    /// `addr` (`/ip4|ip6/…/udp/…/quic-v1`), which no QUIC endpoint takes
+    /// for a packet: it opens our NAT toward `addr` so that the remote's
+    /// simultaneous dial gets in (DCUtR's QUIC hole punch; send a few,
+    /// some are lost).
+    pub fn send_hole_punch(&mut self, addr: &Multiaddr) -> Result<(), DialError> {
+        self.core.send_hole_punch(addr)
+    }
+
     /// Record that others reach us at `addr` (AutoNAT confirmed it);
     /// `true` if it is new. Published as
     /// [`SwarmEvent::ExternalAddrConfirmed`](crate::SwarmEvent::ExternalAddrConfirmed);

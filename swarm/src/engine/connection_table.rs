@@ -67,15 +67,21 @@ impl Core {
     }
 
     /// The connection a stream or flow for `target` goes on: the one
-    /// named, or the first established one to the peer.
+    /// named, or the first established one to the peer, a direct one
+    /// before a relayed one (once DCUtR found a direct path, new streams
+    /// take it).
     pub(crate) fn target_conn(&self, target: StreamTarget) -> Result<ConnId, OpenStreamError> {
         match target {
             StreamTarget::Conn(c) => Ok(c),
-            StreamTarget::Peer(p) => self
-                .connections_to(&p)
-                .first()
-                .copied()
-                .ok_or(OpenStreamError::NotConnected(p)),
+            StreamTarget::Peer(p) => {
+                let conns = self.connections_to(&p);
+                conns
+                    .iter()
+                    .find(|c| self.conn(**c).is_some_and(|c| c.carrier.is_none()))
+                    .or(conns.first())
+                    .copied()
+                    .ok_or(OpenStreamError::NotConnected(p))
+            }
         }
     }
 

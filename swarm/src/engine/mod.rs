@@ -27,6 +27,7 @@
 //! | `relayed.rs` | relayed connections: the TCP upgrade and Yamux over another connection's stream |
 //! | `publish.rs` | events and messages to plugins and applications |
 //! | `external_addrs.rs` | the addresses others reach us at, as a plugin confirmed them |
+//! | `hole_punch.rs` | random datagrams that open our NAT toward an address (DCUtR over QUIC) |
 //! | `core.rs` | the engine's state and accessors |
 //! | `queues.rs` | what is queued: plugin calls for the facade, deadlines |
 //! | `end_reason.rs` | why a connection ended, turned into errors |
@@ -38,6 +39,7 @@ mod detached;
 mod dial;
 mod end_reason;
 mod external_addrs;
+mod hole_punch;
 mod incoming_datagrams;
 mod lifecycle;
 mod negotiation;
