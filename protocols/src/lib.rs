@@ -1,9 +1,10 @@
 //! Protocols as swarm plugins, written only against the swarm's public API:
 //! ping, identify (and push), perf, the legacy `/libp2p/test/data`,
-//! request/response, Kademlia, gossipsub, AutoNAT v2 and the circuit relay
-//! v2 client.
+//! request/response, Kademlia, gossipsub, and the NAT traversal trio:
+//! AutoNAT v2, the circuit relay v2 client and DCUtR.
 
 pub mod autonat;
+pub mod dcutr;
 pub mod framing;
 pub mod gossipsub;
 pub mod identify;

@@ -1,4 +1,6 @@
-//! The circuit relay v2 client against rust-libp2p 0.57 (libp2p-relay):
+//! The circuit relay v2 client and DCUtR against rust-libp2p 0.57
+//! (libp2p-relay, libp2p-dcutr), on loopback (no NAT: the hole punch
+//! itself is tested through real NATs elsewhere):
 //! our nodes reserve on a rust-libp2p relay and reach each other through
 //! it (hop CONNECT on one side, stop on the other), then run perf over the
 //! relayed connection, which the swarm marks relayed; a rust-libp2p node
@@ -11,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use protocols::dcutr::{Dcutr, DcutrConfig, DcutrEvent};
 use protocols::perf::{self, PerfServer};
 use protocols::relay::{ConnectVia, RelayClient, RelayClientConfig, RelayClientEvent};
 use rust_libp2p_peer::{PeerConfig, PeerEvent, RustPeer};
@@ -180,4 +183,128 @@ fn a_connect_to_a_peer_without_reservation_fails_with_the_relays_status() {
         _ => None,
     });
     assert!(reason.contains("NoReservation"), "{reason}");
+}
+
+/// A node with the relay client, DCUtR and identify (and a perf server).
+fn dcutr_node(seed: u8, reserve_on: Vec<Multiaddr>) -> Node {
+    Node::start(seed, |k| {
+        vec![
+            identify(k, "ours"),
+            Box::new(RelayClient::new(RelayClientConfig { reserve_on })),
+            Box::new(Dcutr::new(DcutrConfig::default())),
+            Box::new(PerfServer::new()),
+        ]
+    })
+}
+
+#[test]
+fn dcutr_upgrades_a_relayed_connection_between_our_nodes_to_a_direct_one() {
+    let (relay, relay_addr) = rust_relay();
+    let b = dcutr_node(94, vec![relay_addr.clone()]);
+    reserved(&b, relay.peer_id());
+    let a = dcutr_node(95, Vec::new());
+    // A learns its observed address from the relay (identify) first.
+    a.dial(relay_addr.clone());
+    a.handle
+        .send_event(ProtocolEvent::new(
+            "test",
+            ConnectVia {
+                relay: relay_addr,
+                target: b.peer,
+            },
+        ))
+        .expect("send");
+    let upgraded = |node: &Node, peer: PeerId| {
+        node.wait_for::<DcutrEvent, _>("the upgrade", |e| match e {
+            DcutrEvent::DirectConnectionUpgraded {
+                peer: p,
+                direct,
+                relayed,
+                ..
+            } if *p == peer => Some((*direct, *relayed)),
+            DcutrEvent::UpgradeFailed { reason, .. } => panic!("upgrade failed: {reason}"),
+            _ => None,
+        })
+    };
+    let (b_direct, b_relayed) = upgraded(&b, a.peer);
+    let (a_direct, a_relayed) = upgraded(&a, b.peer);
+    assert!(!is_relayed(&b, b_direct) && is_relayed(&b, b_relayed));
+    assert!(!is_relayed(&a, a_direct) && is_relayed(&a, a_relayed));
+    // New streams to the peer take the direct connection: far more than
+    // the relay's circuit limit (128 KiB) goes through.
+    let report = perf::run_blocking(&a.handle, b.peer, 1 << 20, 1 << 20, TIMEOUT)
+        .expect("perf on the direct path");
+    assert_eq!((report.bytes_up, report.bytes_down), (1 << 20, 1 << 20));
+}
+
+#[test]
+fn dcutr_with_rust_libp2p_initiating_and_responding() {
+    let (relay, relay_addr) = rust_relay();
+    // Ours behind the relay; rust-libp2p reaches it through the relay and
+    // answers our DCUtR (we received the relayed connection: we initiate).
+    let ours = dcutr_node(96, vec![relay_addr.clone()]);
+    reserved(&ours, relay.peer_id());
+    let rust = RustPeer::spawn(PeerConfig::default());
+    rust.connect(relay_addr.clone(), TIMEOUT)
+        .expect("rust-libp2p reaches the relay");
+    rust.connect(
+        relay_addr
+            .clone()
+            .with(P::P2pCircuit)
+            .with(P::P2p(ours.peer)),
+        TIMEOUT,
+    )
+    .expect("rust-libp2p reaches ours through the relay");
+    let (direct, _) = ours.wait_for::<DcutrEvent, _>("our upgrade", |e| match e {
+        DcutrEvent::DirectConnectionUpgraded {
+            peer,
+            direct,
+            relayed,
+            ..
+        } if *peer == rust.peer_id() => Some((*direct, *relayed)),
+        DcutrEvent::UpgradeFailed { reason, .. } => panic!("upgrade failed: {reason}"),
+        _ => None,
+    });
+    assert!(!is_relayed(&ours, direct));
+
+    // rust-libp2p behind the relay; ours reaches it and answers its DCUtR.
+    let listener = RustPeer::spawn(PeerConfig::default());
+    listener
+        .connect(relay_addr.clone(), TIMEOUT)
+        .expect("rust-libp2p reaches the relay");
+    listener
+        .listen_on(relay_addr.clone().with(P::P2pCircuit))
+        .expect("listen via the relay");
+    let reserved_ok = listener.wait_for(TIMEOUT, |e| match e {
+        PeerEvent::Relay(text) if text.contains("ReservationReqAccepted") => Some(()),
+        _ => None,
+    });
+    assert!(reserved_ok.is_some(), "rust-libp2p reserved on the relay");
+    let a = dcutr_node(97, Vec::new());
+    a.dial(relay_addr.clone());
+    a.handle
+        .send_event(ProtocolEvent::new(
+            "test",
+            ConnectVia {
+                relay: relay_addr,
+                target: listener.peer_id(),
+            },
+        ))
+        .expect("send");
+    let (direct, _) = a.wait_for::<DcutrEvent, _>("our upgrade", |e| match e {
+        DcutrEvent::DirectConnectionUpgraded {
+            peer,
+            direct,
+            relayed,
+            ..
+        } if *peer == listener.peer_id() => Some((*direct, *relayed)),
+        DcutrEvent::UpgradeFailed { reason, .. } => panic!("upgrade failed: {reason}"),
+        _ => None,
+    });
+    assert!(!is_relayed(&a, direct));
+    let theirs = listener.wait_for(TIMEOUT, |e| match e {
+        PeerEvent::Dcutr { peer, result } if *peer == a.peer => Some(result.clone()),
+        _ => None,
+    });
+    assert_eq!(theirs, Some(Ok(())));
 }

@@ -158,8 +158,9 @@ pub struct PeerConfig {
     /// Run the AutoNAT v2 server. Default false.
     pub autonat_server: bool,
     /// Serve circuit relay v2 (hop) with libp2p-relay's default limits.
-    /// Default false. (The relay client is always on: listening on, and
-    /// dialing, `/p2p-circuit` addresses works.)
+    /// Default false. (The relay client and DCUtR are always on: listening
+    /// on, and dialing, `/p2p-circuit` addresses works, and relayed
+    /// connections are upgraded when a direct path is found.)
     pub relay_server: bool,
 }
 
@@ -357,6 +358,14 @@ pub enum PeerEvent {
         /// Dial data the client paid.
         data_amount: usize,
         /// `Ok` when the dial-back reached the client.
+        result: Result<(), String>,
+    },
+    /// A DCUtR attempt over a relayed connection to `peer` ended: `Ok` with
+    /// a direct connection, or the failure.
+    Dcutr {
+        /// The remote peer.
+        peer: PeerId,
+        /// The outcome.
         result: Result<(), String>,
     },
     /// A circuit relay event (server or client), in libp2p-relay's
@@ -1026,6 +1035,7 @@ struct Behaviour {
     autonat_server: Toggle<autonat::Server>,
     relay_server: Toggle<libp2p::relay::Behaviour>,
     relay_client: libp2p::relay::client::Behaviour,
+    dcutr: libp2p::dcutr::Behaviour,
 }
 
 type EventTx = std_mpsc::Sender<PeerEvent>;
@@ -1173,6 +1183,7 @@ impl Node {
                                 )
                             })),
                             relay_client,
+                            dcutr: libp2p::dcutr::Behaviour::new(key.public().to_peer_id()),
                         })
                         .map_err(|e| e.to_string())
                     })
@@ -1492,6 +1503,10 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => {
                 self.emit(PeerEvent::Relay(format!("{ev:?}")))
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => self.emit(PeerEvent::Dcutr {
+                peer: ev.remote_peer_id,
+                result: ev.result.map(|_| ()).map_err(|e| e.to_string()),
+            }),
             // Dialing, IncomingConnection, external address bookkeeping: not
             // interesting for tests.
             _ => {}

@@ -18,7 +18,8 @@ const PUNCH_LEN: usize = 64;
 impl Core {
     /// `Context::send_hole_punch`.
     pub(crate) fn send_hole_punch(&mut self, addr: &Multiaddr) -> Result<(), DialError> {
-        let quic = parse_quic_addr(addr).ok_or_else(|| DialError::UnsupportedAddress(addr.clone()))?;
+        let quic =
+            parse_quic_addr(addr).ok_or_else(|| DialError::UnsupportedAddress(addr.clone()))?;
         // The socket we listen on (and dial from), whose NAT mapping the
         // remote learned from identify.
         let socket = self.socket_for(quic.socket)?;
