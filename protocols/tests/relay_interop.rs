@@ -1,12 +1,16 @@
 //! The circuit relay v2 client and DCUtR against rust-libp2p 0.57
-//! (libp2p-relay, libp2p-dcutr), on loopback (no NAT: the hole punch
-//! itself is tested through real NATs elsewhere):
-//! our nodes reserve on a rust-libp2p relay and reach each other through
-//! it (hop CONNECT on one side, stop on the other), then run perf over the
-//! relayed connection, which the swarm marks relayed; a rust-libp2p node
-//! reaches our node through the same relay and identifies it over the
-//! relayed connection; and a CONNECT to a peer without a reservation fails
-//! with the relay's status.
+//! (libp2p-relay, libp2p-dcutr) on loopback. There is no NAT here, so the
+//! hole punch itself always succeeds; what is tested is the exchange.
+//!
+//! - Our nodes reserve on a rust-libp2p relay and reach each other through
+//!   it (hop CONNECT on one side, stop on the other), then run perf over
+//!   the relayed connection, which the swarm marks relayed.
+//! - A rust-libp2p node reaches ours through the same relay and
+//!   identifies it over the relayed connection.
+//! - A CONNECT to a peer without a reservation fails with the relay's
+//!   status.
+//! - DCUtR upgrades a relayed connection to a direct one between our
+//!   nodes, and with rust-libp2p in either role.
 
 mod common;
 
