@@ -21,7 +21,7 @@ mod client;
 pub mod proto;
 mod server;
 
-pub use addresses::{IpNetwork, is_public};
+pub use addresses::{IpNetwork, ip_of, is_public};
 pub use client::{AutonatClient, ClientConfig, ClientEvent, Reachability};
 pub use proto::{DialStatus, ResponseStatus};
 pub use server::{AutonatServer, ServerConfig, ServerEvent};

@@ -1,21 +1,27 @@
 //! Circuit relay v2 (libp2p/specs `relay/circuit-v2.md`): reach a peer
 //! through a relay when no direct connection is possible.
 //!
-//! The client ([`RelayClient`]) reserves slots on relays, so that others
-//! reach it at `<relay addr>/p2p/<relay>/p2p-circuit`, and connects to
-//! peers through relays. The relayed connection is a stream of the
+//! The server ([`RelayServer`]) grants reservations and splices circuits
+//! within its limits. The client ([`RelayClient`]) reserves slots on
+//! relays, so that others reach it at `<relay addr>/p2p/<relay>/p2p-circuit`,
+//! and connects to peers through relays. The relayed connection is a stream of the
 //! connection to the relay, upgraded with Noise (or TLS) and Yamux by the
 //! swarm ([`swarm::Context::relay_connection`]).
 //!
 //! | file | concept |
 //! |---|---|
 //! | `proto.rs` | the hop and stop messages |
+//! | `voucher.rs` | the reservation voucher, a signed envelope |
+//! | `server.rs` | the relay: reservations, circuits, limits, the splice |
 //! | `client.rs` | reservations, inbound circuits (stop), outbound circuits (connect) |
 
 mod client;
 pub mod proto;
+mod server;
+pub mod voucher;
 
 pub use client::{ConnectVia, RelayClient, RelayClientConfig, RelayClientEvent};
+pub use server::{RelayServer, RelayServerConfig, RelayServerEvent};
 
 use swarm::multiaddr::Protocol as P;
 use swarm::{Multiaddr, PeerId};

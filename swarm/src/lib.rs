@@ -131,7 +131,7 @@ pub use error::{
 pub use events::{Message, PacketFlow, ProtocolEvent, RelayedRole, StreamTarget, SwarmEvent};
 pub use handle::{HandleError, SwarmHandle};
 pub use ids::{ConnId, PluginId, StreamRef, TimerId};
-pub use libp2p_identity::{Keypair, PeerId, PublicKey};
+pub use libp2p_identity::{Keypair, PeerId, PublicKey, SigningError};
 pub use limits::{ConnectionLimit, Limits};
 pub use multiaddr::{self, Multiaddr};
 pub use protocol::{Context, Protocol};

@@ -9,7 +9,7 @@ use std::any::Any;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use libp2p_identity::{PeerId, PublicKey};
+use libp2p_identity::{PeerId, PublicKey, SigningError};
 use multiaddr::Multiaddr;
 
 use crate::detached_packet_flow::DetachedPacketFlow;
@@ -530,6 +530,13 @@ impl Context<'_> {
     /// This node's public host key (identify sends it).
     pub fn local_public_key(&self) -> PublicKey {
         self.core.local_public_key()
+    }
+
+    /// Sign `data` with this node's host key (for signed records such as
+    /// a relay's reservation voucher); the key itself never leaves the
+    /// swarm.
+    pub fn sign_with_host_key(&self, data: &[u8]) -> Result<Vec<u8>, SigningError> {
+        self.core.config.keypair.sign(data)
     }
 
     /// Keep a connection open (`true`) even without streams, or release it.
