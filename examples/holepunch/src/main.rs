@@ -169,6 +169,9 @@ fn start(cli: &Cli) -> Result<Node, Failure> {
     rt.add_protocol(Box::new(Ping::new(PingConfig::default())));
     rt.add_protocol(Box::new(AutonatServer::new(ServerConfig {
         allowed_networks: cli.autonat_allow.clone(),
+        // A dial-back that takes longer is as good as failed here, and the
+        // client learns "unreachable" sooner.
+        dial_back_timeout: Duration::from_secs(5),
         ..ServerConfig::default()
     })));
     rt.add_protocol(Box::new(AutonatClient::new(ClientConfig {

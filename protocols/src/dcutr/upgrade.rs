@@ -100,6 +100,9 @@ struct Attempt {
     /// SYNC went (initiator) or came (responder): the stream has done its
     /// part of this attempt, and the peer may close it (rust-libp2p does).
     synced: bool,
+    /// Responder: the attempt's wait ran out while the initiator still
+    /// held the stream (it may retry); its end then ends the attempt.
+    waited_out: bool,
 }
 
 /// What a timer is for.
@@ -238,6 +241,7 @@ impl Dcutr {
             (Role::Responder, Some(hole_punch::Type::Connect)) => {
                 a.remote = quic_addrs(&msg.obs_addrs);
                 a.attempt += 1;
+                a.waited_out = false;
                 self.send_connect(ctx, peer);
             }
             (Role::Responder, Some(hole_punch::Type::Sync)) => {
@@ -271,6 +275,8 @@ impl Dcutr {
         a.stream = None;
         if !a.synced {
             self.fail(ctx, peer, reason);
+        } else if a.role == Role::Responder && a.waited_out {
+            self.fail(ctx, peer, "no direct connection after the dial".into());
         }
     }
 
@@ -359,6 +365,7 @@ impl Protocol for Dcutr {
                         remote: Vec::new(),
                         punches_left: 0,
                         synced: false,
+                        waited_out: false,
                     },
                 );
             }
@@ -406,6 +413,7 @@ impl Protocol for Dcutr {
                 remote: Vec::new(),
                 punches_left: 0,
                 synced: false,
+                waited_out: false,
             },
         );
     }
@@ -472,6 +480,8 @@ impl Protocol for Dcutr {
                     // under way, this one failed.
                     if a.stream.is_none() {
                         self.fail(ctx, peer, "no direct connection after the dial".into());
+                    } else {
+                        a.waited_out = true;
                     }
                     return;
                 }

@@ -1,0 +1,144 @@
+//! The hole punch through real NATs: `perf/netns/nat.sh` builds two
+//! private networks behind router namespaces doing source NAT with
+//! nftables, and a public network with the relay, then runs the
+//! `holepunch` roles in them.
+//!
+//! Asserted, for each NAT variant:
+//! - `selftest`: the NAT maps as it should (endpoint-independent: one
+//!   external port for every destination; address-and-port-dependent: one
+//!   per destination), drops unsolicited datagrams, and a plain UDP punch
+//!   works through `eim` only;
+//! - `punch`: through `eim` the dialer gets a direct connection to the
+//!   listener's NAT address and pings over it; through `apdm` the punch
+//!   fails cleanly (exit 1, a reason) while the relayed connection worked;
+//!   either way AutoNAT finds the relay reachable and the listener behind
+//!   its NAT unreachable;
+//! - no namespace of the run remains afterwards.
+//!
+//! Needs root, `ip netns`, `nft` and python3; where one is missing the
+//! test prints `skipped: ...` and passes.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const HOLEPUNCH: &str = env!("CARGO_BIN_EXE_holepunch");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../perf/netns/nat.sh");
+
+fn why_not_runnable() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root".into());
+    }
+    for tool in ["ip", "nft", "python3"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("no {tool}"));
+        }
+    }
+    let probe = format!("hpnatprobe{}", std::process::id() % 100_000);
+    let made = Command::new("ip")
+        .args(["netns", "add", &probe])
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = Command::new("ip").args(["netns", "del", &probe]).status();
+    (!made).then(|| "cannot create network namespaces".into())
+}
+
+/// Run `nat.sh args…` (bounded) and parse its JSON lines; also return the
+/// tag it used.
+fn nat_sh(args: &[&str]) -> (Vec<Value>, String) {
+    let out = Command::new("timeout")
+        .arg("300")
+        .arg(SCRIPT)
+        .args(args)
+        .env("HOLEPUNCH", HOLEPUNCH)
+        .env("HPNAT_TIMEOUT", "30")
+        .output()
+        .expect("run nat.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "nat.sh {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    let tag = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("nat.sh: tag "))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_default()
+        .to_string();
+    let lines = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (lines, tag)
+}
+
+fn summary(lines: &[Value]) -> &Value {
+    lines
+        .iter()
+        .find(|l| l["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in {lines:#?}"))
+}
+
+fn assert_gone(tag: &str) {
+    assert!(!tag.is_empty(), "nat.sh named no tag");
+    let list = Command::new(SCRIPT).arg("list").output().expect("list");
+    let left = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        !left
+            .lines()
+            .any(|l| l.starts_with(&format!("hpnat-{tag}-"))),
+        "namespaces of {tag} remain: {left}"
+    );
+}
+
+#[test]
+fn the_nat_testbed_maps_filters_and_punches_as_each_variant_should() {
+    if let Some(why) = why_not_runnable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    for (variant, same_mapping, udp_punch) in [("eim", true, true), ("apdm", false, false)] {
+        let (lines, tag) = nat_sh(&["selftest", variant]);
+        let s = summary(&lines);
+        assert_eq!(s["same_mapping"], same_mapping, "{variant}: {lines:#?}");
+        assert_eq!(s["unsolicited_dropped"], true, "{variant}: {lines:#?}");
+        assert_eq!(s["udp_punch"], udp_punch, "{variant}: {lines:#?}");
+        assert_gone(&tag);
+    }
+}
+
+#[test]
+fn holepunch_goes_direct_through_eim_nats_and_fails_cleanly_through_apdm_ones() {
+    if let Some(why) = why_not_runnable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    for (variant, direct) in [("eim", 1), ("apdm", 0)] {
+        let (lines, tag) = nat_sh(&["punch", variant, "1"]);
+        let s = summary(&lines);
+        assert_eq!(s["direct"], direct, "{variant}: {lines:#?}");
+        assert_eq!(s["relay_reachable"], true, "{variant}: {lines:#?}");
+        assert_eq!(s["b_unreachable"], true, "{variant}: {lines:#?}");
+        let attempt = lines
+            .iter()
+            .find(|l| l["type"] == "attempt")
+            .expect("an attempt");
+        assert_eq!(attempt["relayed"], true, "the circuit came first: {attempt}");
+        if direct == 1 {
+            let addr = attempt["direct"]["addr"].as_str().unwrap_or_default();
+            // B's NAT's public address, not a relayed one.
+            assert!(addr.starts_with("/ip4/198.51.100.12/udp/"), "{attempt}");
+        } else {
+            assert_eq!(attempt["exit"], 1, "{attempt}");
+            let reason = attempt["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("hole punch failed"), "{attempt}");
+        }
+        assert_gone(&tag);
+    }
+}
