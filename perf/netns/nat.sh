@@ -37,8 +37,10 @@ Commands:
                          print JSON lines and a summary, remove it
   punch VARIANT N        build a testbed, run 'holepunch relay' on the relay,
                          'holepunch listen' on B and N times 'holepunch dial'
-                         on A; one JSON line per attempt, then a summary with
-                         the success count and AutoNAT's verdicts; remove it
+                         on A (ping and perf over the direct connection, or a
+                         ping over the relayed one when the punch fails); one
+                         JSON line per attempt, then a summary with the
+                         success count and AutoNAT's verdicts; remove it
 
 'selftest' and 'punch' always remove their namespaces and processes when
 they exit (success, failure, Ctrl-C, SIGTERM).
@@ -48,6 +50,8 @@ Environment:
   HOLEPUNCH        the holepunch binary (default: release build, then debug
                    build under CARGO_TARGET_DIR or ./target, then PATH)
   HPNAT_TIMEOUT    seconds allowed for each dial attempt (default 30)
+  HPNAT_PERF_BYTES bytes each way of the perf run over each direct connection
+                   (default 1 MiB: far over the relay's 128 KiB circuit limit)
   HPNAT_KEEP_LOGS  1: keep the per-process logs (their directory is printed)
 
 Example:
@@ -388,17 +392,20 @@ punch() {
     start=$(date +%s%N)
     rc=0
     in_ns a env RUST_LOG=warn timeout "$((timeout + 5))" "$bin" dial --relay "$relay_addr" "$b_peer" \
-      --timeout "$timeout" --pings 1 "${allow[@]}" >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
+      --timeout "$timeout" --pings 1 --perf "${HPNAT_PERF_BYTES:-1048576}" "${allow[@]}" \
+      >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
     took=$((($(date +%s%N) - start) / 1000000))
-    local direct reason relayed=false
+    local direct reason perf relayed=false relayed_ping=false
     direct=$(grep -m1 '"event":"direct"' "$LOGS/a-$i.out" || true)
+    perf=$(grep -m1 '"event":"perf"' "$LOGS/a-$i.out" || echo null)
     grep -q '"event":"relayed"' "$LOGS/a-$i.out" && relayed=true
+    grep -q '"event":"relayed_ping"' "$LOGS/a-$i.out" && relayed_ping=true
     reason=$(tail -1 "$LOGS/a-$i.err" 2>/dev/null | tr -d '"\\' || true)
     if [[ $rc -eq 0 && -n "$direct" ]]; then
       ok=$((ok + 1))
-      echo "{\"type\":\"attempt\",\"n\":$i,\"ok\":true,\"ms\":$took,\"relayed\":$relayed,\"direct\":$direct}"
+      echo "{\"type\":\"attempt\",\"n\":$i,\"ok\":true,\"ms\":$took,\"relayed\":$relayed,\"direct\":$direct,\"perf\":$perf}"
     else
-      echo "{\"type\":\"attempt\",\"n\":$i,\"ok\":false,\"ms\":$took,\"relayed\":$relayed,\"exit\":$rc,\"reason\":\"$reason\"}"
+      echo "{\"type\":\"attempt\",\"n\":$i,\"ok\":false,\"ms\":$took,\"relayed\":$relayed,\"relayed_ping\":$relayed_ping,\"exit\":$rc,\"reason\":\"$reason\"}"
     fi
   done
   # AutoNAT's verdicts: B's takes a dial-back timeout (the NAT drops the

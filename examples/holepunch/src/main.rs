@@ -89,6 +89,10 @@ enum Command {
         /// Pings over the direct connection before exiting.
         #[arg(long, default_value = "3")]
         pings: u32,
+        /// Then download and upload this many bytes over the direct
+        /// connection (perf), far more than a relay would carry.
+        #[arg(long, default_value = "0")]
+        perf: u64,
     },
 }
 
@@ -192,6 +196,7 @@ fn start(cli: &Cli) -> Result<Node, Failure> {
         }
         Command::Listen { .. } | Command::Dial { .. } => {
             rt.add_protocol(Box::new(Dcutr::new(DcutrConfig::default())));
+            rt.add_protocol(Box::new(protocols::perf::PerfServer::new()));
         }
     }
     let listen = if cli.listen.is_empty() {
@@ -232,7 +237,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let relay_peer = relay_peer(relay)?;
             serve(&node, Some(relay_peer))
         }
-        Command::Dial { relay, peer, pings } => dial(&node, relay, *peer, *pings, cli.timeout),
+        Command::Dial {
+            relay,
+            peer,
+            pings,
+            perf,
+        } => dial(&node, relay, *peer, (*pings, *perf), cli.timeout),
     }
 }
 
@@ -336,13 +346,16 @@ fn wait_for<T: 'static, R>(
     }
 }
 
+/// Reach `peer` through `relay`, wait for DCUtR's direct connection, then
+/// `work.0` pings and a perf of `work.1` bytes each way over it.
 fn dial(
     node: &Node,
     relay: &Multiaddr,
     peer: PeerId,
-    pings: u32,
+    work: (u32, u64),
     timeout: Duration,
 ) -> Result<(), Failure> {
+    let (pings, perf_bytes) = work;
     let deadline = Instant::now() + timeout;
     let relay_peer = relay_peer(relay)?;
     // The relay first: identify tells us our observed address, which DCUtR
@@ -376,13 +389,40 @@ fn dial(
         } if *p == peer => Some(Ok(*direct)),
         DcutrEvent::UpgradeFailed { peer: p, reason } if *p == peer => Some(Err(reason.clone())),
         _ => None,
-    })?
-    .map_err(Failure::Punch)?;
+    })?;
+    let direct = match direct {
+        Ok(direct) => direct,
+        Err(reason) => {
+            // The relayed connection still works (within the relay's
+            // limits): show it, then report the failed punch.
+            emit(json!({"event": "punch_failed", "reason": reason}));
+            let mut pinger = Pinger::open(node, relayed, deadline)?;
+            emit(json!({"event": "relayed_ping", "rtt_ms": ms(pinger.ping()?)}));
+            return Err(Failure::Punch(reason));
+        }
+    };
     let addr = remote_addr(node, direct).unwrap_or_default();
     let mut pinger = Pinger::open(node, direct, deadline)?;
     emit(json!({"event": "direct", "addr": addr, "rtt_ms": ms(pinger.ping()?)}));
     for _ in 0..pings {
         emit(json!({"event": "ping", "rtt_ms": ms(pinger.ping()?)}));
+    }
+    if perf_bytes > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let report = protocols::perf::run_blocking(
+            &node.handle,
+            StreamTarget::Conn(direct),
+            perf_bytes,
+            perf_bytes,
+            left,
+        )
+        .map_err(|e| Failure::Failed(format!("perf over the direct connection: {e}")))?;
+        emit(json!({
+            "event": "perf",
+            "bytes_up": report.bytes_up,
+            "bytes_down": report.bytes_down,
+            "seconds": report.total_time.as_secs_f64(),
+        }));
     }
     Ok(())
 }

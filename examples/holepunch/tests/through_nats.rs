@@ -9,8 +9,10 @@
 //!   per destination), drops unsolicited datagrams, and a plain UDP punch
 //!   works through `eim` only;
 //! - `punch`: through `eim` the dialer gets a direct connection to the
-//!   listener's NAT address and pings over it; through `apdm` the punch
-//!   fails cleanly (exit 1, a reason) while the relayed connection worked;
+//!   listener's NAT address, pings over it and runs perf (1 MiB each way,
+//!   past the relay's circuit limit); through `apdm` the punch fails
+//!   cleanly (exit 1, a reason) and a ping over the relayed connection
+//!   still works;
 //!   either way AutoNAT finds the relay reachable and the listener behind
 //!   its NAT unreachable;
 //! - no namespace of the run remains afterwards.
@@ -39,7 +41,10 @@ fn why_not_runnable() -> Option<String> {
             return Some(format!("no {tool}"));
         }
     }
-    let probe = format!("hpnatprobe{}", std::process::id() % 100_000);
+    // One probe name per call: the tests run in parallel.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = format!("hpnatprobe{}x{n}", std::process::id() % 100_000);
     let made = Command::new("ip")
         .args(["netns", "add", &probe])
         .status()
@@ -129,15 +134,24 @@ fn holepunch_goes_direct_through_eim_nats_and_fails_cleanly_through_apdm_ones() 
             .iter()
             .find(|l| l["type"] == "attempt")
             .expect("an attempt");
-        assert_eq!(attempt["relayed"], true, "the circuit came first: {attempt}");
+        assert_eq!(
+            attempt["relayed"], true,
+            "the circuit came first: {attempt}"
+        );
         if direct == 1 {
             let addr = attempt["direct"]["addr"].as_str().unwrap_or_default();
             // B's NAT's public address, not a relayed one.
             assert!(addr.starts_with("/ip4/198.51.100.12/udp/"), "{attempt}");
+            // 1 MiB each way: far past the relay's circuit limit.
+            assert_eq!(attempt["perf"]["bytes_down"], 1 << 20, "{attempt}");
         } else {
             assert_eq!(attempt["exit"], 1, "{attempt}");
             let reason = attempt["reason"].as_str().unwrap_or_default();
             assert!(reason.contains("hole punch failed"), "{attempt}");
+            assert_eq!(
+                attempt["relayed_ping"], true,
+                "the relayed path still works: {attempt}"
+            );
         }
         assert_gone(&tag);
     }
