@@ -50,6 +50,9 @@ Environment:
   HOLEPUNCH        the holepunch binary (default: release build, then debug
                    build under CARGO_TARGET_DIR or ./target, then PATH)
   HPNAT_TIMEOUT    seconds allowed for each dial attempt (default 30)
+  HPNAT_A, HPNAT_B who plays the dialer A and the listener B: ours (default)
+                   or rust (rust-libp2p 0.57: the rust_holepunch binary of
+                   the rust-libp2p-peer package, or RUST_HOLEPUNCH)
   HPNAT_PERF_BYTES bytes each way of the perf run over each direct connection
                    (default 1 MiB: far over the relay's 128 KiB circuit limit)
   HPNAT_KEEP_LOGS  1: keep the per-process logs (their directory is printed)
@@ -360,6 +363,22 @@ find_holepunch() {
   command -v holepunch || die "no holepunch binary: cargo build --release -p holepunch, or set HOLEPUNCH"
 }
 
+find_rust_holepunch() {
+  if [[ -n "${RUST_HOLEPUNCH:-}" ]]; then
+    echo "$RUST_HOLEPUNCH"
+    return
+  fi
+  local root dir
+  root=$(cd "$(dirname "$0")/../.." && pwd)
+  for dir in "${CARGO_TARGET_DIR:-$root/target}/release" "${CARGO_TARGET_DIR:-$root/target}/debug"; do
+    if [[ -x "$dir/rust_holepunch" ]]; then
+      echo "$dir/rust_holepunch"
+      return
+    fi
+  done
+  die "no rust_holepunch binary: cargo build -p rust-libp2p-peer --bin rust_holepunch, or set RUST_HOLEPUNCH"
+}
+
 # The first "Listening on ..." line of a log, waiting up to 30 s.
 wait_listening() {
   local log=$1 line
@@ -379,21 +398,34 @@ punch() {
   [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 1 && n <= 1000)) || die "N must be 1..1000, got '$n'"
   bin=$(find_holepunch)
   local timeout=${HPNAT_TIMEOUT:-30}
+  local a_impl=${HPNAT_A:-ours} b_impl=${HPNAT_B:-ours} rust=""
+  [[ "$a_impl" == ours || "$a_impl" == rust ]] || die "HPNAT_A must be ours or rust"
+  [[ "$b_impl" == ours || "$b_impl" == rust ]] || die "HPNAT_B must be ours or rust"
+  [[ "$a_impl$b_impl" == oursours ]] || rust=$(find_rust_holepunch)
   start_testbed "$variant"
   local allow=(--autonat-allow "$PUBLIC.0/24")
   in_ns relay env RUST_LOG=warn "$bin" relay --listen "/ip4/$PUBLIC.1/udp/$RELAY_PORT/quic-v1" \
     "${allow[@]}" >"$LOGS/relay.out" 2>"$LOGS/relay.err" &
   relay_addr=$(wait_listening "$LOGS/relay.out")
-  in_ns b env RUST_LOG=warn "$bin" listen --relay "$relay_addr" "${allow[@]}" \
-    >"$LOGS/b.out" 2>"$LOGS/b.err" &
+  if [[ "$b_impl" == rust ]]; then
+    in_ns b env RUST_LOG=warn "$rust" listen --relay "$relay_addr" >"$LOGS/b.out" 2>"$LOGS/b.err" &
+  else
+    in_ns b env RUST_LOG=warn "$bin" listen --relay "$relay_addr" "${allow[@]}" \
+      >"$LOGS/b.out" 2>"$LOGS/b.err" &
+  fi
   b_addr=$(wait_listening "$LOGS/b.out")
   b_peer=${b_addr##*/p2p/}
   for ((i = 1; i <= n; i++)); do
     start=$(date +%s%N)
     rc=0
-    in_ns a env RUST_LOG=warn timeout "$((timeout + 5))" "$bin" dial --relay "$relay_addr" "$b_peer" \
-      --timeout "$timeout" --pings 1 --perf "${HPNAT_PERF_BYTES:-1048576}" "${allow[@]}" \
-      >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
+    if [[ "$a_impl" == rust ]]; then
+      in_ns a env RUST_LOG=warn timeout "$((timeout + 5))" "$rust" dial --relay "$relay_addr" "$b_peer" \
+        --timeout "$timeout" >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
+    else
+      in_ns a env RUST_LOG=warn timeout "$((timeout + 5))" "$bin" dial --relay "$relay_addr" "$b_peer" \
+        --timeout "$timeout" --pings 1 --perf "${HPNAT_PERF_BYTES:-1048576}" "${allow[@]}" \
+        >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
+    fi
     took=$((($(date +%s%N) - start) / 1000000))
     local direct reason perf relayed=false relayed_ping=false
     direct=$(grep -m1 '"event":"direct"' "$LOGS/a-$i.out" || true)
@@ -410,9 +442,11 @@ punch() {
   done
   # AutoNAT's verdicts: B's takes a dial-back timeout (the NAT drops the
   # server's dial), and the relay's needs a server that connected to it
-  # and identified, so wait for both a while.
-  local relay_reachable=false b_unreachable=false
-  for _ in $(seq 300); do
+  # and identified, so wait for both a while (ours only: rust_holepunch
+  # runs no AutoNAT).
+  local relay_reachable=false b_unreachable=false waits=300
+  [[ "$a_impl$b_impl" == oursours ]] || waits=0
+  for _ in $(seq "$waits"); do
     grep -q '"event":"unreachable"' "$LOGS/b.out" &&
       grep '"event":"reachable"' "$LOGS/relay.out" | grep -q "/ip4/$PUBLIC.1/" && break
     sleep 0.1
@@ -421,7 +455,7 @@ punch() {
   grep '"event":"unreachable"' "$LOGS/b.out" | grep -q "/ip4/$PUBLIC.12/" && b_unreachable=true
   # B's direct address must never be confirmed reachable behind its NAT.
   grep '"event":"reachable"' "$LOGS/b.out" | grep -q "/ip4/$PUBLIC.12/" && b_unreachable=false
-  echo "{\"type\":\"summary\",\"variant\":\"$variant\",\"attempts\":$n,\"direct\":$ok,\"relay_reachable\":$relay_reachable,\"b_unreachable\":$b_unreachable}"
+  echo "{\"type\":\"summary\",\"variant\":\"$variant\",\"a\":\"$a_impl\",\"b\":\"$b_impl\",\"attempts\":$n,\"direct\":$ok,\"relay_reachable\":$relay_reachable,\"b_unreachable\":$b_unreachable}"
 }
 
 # --- main ---------------------------------------------------------------------

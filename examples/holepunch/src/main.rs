@@ -161,6 +161,18 @@ struct Node {
     peer: PeerId,
     listening: Vec<Multiaddr>,
     events: Receiver<SwarmEvent>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Drop for Node {
+    /// Close every connection before the process ends, so that the relay
+    /// frees our circuit at once instead of after an idle timeout.
+    fn drop(&mut self) {
+        let _ = self.handle.shutdown(0);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn start(cli: &Cli) -> Result<Node, Failure> {
@@ -212,7 +224,7 @@ fn start(cli: &Cli) -> Result<Node, Failure> {
         );
     }
     let peer = rt.swarm().local_peer_id();
-    let (handle, _thread) = rt.spawn().map_err(|e| Failure::Failed(e.to_string()))?;
+    let (handle, thread) = rt.spawn().map_err(|e| Failure::Failed(e.to_string()))?;
     let events = handle
         .subscribe(4096)
         .map_err(|e| Failure::Failed(e.to_string()))?;
@@ -221,6 +233,7 @@ fn start(cli: &Cli) -> Result<Node, Failure> {
         peer,
         listening,
         events,
+        thread: Some(thread),
     })
 }
 

@@ -39,6 +39,10 @@ pub struct DcutrConfig {
     pub punches: u32,
     /// Time between them. Default 20 ms.
     pub punch_interval: Duration,
+    /// Once a direct connection stands, close the relayed one after this
+    /// grace period (streams still on it may finish), which frees the
+    /// relay's circuit; `None` keeps it. Default 10 s.
+    pub close_relayed_after: Option<Duration>,
 }
 
 impl Default for DcutrConfig {
@@ -48,6 +52,7 @@ impl Default for DcutrConfig {
             attempt_timeout: Duration::from_secs(5),
             punches: 10,
             punch_interval: Duration::from_millis(20),
+            close_relayed_after: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -112,6 +117,8 @@ enum Due {
     Punch(PeerId),
     /// The attempt waited long enough.
     Timeout(PeerId, u8),
+    /// The grace period of a relayed connection a direct one replaced.
+    CloseRelayed(ConnId),
 }
 
 /// The DCUtR plugin.
@@ -340,6 +347,9 @@ impl Protocol for Dcutr {
                     direct: conn,
                     attempts: a.attempt.max(1),
                 });
+                if let Some(grace) = self.config.close_relayed_after {
+                    self.timer(ctx, grace, Due::CloseRelayed(a.relayed));
+                }
             }
             return;
         }
@@ -502,6 +512,10 @@ impl Protocol for Dcutr {
                     return;
                 }
                 self.send_connect(ctx, peer);
+            }
+            Some(Due::CloseRelayed(conn)) => {
+                // Already gone is fine: the other side may have closed it.
+                let _ = ctx.close_connection(conn, 0);
             }
             None => {}
         }

@@ -121,8 +121,10 @@ const PERF_CHUNK: usize = 64 * 1024;
 pub struct PeerConfig {
     /// Node identity; `None` generates a fresh ed25519 key.
     pub keypair: Option<identity::Keypair>,
-    /// Listen on `/ip4/127.0.0.1/udp/0/quic-v1`.
+    /// Listen on [`PeerConfig::quic_listen_addr`].
     pub listen: bool,
+    /// The QUIC address to listen on. Default `/ip4/127.0.0.1/udp/0/quic-v1`.
+    pub quic_listen_addr: Multiaddr,
     /// Also listen on `/ip4/127.0.0.1/tcp/0` (TCP with Noise or TLS, then
     /// Yamux, as rust-libp2p's `with_tcp` sets it up). Dialing a `/tcp/`
     /// address works whatever this says. Default: false.
@@ -169,6 +171,9 @@ impl Default for PeerConfig {
         PeerConfig {
             keypair: None,
             listen: true,
+            quic_listen_addr: "/ip4/127.0.0.1/udp/0/quic-v1"
+                .parse()
+                .expect("static multiaddr"),
             listen_tcp: false,
             tcp_tls_first: false,
             ping_interval: Duration::from_secs(1),
@@ -1232,10 +1237,7 @@ impl Node {
         }
 
         let ready = if cfg.listen {
-            let addr: Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1"
-                .parse()
-                .expect("static multiaddr");
-            if let Err(e) = swarm.listen_on(addr) {
+            if let Err(e) = swarm.listen_on(cfg.quic_listen_addr.clone()) {
                 return Err((format!("listen_on failed: {e}"), ready));
             }
             if cfg.listen_tcp {
