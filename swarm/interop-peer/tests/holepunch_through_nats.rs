@@ -37,8 +37,19 @@ fn why_not_runnable() -> Option<String> {
         .args(["netns", "add", &probe])
         .status()
         .is_ok_and(|s| s.success());
+    // nftables must also work there (the kernel may lack nf_tables).
+    let nft = made
+        && Command::new("ip")
+            .args([
+                "netns", "exec", &probe, "nft", "add", "table", "ip", "probe",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
     let _ = Command::new("ip").args(["netns", "del", &probe]).status();
-    (!made).then(|| "cannot create network namespaces".into())
+    if !made {
+        return Some("cannot create network namespaces".into());
+    }
+    (!nft).then(|| "nftables does not work in a network namespace here".into())
 }
 
 fn holepunch_binary() -> PathBuf {
