@@ -262,3 +262,48 @@ fn bad_hop_requests_get_typed_statuses_and_the_relay_keeps_serving() {
     let b = client(113, vec![relay.p2p_addr()]);
     reservation_outcome(&b, relay.peer).expect("reserved after the bad requests");
 }
+
+#[test]
+fn a_dial_of_a_circuit_address_goes_through_the_relay_client() {
+    let relay = relay_with(114, roomy());
+    let b = client(115, vec![relay.p2p_addr()]);
+    reservation_outcome(&b, relay.peer).expect("reserved");
+    let a = client(116, Vec::new());
+    let circuit = relay.p2p_addr().with(P::P2pCircuit).with(P::P2p(b.peer));
+    let conn = a
+        .handle
+        .dial(&circuit, false, TIMEOUT)
+        .expect("the dial completes with the relayed connection");
+    let (peer, relayed) = a
+        .handle
+        .call(TIMEOUT, move |s| {
+            s.with_context(swarm::PluginId::external(), |ctx| {
+                (ctx.connection_peer(conn), ctx.connection_is_relayed(conn))
+            })
+        })
+        .expect("call");
+    assert_eq!((peer, relayed), (Some(b.peer), true));
+    // A peer without a reservation: the dial fails with the relay's status.
+    let nobody = relay
+        .p2p_addr()
+        .with(P::P2pCircuit)
+        .with(P::P2p(PeerId::random()));
+    let err = a
+        .handle
+        .dial(&nobody, false, TIMEOUT)
+        .expect_err("no reservation");
+    assert!(err.to_string().contains("NoReservation"), "{err}");
+    // Without a relay client, a circuit address is not dialable.
+    let plain = Node::start(117, |_| vec![]);
+    let err = plain
+        .handle
+        .dial(&circuit, false, TIMEOUT)
+        .expect_err("no circuit transport");
+    assert!(
+        matches!(
+            err,
+            swarm::HandleError::Failed(swarm::DialError::UnsupportedAddress(_))
+        ),
+        "{err:?}"
+    );
+}

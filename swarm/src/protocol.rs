@@ -91,6 +91,17 @@ pub trait Protocol: Send {
         let _ = (ctx, peer);
     }
 
+    /// Called on the circuit transport (see
+    /// [`Context::register_circuit_transport`]): someone dialed `addr`, a
+    /// relayed address (`…/p2p/<relay>/p2p-circuit/p2p/<peer>`), known as
+    /// `dial` until it completes. Reach the peer through the relay, then
+    /// call [`Context::complete_circuit_dial`] with the carrying stream,
+    /// or [`Context::fail_circuit_dial`] (the swarm fails the dial itself
+    /// after the handshake timeout).
+    fn handle_dial_circuit(&mut self, ctx: &mut Context<'_>, dial: ConnId, addr: &Multiaddr) {
+        let _ = (ctx, dial, addr);
+    }
+
     /// A remote opened a stream and multistream-select matched `protocol`,
     /// one of [`Protocol::protocol_ids`]. The plugin now owns the stream.
     fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, protocol: &str) {
@@ -476,6 +487,44 @@ impl Context<'_> {
     /// The plugin gets no more callbacks for it.
     pub fn detach_stream(&mut self, stream: StreamRef) -> Result<DetachedStream, StreamError> {
         self.core.detach_stream(stream)
+    }
+
+    /// Make this plugin the swarm's circuit transport: dials of relayed
+    /// addresses (`…/p2p-circuit/…`, from any plugin or
+    /// [`SwarmHandle`](crate::SwarmHandle)) go to its
+    /// [`Protocol::handle_dial_circuit`]. One per swarm; the last wins.
+    /// Without one, such dials fail with
+    /// [`DialError::UnsupportedAddress`].
+    pub fn register_circuit_transport(&mut self) {
+        self.core.register_circuit_transport(self.plugin);
+    }
+
+    /// Complete the relayed dial `dial` (see
+    /// [`Protocol::handle_dial_circuit`]): as [`Context::relay_connection`]
+    /// with the dialer's role, and the connection's outcome goes to whoever
+    /// dialed.
+    pub fn complete_circuit_dial(
+        &mut self,
+        dial: ConnId,
+        stream: StreamRef,
+        expected: PeerId,
+        remote_addr: Multiaddr,
+        initial: Bytes,
+    ) -> Result<ConnId, RelayConnectionError> {
+        self.core.complete_circuit_dial(
+            self.plugin,
+            dial,
+            stream,
+            RelayedRole::Dialer { expected },
+            remote_addr,
+            initial,
+        )
+    }
+
+    /// Fail the relayed dial `dial` with `error` (e.g.
+    /// [`DialError::Connect`] with the relay's refusal).
+    pub fn fail_circuit_dial(&mut self, dial: ConnId, error: DialError) {
+        self.core.fail_circuit_dial(dial, error);
     }
 
     /// Make a negotiated stream of this plugin carry a new connection: the

@@ -430,13 +430,16 @@ impl Swarm {
         out
     }
 
-    /// Call `on_start` on every plugin once, before the first event.
+    /// Call `on_start` on every plugin once, before the first event or
+    /// command (so that what a plugin registers there, such as a peer
+    /// router or circuit transport, is in place for the first dial).
     fn start(&mut self) {
         if !self.started {
             self.started = true;
             for i in 0..self.plugins.len() {
                 self.core.callbacks.push_back(Callback::Start(PluginId(i)));
             }
+            self.dispatch();
         }
     }
 
@@ -513,6 +516,9 @@ impl Swarm {
                 }
                 Callback::FindPeer(id, peer) => {
                     self.call(id, |p, ctx| p.handle_find_peer(ctx, peer))
+                }
+                Callback::DialCircuit(id, dial, addr) => {
+                    self.call(id, |p, ctx| p.handle_dial_circuit(ctx, dial, &addr))
                 }
                 Callback::Inbound(id, s, proto) => {
                     self.call(id, |p, ctx| p.accept_inbound_stream(ctx, s, &proto))

@@ -109,11 +109,19 @@ pub enum RelayClientEvent {
     },
 }
 
+/// A CONNECT of ours: to whom, and the swarm dial it completes (a dial of
+/// a `/p2p-circuit` address), if any.
+#[derive(Clone, Copy)]
+struct Outbound {
+    target: PeerId,
+    dial: Option<ConnId>,
+}
+
 /// What a hop stream of ours is for.
 #[derive(Clone, Copy)]
 enum HopKind {
     Reserve,
-    Connect(PeerId),
+    Connect(Outbound),
 }
 
 struct Hop {
@@ -145,7 +153,7 @@ pub struct RelayClient {
     /// Inbound stop streams and what they read.
     stops: HashMap<StreamRef, FrameReader>,
     /// CONNECTs waiting for a connection to their relay.
-    waiting: Vec<(PeerId, PeerId)>,
+    waiting: Vec<(PeerId, Outbound)>,
 }
 
 impl RelayClient {
@@ -227,24 +235,20 @@ impl RelayClient {
         }
     }
 
-    /// Send CONNECT for `target` on a new hop stream to `relay`.
-    fn connect(&mut self, ctx: &mut Context<'_>, relay: PeerId, target: PeerId) {
+    /// Send CONNECT for `out` on a new hop stream to `relay`.
+    fn connect(&mut self, ctx: &mut Context<'_>, relay: PeerId, out: Outbound) {
         match ctx.open_stream(relay, HOP) {
             Ok(stream) => {
                 self.hops.insert(
                     stream,
                     Hop {
                         relay,
-                        kind: HopKind::Connect(target),
+                        kind: HopKind::Connect(out),
                         reader: FrameReader::new(MAX_MESSAGE),
                     },
                 );
             }
-            Err(e) => ctx.emit(RelayClientEvent::CircuitFailed {
-                relay,
-                target,
-                reason: e.to_string(),
-            }),
+            Err(e) => circuit_failed(ctx, relay, out, e.to_string()),
         }
     }
 
@@ -269,21 +273,24 @@ impl RelayClient {
                 };
                 self.on_reserved(ctx, relay, granted);
             }
-            HopKind::Connect(target) => {
+            HopKind::Connect(out) => {
                 if !(is_status && status == Some(Status::Ok)) {
                     let _ = ctx.abort(stream, 0);
-                    ctx.emit(RelayClientEvent::CircuitFailed {
-                        relay: hop.relay,
-                        target,
-                        reason: format!("relay answered {status:?}"),
-                    });
+                    circuit_failed(ctx, hop.relay, out, format!("relay answered {status:?}"));
                     return;
                 }
+                let target = out.target;
                 let addr = circuit_addr(ctx.connection_remote_addr(stream.conn), hop.relay)
                     .with(P::P2p(target));
                 let initial = hop.reader.take_rest();
-                let role = RelayedRole::Dialer { expected: target };
-                match ctx.relay_connection(stream, role, addr, initial) {
+                let made = match out.dial {
+                    Some(dial) => ctx.complete_circuit_dial(dial, stream, target, addr, initial),
+                    None => {
+                        let role = RelayedRole::Dialer { expected: target };
+                        ctx.relay_connection(stream, role, addr, initial)
+                    }
+                };
+                match made {
                     Ok(conn) => ctx.emit(RelayClientEvent::OutboundCircuit {
                         relay: hop.relay,
                         target,
@@ -291,11 +298,7 @@ impl RelayClient {
                     }),
                     Err(e) => {
                         let _ = ctx.abort(stream, 0);
-                        ctx.emit(RelayClientEvent::CircuitFailed {
-                            relay: hop.relay,
-                            target,
-                            reason: e.to_string(),
-                        });
+                        circuit_failed(ctx, hop.relay, out, e.to_string());
                     }
                 }
             }
@@ -401,6 +404,8 @@ impl Protocol for RelayClient {
     }
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
+        // Dials of `/p2p-circuit` addresses, from anyone, come to us.
+        ctx.register_circuit_transport();
         let relays: Vec<PeerId> = self.order.clone();
         for relay in relays {
             self.reserve(ctx, relay);
@@ -415,15 +420,15 @@ impl Protocol for RelayClient {
         {
             self.reserve(ctx, peer);
         }
-        let ready: Vec<(PeerId, PeerId)> = self
+        let ready: Vec<(PeerId, Outbound)> = self
             .waiting
             .iter()
             .filter(|(relay, _)| *relay == peer)
             .copied()
             .collect();
         self.waiting.retain(|(relay, _)| *relay != peer);
-        for (relay, target) in ready {
-            self.connect(ctx, relay, target);
+        for (relay, out) in ready {
+            self.connect(ctx, relay, out);
         }
     }
 
@@ -458,13 +463,20 @@ impl Protocol for RelayClient {
 
     fn handle_message(&mut self, ctx: &mut Context<'_>, message: Message) {
         if let Ok(request) = message.downcast::<ConnectVia>() {
-            self.on_connect_via(ctx, &request);
+            self.on_connect_via(ctx, &request, None);
         }
     }
 
     fn handle_protocol_event(&mut self, ctx: &mut Context<'_>, event: &ProtocolEvent) {
         if let Some(request) = event.downcast_ref::<ConnectVia>() {
-            self.on_connect_via(ctx, request);
+            self.on_connect_via(ctx, request, None);
+        }
+    }
+
+    fn handle_dial_circuit(&mut self, ctx: &mut Context<'_>, dial: ConnId, addr: &Multiaddr) {
+        match ConnectVia::from_circuit_addr(addr) {
+            Some(request) => self.on_connect_via(ctx, &request, Some(dial)),
+            None => ctx.fail_circuit_dial(dial, swarm::DialError::UnsupportedAddress(addr.clone())),
         }
     }
 
@@ -478,7 +490,7 @@ impl Protocol for RelayClient {
                 r#type: Some(hop_message::Type::Reserve as i32),
                 ..Default::default()
             },
-            HopKind::Connect(target) => proto::HopMessage {
+            HopKind::Connect(Outbound { target, .. }) => proto::HopMessage {
                 r#type: Some(hop_message::Type::Connect as i32),
                 peer: Some(proto::Peer {
                     id: Some(target.to_bytes()),
@@ -538,28 +550,32 @@ impl Protocol for RelayClient {
 }
 
 impl RelayClient {
-    /// A [`ConnectVia`] from a plugin or a thread.
-    fn on_connect_via(&mut self, ctx: &mut Context<'_>, request: &ConnectVia) {
+    /// A [`ConnectVia`] from a plugin or a thread, or a swarm dial of a
+    /// circuit address (`dial`).
+    fn on_connect_via(
+        &mut self,
+        ctx: &mut Context<'_>,
+        request: &ConnectVia,
+        dial: Option<ConnId>,
+    ) {
+        let out = Outbound {
+            target: request.target,
+            dial,
+        };
         let Some(P::P2p(relay)) = request.relay.iter().last() else {
-            ctx.emit(RelayClientEvent::CircuitFailed {
-                relay: ctx.local_peer_id(),
-                target: request.target,
-                reason: format!("relay address without /p2p/: {}", request.relay),
-            });
+            let me = ctx.local_peer_id();
+            let reason = format!("relay address without /p2p/: {}", request.relay);
+            circuit_failed(ctx, me, out, reason);
             return;
         };
         if ctx.connections_to(&relay).is_empty() {
             if let Err(e) = ctx.dial(&request.relay, false) {
-                ctx.emit(RelayClientEvent::CircuitFailed {
-                    relay,
-                    target: request.target,
-                    reason: e.to_string(),
-                });
+                circuit_failed(ctx, relay, out, e.to_string());
                 return;
             }
-            self.waiting.push((relay, request.target));
+            self.waiting.push((relay, out));
         } else {
-            self.connect(ctx, relay, request.target);
+            self.connect(ctx, relay, out);
         }
     }
 
@@ -570,11 +586,20 @@ impl RelayClient {
         let _ = ctx.abort(stream, 0);
         match hop.kind {
             HopKind::Reserve => self.reservation_failed(ctx, hop.relay, reason),
-            HopKind::Connect(target) => ctx.emit(RelayClientEvent::CircuitFailed {
-                relay: hop.relay,
-                target,
-                reason,
-            }),
+            HopKind::Connect(out) => circuit_failed(ctx, hop.relay, out, reason),
         }
     }
+}
+
+/// A CONNECT failed: tell the plugins, and the dialer if it was a dial.
+fn circuit_failed(ctx: &mut Context<'_>, relay: PeerId, out: Outbound, reason: String) {
+    if let Some(dial) = out.dial {
+        let error = std::io::Error::other(format!("through relay {relay}: {reason}"));
+        ctx.fail_circuit_dial(dial, swarm::DialError::Connect(std::sync::Arc::new(error)));
+    }
+    ctx.emit(RelayClientEvent::CircuitFailed {
+        relay,
+        target: out.target,
+        reason,
+    });
 }

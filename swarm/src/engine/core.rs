@@ -89,6 +89,8 @@ pub(crate) struct Core {
     pub(crate) rng: StdRng,
     /// The peer router and the dials waiting for it.
     pub(crate) peer_routing: PeerRouting,
+    /// The circuit transport and the dials through relays waiting for it.
+    pub(crate) circuit_dials: super::circuit_dials::CircuitDials,
     /// Streams and packet flows ever handed to a thread.
     pub(crate) handed_to_threads: u64,
     /// Every published event, kept for a driver on this thread (see
@@ -173,6 +175,7 @@ impl Core {
             scratch: Vec::new(),
             rng,
             peer_routing: PeerRouting::default(),
+            circuit_dials: Default::default(),
             handed_to_threads: 0,
             recorded_events: None,
             tcp_listeners: Vec::new(),

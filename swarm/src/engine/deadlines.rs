@@ -86,6 +86,9 @@ impl Core {
                     self.arm_negotiation_deadline(id.index as usize);
                 }
                 Deadline::PeerRouting(serial) => self.peer_routing_timed_out(serial),
+                Deadline::CircuitDial(dial) => {
+                    self.fail_circuit_dial(dial, crate::error::DialError::Timeout)
+                }
                 Deadline::TcpKeepAlive(id) => self.tcp_keep_alive(id),
                 Deadline::Idle(id) => {
                     let idle_after = self.config.idle_connection_timeout;

@@ -57,6 +57,12 @@ impl Core {
         if self.shutting_down {
             return Err(DialError::ShuttingDown);
         }
+        if addr
+            .iter()
+            .any(|p| matches!(p, multiaddr::Protocol::P2pCircuit))
+        {
+            return self.dial_circuit(addr, requester);
+        }
         if let Some(tcp) = parse_tcp_addr(addr) {
             if let Some(peer) = tcp.peer
                 && !force_new

@@ -13,6 +13,7 @@
 //! | `transmit.rs` | datagrams out, fairly across connections |
 //! | `connection_table.rs` | the connection table, stale-id checks, connection limits |
 //! | `dial.rs` | dialing by address or by PeerId |
+//! | `circuit_dials.rs` | dials of relayed addresses, handed to the circuit transport plugin |
 //! | `quic_events.rs` | the quinn-proto event pump |
 //! | `lifecycle.rs` | connection established / ended / closed, shutdown, keep-alive, idle |
 //! | `deadlines.rs` | one deadline heap: QUIC timers, plugin timers, handshake, negotiation, idle |
@@ -32,6 +33,7 @@
 //! | `queues.rs` | what is queued: plugin calls for the facade, deadlines |
 //! | `end_reason.rs` | why a connection ended, turned into errors |
 
+mod circuit_dials;
 mod connection_table;
 mod core;
 mod deadlines;

@@ -19,6 +19,7 @@ pub(crate) enum Callback {
     ClosedConnection(ConnId, PeerId),
     DialFailure(PluginId, ConnId, DialError),
     FindPeer(PluginId, PeerId),
+    DialCircuit(PluginId, ConnId, Multiaddr),
     LocalProtocolsChanged,
     Inbound(PluginId, StreamRef, String),
     Negotiated(PluginId, StreamRef, String),
@@ -49,4 +50,6 @@ pub(crate) enum Deadline {
     PeerRouting(u64),
     /// A TCP connection's Yamux keep-alive ping is due (QUIC pings itself).
     TcpKeepAlive(ConnId),
+    /// A dial through a relay (by placeholder) ran out of time.
+    CircuitDial(ConnId),
 }
