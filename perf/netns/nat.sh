@@ -404,13 +404,13 @@ punch() {
   [[ "$a_impl$b_impl" == oursours ]] || rust=$(find_rust_holepunch)
   start_testbed "$variant"
   local allow=(--autonat-allow "$PUBLIC.0/24")
-  in_ns relay env RUST_LOG=warn "$bin" relay --listen "/ip4/$PUBLIC.1/udp/$RELAY_PORT/quic-v1" \
+  in_ns relay env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$bin" relay --listen "/ip4/$PUBLIC.1/udp/$RELAY_PORT/quic-v1" \
     "${allow[@]}" >"$LOGS/relay.out" 2>"$LOGS/relay.err" &
   relay_addr=$(wait_listening "$LOGS/relay.out")
   if [[ "$b_impl" == rust ]]; then
-    in_ns b env RUST_LOG=warn "$rust" listen --relay "$relay_addr" >"$LOGS/b.out" 2>"$LOGS/b.err" &
+    in_ns b env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$rust" listen --relay "$relay_addr" >"$LOGS/b.out" 2>"$LOGS/b.err" &
   else
-    in_ns b env RUST_LOG=warn "$bin" listen --relay "$relay_addr" "${allow[@]}" \
+    in_ns b env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$bin" listen --relay "$relay_addr" "${allow[@]}" \
       >"$LOGS/b.out" 2>"$LOGS/b.err" &
   fi
   b_addr=$(wait_listening "$LOGS/b.out")
@@ -419,10 +419,10 @@ punch() {
     start=$(date +%s%N)
     rc=0
     if [[ "$a_impl" == rust ]]; then
-      in_ns a env RUST_LOG=warn timeout "$((timeout + 5))" "$rust" dial --relay "$relay_addr" "$b_peer" \
+      in_ns a env RUST_LOG="${HPNAT_RUST_LOG:-warn}" timeout "$((timeout + 5))" "$rust" dial --relay "$relay_addr" "$b_peer" \
         --timeout "$timeout" >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
     else
-      in_ns a env RUST_LOG=warn timeout "$((timeout + 5))" "$bin" dial --relay "$relay_addr" "$b_peer" \
+      in_ns a env RUST_LOG="${HPNAT_RUST_LOG:-warn}" timeout "$((timeout + 5))" "$bin" dial --relay "$relay_addr" "$b_peer" \
         --timeout "$timeout" --pings 1 --perf "${HPNAT_PERF_BYTES:-1048576}" "${allow[@]}" \
         >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
     fi

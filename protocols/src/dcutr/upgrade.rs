@@ -181,6 +181,7 @@ impl Dcutr {
         let Some(stream) = a.stream else {
             return;
         };
+        debug!(%peer, ?addrs, "dcutr: our addresses");
         let msg = HolePunch {
             r#type: Some(hole_punch::Type::Connect as i32),
             obs_addrs: addrs.iter().map(|a| a.to_vec()).collect(),
@@ -236,6 +237,7 @@ impl Dcutr {
             return;
         };
         let kind = msg.r#type.and_then(|t| hole_punch::Type::try_from(t).ok());
+        debug!(%peer, ?kind, addrs = ?quic_addrs(&msg.obs_addrs), "dcutr: message");
         match (a.role, kind) {
             (Role::Initiator, Some(hole_punch::Type::Connect)) => {
                 a.remote = quic_addrs(&msg.obs_addrs);
