@@ -180,12 +180,19 @@ impl AutonatClient {
     fn probe_round(&mut self, ctx: &mut Context<'_>) {
         self.gather_candidates(ctx);
         let now = ctx.now();
+        // Only servers we reach directly: one behind a relay is likely
+        // behind a NAT itself, and its dial-back can ride a hole punched
+        // between us (DCUtR), which says nothing of our reachability.
         let servers: Vec<PeerId> = self
             .connected
             .keys()
             .filter(|p| {
                 ctx.metadata_for_peer(p)
                     .is_some_and(|r| r.supports(DIAL_REQUEST))
+                    && ctx
+                        .connections_to(p)
+                        .iter()
+                        .any(|c| !ctx.connection_is_relayed(*c))
             })
             .copied()
             .collect();

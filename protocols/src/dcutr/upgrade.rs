@@ -108,6 +108,10 @@ struct Attempt {
     /// Responder: the attempt's wait ran out while the initiator still
     /// held the stream (it may retry); its end then ends the attempt.
     waited_out: bool,
+    /// Responder: the direct dials it made. Only one of them counts as
+    /// the upgrade (another direct connection, e.g. an AutoNAT dial-back,
+    /// is not the punched path).
+    dials: Vec<ConnId>,
 }
 
 /// What a timer is for.
@@ -219,14 +223,15 @@ impl Dcutr {
 
     /// The responder got SYNC: dial the initiator's addresses now.
     fn dial_remote(&mut self, ctx: &mut Context<'_>, peer: PeerId) {
-        let Some(a) = self.attempts.get(&peer) else {
+        let Some(a) = self.attempts.get_mut(&peer) else {
             return;
         };
         let (attempt, timeout) = (a.attempt, self.config.attempt_timeout);
         for addr in a.remote.clone() {
             let addr = addr.with(P::P2p(peer));
-            if let Err(e) = ctx.dial(&addr, true) {
-                debug!(%peer, %addr, error = %e, "dcutr: direct dial did not start");
+            match ctx.dial(&addr, true) {
+                Ok(conn) => a.dials.push(conn),
+                Err(e) => debug!(%peer, %addr, error = %e, "dcutr: direct dial did not start"),
             }
         }
         self.timer(ctx, timeout, Due::Timeout(peer, attempt));
@@ -338,8 +343,14 @@ impl Protocol for Dcutr {
     fn handle_new_connection(&mut self, ctx: &mut Context<'_>, conn: ConnId, peer: PeerId) {
         *self.connected.entry(peer).or_default() += 1;
         if !ctx.connection_is_relayed(conn) {
-            // A direct connection to a peer we were upgrading: done.
-            if let Some(a) = self.attempts.remove(&peer) {
+            // The punched connection: the responder's own dial, or a dial
+            // the initiator received. Others (an AutoNAT dial-back, say)
+            // are not it.
+            let punched = self.attempts.get(&peer).is_some_and(|a| match a.role {
+                Role::Responder => a.dials.contains(&conn),
+                Role::Initiator => ctx.connection_is_outbound(conn) == Some(false),
+            });
+            if let Some(a) = punched.then(|| self.attempts.remove(&peer)).flatten() {
                 if let Some(stream) = a.stream {
                     let _ = ctx.finish(stream);
                 }
@@ -378,6 +389,7 @@ impl Protocol for Dcutr {
                         punches_left: 0,
                         synced: false,
                         waited_out: false,
+                        dials: Vec::new(),
                     },
                 );
             }
@@ -426,6 +438,7 @@ impl Protocol for Dcutr {
                 punches_left: 0,
                 synced: false,
                 waited_out: false,
+                dials: Vec::new(),
             },
         );
     }

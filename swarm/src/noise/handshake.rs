@@ -208,20 +208,26 @@ impl NoiseHandshake {
     /// The secured channel and the remote's identity, once
     /// [`HandshakeProgress::Done`]; bytes received after the last handshake
     /// message are carried over to the transport.
-    pub fn into_transport(self) -> Result<(NoiseTransport, RemoteIdentity), NoiseError> {
+    pub fn into_transport(mut self) -> Result<(NoiseTransport, RemoteIdentity), NoiseError> {
         if let Some(e) = self.failed {
             return Err(NoiseError::Failed(Box::new(e)));
         }
         let remote = self
             .remote
+            .take()
             .ok_or_else(|| NoiseError::Protocol("handshake not finished".into()))?;
-        let state = self
-            .state
-            .into_transport_mode()
-            .map_err(NoiseError::from_snow)?;
-        Ok((
-            NoiseTransport::new(state, Deframer::with(self.deframer.into_inner())),
-            remote,
-        ))
+        if !self.state.is_handshake_finished() {
+            return Err(NoiseError::Protocol("handshake not finished".into()));
+        }
+        // The transport keys, initiator-to-responder first (Noise's
+        // Split()); the transport runs them itself (see `transport.rs`).
+        let (i_to_r, r_to_i) = self.state.dangerously_get_raw_split();
+        let (send, recv) = if self.state.is_initiator() {
+            (i_to_r, r_to_i)
+        } else {
+            (r_to_i, i_to_r)
+        };
+        let deframer = Deframer::with(std::mem::take(&mut self.deframer).into_inner());
+        Ok((NoiseTransport::new(&send, &recv, deframer), remote))
     }
 }
