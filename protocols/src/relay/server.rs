@@ -551,6 +551,14 @@ impl Protocol for RelayServer {
         }
     }
 
+    fn handle_stream_stopped(&mut self, ctx: &mut Context<'_>, stream: StreamRef, _code: u64) {
+        // One end no longer reads: nothing more can cross that way, and
+        // the relayed connection inside is over (its owner closed it).
+        if let Some(&(id, _)) = self.ends.get(&stream) {
+            self.close_circuit(ctx, id, "an end stopped reading".into(), true);
+        }
+    }
+
     fn handle_stream_closed(&mut self, ctx: &mut Context<'_>, stream: StreamRef, e: &StreamError) {
         self.hops.remove(&stream);
         if let Some(p) = self.pending.remove(&stream) {

@@ -140,14 +140,28 @@ fn dial(node: &RustPeer, relay: Multiaddr, target: PeerId, timeout: Duration) ->
                 Ok(()) => {
                     let addr = direct_addr.map(|a| a.to_string()).unwrap_or_default();
                     println!("{{\"event\":\"direct\",\"addr\":\"{addr}\"}}");
+                    leave(node);
                     return ExitCode::SUCCESS;
                 }
                 Err(e) => {
                     println!("{{\"event\":\"punch_failed\",\"reason\":{e:?}}}");
+                    leave(node);
                     return fail(1, format!("hole punch failed: {e}"));
                 }
             },
             _ => {}
         }
+    }
+}
+
+/// Close every connection before exiting, so that the relay frees the
+/// circuit now rather than when the connection times out.
+fn leave(node: &RustPeer) {
+    for peer in node.connected_peers() {
+        node.disconnect(peer);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !node.connected_peers().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
