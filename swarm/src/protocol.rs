@@ -558,6 +558,15 @@ impl Context<'_> {
             .relay_connection(self.plugin, stream, role, remote_addr, initial)
     }
 
+    /// Whether `conn` runs on our listen port (`None` for an unknown
+    /// connection). Only then is the address the remote observes of it
+    /// (identify) a candidate for how others reach our listener: a
+    /// dial-back from a non-listening port, a TCP dial from an ephemeral
+    /// one or a relayed connection show something else.
+    pub fn connection_uses_listen_port(&self, conn: ConnId) -> Option<bool> {
+        self.core.uses_listen_port(conn)
+    }
+
     /// Whether `conn` is relayed, carried by a stream of another
     /// connection ([`Context::relay_connection`]); `false` for a direct or
     /// unknown connection.

@@ -286,7 +286,7 @@ impl Identify {
                 Err(e) => return Err(e),
             },
         };
-        self.record(ctx, peer, &info);
+        self.record(ctx, peer, conn, &info);
         if let Some(remote) = self.conns.get_mut(&conn) {
             remote.info = Some(info.clone());
         }
@@ -300,9 +300,12 @@ impl Identify {
         Ok(())
     }
 
-    /// Fill the peer store with what we learned.
-    fn record(&self, ctx: &mut Context<'_>, peer: PeerId, info: &IdentifyInfo) {
+    /// Fill the peer store with what we learned on `conn`.
+    fn record(&self, ctx: &mut Context<'_>, peer: PeerId, conn: ConnId, info: &IdentifyInfo) {
         let now = ctx.now();
+        // Only an observation of our listen port says how others reach us
+        // (AutoNAT and DCUtR read it); one of a dial-back's port does not.
+        let of_listener = ctx.connection_uses_listen_port(conn) == Some(true);
         let ttl = self.config.listen_addr_ttl;
         let store = ctx.peer_store_mut();
         store.set_public_key(peer, info.public_key.clone());
@@ -312,7 +315,7 @@ impl Identify {
         }
         store.set_agent_version(peer, info.agent_version.clone());
         store.set_protocol_version(peer, info.protocol_version.clone());
-        if let Some(observed) = &info.observed_addr {
+        if let Some(observed) = info.observed_addr.as_ref().filter(|_| of_listener) {
             store.set_observed_addr(peer, observed.clone());
         }
     }
