@@ -59,6 +59,9 @@ die() {
   exit 1
 }
 
+# shellcheck source=perf/netns/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 PREFIX=swnet
 PORT=4001
 
@@ -120,44 +123,16 @@ up() {
 }
 
 down() {
-  local tag=$1 ns pids
   local namespaces
-  namespaces=$(tag_namespaces "$tag")
-  [[ -n "$namespaces" ]] || return 0
-  # A process inside keeps its namespace alive after 'ip netns del', so end
-  # them first: TERM, a moment to exit, then KILL.
-  for ns in $namespaces; do
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    [[ -z "$pids" ]] || kill -TERM $pids 2>/dev/null || true
-  done
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    pids=""
-    for ns in $namespaces; do pids+=$(ip netns pids "$ns" 2>/dev/null || true); done
-    [[ -z "$pids" ]] && break
-    sleep 0.1
-  done
-  for ns in $namespaces; do
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    [[ -z "$pids" ]] || kill -KILL $pids 2>/dev/null || true
-  done
-  for ns in $namespaces; do
-    ip netns del "$ns" 2>/dev/null || echo "hosts.sh: cannot delete namespace $ns" >&2
-  done
+  namespaces=$(tag_namespaces "$1")
+  # shellcheck disable=SC2086 # one namespace name per word
+  remove_namespaces $namespaces
 }
 
 # --- scenarios: shared parts ------------------------------------------------
 
 find_bin() {
-  local name=$1 dir
-  local root
-  root=$(cd "$(dirname "$0")/../.." && pwd)
-  for dir in "${CARGO_TARGET_DIR:-$root/target}/release" "${CARGO_TARGET_DIR:-$root/target}/debug"; do
-    if [[ -x "$dir/$name" ]]; then
-      echo "$dir/$name"
-      return
-    fi
-  done
-  command -v "$name" || die "no $name binary: build it (cargo build --release -p bandwidth_perf -p protocols) or set its variable"
+  find_workspace_bin "$1" "build it (cargo build --release -p bandwidth_perf -p protocols) or set its variable"
 }
 
 TAG=""

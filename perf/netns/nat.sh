@@ -69,6 +69,9 @@ die() {
   exit 1
 }
 
+# shellcheck source=perf/netns/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 PREFIX=hpnat
 PUBLIC=198.51.100
 RELAY_PORT=4001
@@ -161,26 +164,10 @@ up() {
 }
 
 down() {
-  local tag=$1 n pids namespaces
-  namespaces=$(tag_namespaces "$tag")
-  [[ -n "$namespaces" ]] || return 0
-  for n in $namespaces; do
-    pids=$(ip netns pids "$n" 2>/dev/null || true)
-    [[ -z "$pids" ]] || kill -TERM $pids 2>/dev/null || true
-  done
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    pids=""
-    for n in $namespaces; do pids+=$(ip netns pids "$n" 2>/dev/null || true); done
-    [[ -z "$pids" ]] && break
-    sleep 0.1
-  done
-  for n in $namespaces; do
-    pids=$(ip netns pids "$n" 2>/dev/null || true)
-    [[ -z "$pids" ]] || kill -KILL $pids 2>/dev/null || true
-  done
-  for n in $namespaces; do
-    ip netns del "$n" 2>/dev/null || echo "nat.sh: cannot delete namespace $n" >&2
-  done
+  local namespaces
+  namespaces=$(tag_namespaces "$1")
+  # shellcheck disable=SC2086 # one namespace name per word
+  remove_namespaces $namespaces
 }
 
 TAG=""
@@ -350,33 +337,18 @@ selftest() {
 find_holepunch() {
   if [[ -n "${HOLEPUNCH:-}" ]]; then
     echo "$HOLEPUNCH"
-    return
+  else
+    find_workspace_bin holepunch "cargo build --release -p holepunch, or set HOLEPUNCH"
   fi
-  local root dir
-  root=$(cd "$(dirname "$0")/../.." && pwd)
-  for dir in "${CARGO_TARGET_DIR:-$root/target}/release" "${CARGO_TARGET_DIR:-$root/target}/debug"; do
-    if [[ -x "$dir/holepunch" ]]; then
-      echo "$dir/holepunch"
-      return
-    fi
-  done
-  command -v holepunch || die "no holepunch binary: cargo build --release -p holepunch, or set HOLEPUNCH"
 }
 
 find_rust_holepunch() {
   if [[ -n "${RUST_HOLEPUNCH:-}" ]]; then
     echo "$RUST_HOLEPUNCH"
-    return
+  else
+    find_workspace_bin rust_holepunch \
+      "cargo build -p rust-libp2p-peer --bin rust_holepunch, or set RUST_HOLEPUNCH"
   fi
-  local root dir
-  root=$(cd "$(dirname "$0")/../.." && pwd)
-  for dir in "${CARGO_TARGET_DIR:-$root/target}/release" "${CARGO_TARGET_DIR:-$root/target}/debug"; do
-    if [[ -x "$dir/rust_holepunch" ]]; then
-      echo "$dir/rust_holepunch"
-      return
-    fi
-  done
-  die "no rust_holepunch binary: cargo build -p rust-libp2p-peer --bin rust_holepunch, or set RUST_HOLEPUNCH"
 }
 
 # The first "Listening on ..." line of a log, waiting up to 30 s.
