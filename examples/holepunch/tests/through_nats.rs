@@ -20,49 +20,16 @@
 //! Needs root, `ip netns`, `nft` and python3; where one is missing the
 //! test prints `skipped: ...` and passes.
 
+// One copy of the namespace probe serves every test that runs nat.sh.
+#[path = "../../test-support/netns.rs"]
+mod netns;
+
 use std::process::Command;
 
 use serde_json::Value;
 
 const HOLEPUNCH: &str = env!("CARGO_BIN_EXE_holepunch");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../perf/netns/nat.sh");
-
-fn why_not_runnable() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for tool in ["ip", "nft", "python3"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("no {tool}"));
-        }
-    }
-    // One probe name per call: the tests run in parallel.
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let probe = format!("hpnatprobe{}x{n}", std::process::id() % 100_000);
-    let made = Command::new("ip")
-        .args(["netns", "add", &probe])
-        .status()
-        .is_ok_and(|s| s.success());
-    // nftables must also work there (the kernel may lack nf_tables).
-    let nft = made
-        && Command::new("ip")
-            .args([
-                "netns", "exec", &probe, "nft", "add", "table", "ip", "probe",
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-    let _ = Command::new("ip").args(["netns", "del", &probe]).status();
-    if !made {
-        return Some("cannot create network namespaces".into());
-    }
-    (!nft).then(|| "nftables does not work in a network namespace here".into())
-}
 
 /// Run `nat.sh args…` (bounded) and parse its JSON lines; also return the
 /// tag it used.
@@ -115,7 +82,7 @@ fn assert_gone(tag: &str) {
 
 #[test]
 fn the_nat_testbed_maps_filters_and_punches_as_each_variant_should() {
-    if let Some(why) = why_not_runnable() {
+    if let Some(why) = netns::why_not_runnable(&["python3"]) {
         eprintln!("skipped: {why}");
         return;
     }
@@ -131,7 +98,7 @@ fn the_nat_testbed_maps_filters_and_punches_as_each_variant_should() {
 
 #[test]
 fn holepunch_goes_direct_through_eim_nats_and_fails_cleanly_through_apdm_ones() {
-    if let Some(why) = why_not_runnable() {
+    if let Some(why) = netns::why_not_runnable(&["python3"]) {
         eprintln!("skipped: {why}");
         return;
     }

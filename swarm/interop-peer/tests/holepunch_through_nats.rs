@@ -10,6 +10,10 @@
 //! `HOLEPUNCH`. Needs root, `ip netns` and `nft`; where one is missing the
 //! test prints `skipped: ...` and passes.
 
+// One copy of the namespace probe serves every test that runs nat.sh.
+#[path = "../../../examples/test-support/netns.rs"]
+mod netns;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -17,40 +21,6 @@ use serde_json::Value;
 
 const RUST_HOLEPUNCH: &str = env!("CARGO_BIN_EXE_rust_holepunch");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../perf/netns/nat.sh");
-
-fn why_not_runnable() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for tool in ["ip", "nft"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("no {tool}"));
-        }
-    }
-    let probe = format!("hpnatrprobe{}", std::process::id() % 100_000);
-    let made = Command::new("ip")
-        .args(["netns", "add", &probe])
-        .status()
-        .is_ok_and(|s| s.success());
-    // nftables must also work there (the kernel may lack nf_tables).
-    let nft = made
-        && Command::new("ip")
-            .args([
-                "netns", "exec", &probe, "nft", "add", "table", "ip", "probe",
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-    let _ = Command::new("ip").args(["netns", "del", &probe]).status();
-    if !made {
-        return Some("cannot create network namespaces".into());
-    }
-    (!nft).then(|| "nftables does not work in a network namespace here".into())
-}
 
 fn holepunch_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("HOLEPUNCH") {
@@ -86,7 +56,7 @@ fn punch(who: &str) -> Vec<Value> {
 
 #[test]
 fn ours_and_rust_libp2p_punch_through_eim_nats_both_ways() {
-    if let Some(why) = why_not_runnable() {
+    if let Some(why) = netns::why_not_runnable(&[]) {
         eprintln!("skipped: {why}");
         return;
     }
