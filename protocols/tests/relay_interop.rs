@@ -189,6 +189,20 @@ fn a_connect_to_a_peer_without_reservation_fails_with_the_relays_status() {
     assert!(reason.contains("NoReservation"), "{reason}");
 }
 
+/// `node`'s DCUtR upgrade of its connection to `peer`: (direct, relayed).
+fn upgraded(node: &Node, peer: PeerId) -> (ConnId, ConnId) {
+    node.wait_for::<DcutrEvent, _>("the upgrade", |e| match e {
+        DcutrEvent::DirectConnectionUpgraded {
+            peer: p,
+            direct,
+            relayed,
+            ..
+        } if *p == peer => Some((*direct, *relayed)),
+        DcutrEvent::UpgradeFailed { reason, .. } => panic!("upgrade failed: {reason}"),
+        _ => None,
+    })
+}
+
 /// A node with the relay client, DCUtR and identify (and a perf server).
 fn dcutr_node(seed: u8, reserve_on: Vec<Multiaddr>) -> Node {
     Node::start(seed, |k| {
@@ -218,18 +232,6 @@ fn dcutr_upgrades_a_relayed_connection_between_our_nodes_to_a_direct_one() {
             },
         ))
         .expect("send");
-    let upgraded = |node: &Node, peer: PeerId| {
-        node.wait_for::<DcutrEvent, _>("the upgrade", |e| match e {
-            DcutrEvent::DirectConnectionUpgraded {
-                peer: p,
-                direct,
-                relayed,
-                ..
-            } if *p == peer => Some((*direct, *relayed)),
-            DcutrEvent::UpgradeFailed { reason, .. } => panic!("upgrade failed: {reason}"),
-            _ => None,
-        })
-    };
     let (b_direct, b_relayed) = upgraded(&b, a.peer);
     let (a_direct, a_relayed) = upgraded(&a, b.peer);
     assert!(!is_relayed(&b, b_direct) && is_relayed(&b, b_relayed));
@@ -259,16 +261,7 @@ fn dcutr_with_rust_libp2p_initiating_and_responding() {
         TIMEOUT,
     )
     .expect("rust-libp2p reaches ours through the relay");
-    let (direct, _) = ours.wait_for::<DcutrEvent, _>("our upgrade", |e| match e {
-        DcutrEvent::DirectConnectionUpgraded {
-            peer,
-            direct,
-            relayed,
-            ..
-        } if *peer == rust.peer_id() => Some((*direct, *relayed)),
-        DcutrEvent::UpgradeFailed { reason, .. } => panic!("upgrade failed: {reason}"),
-        _ => None,
-    });
+    let (direct, _) = upgraded(&ours, rust.peer_id());
     assert!(!is_relayed(&ours, direct));
 
     // rust-libp2p behind the relay; ours reaches it and answers its DCUtR.
@@ -295,16 +288,7 @@ fn dcutr_with_rust_libp2p_initiating_and_responding() {
             },
         ))
         .expect("send");
-    let (direct, _) = a.wait_for::<DcutrEvent, _>("our upgrade", |e| match e {
-        DcutrEvent::DirectConnectionUpgraded {
-            peer,
-            direct,
-            relayed,
-            ..
-        } if *peer == listener.peer_id() => Some((*direct, *relayed)),
-        DcutrEvent::UpgradeFailed { reason, .. } => panic!("upgrade failed: {reason}"),
-        _ => None,
-    });
+    let (direct, _) = upgraded(&a, listener.peer_id());
     assert!(!is_relayed(&a, direct));
     let theirs = listener.wait_for(TIMEOUT, |e| match e {
         PeerEvent::Dcutr { peer, result } if *peer == a.peer => Some(result.clone()),
