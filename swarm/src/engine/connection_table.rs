@@ -150,6 +150,22 @@ impl Core {
         }
     }
 
+    /// Whether `conn` runs on our listen port: a QUIC connection on a
+    /// listening socket, or a TCP connection our listener accepted (TCP
+    /// dials leave from an ephemeral port; a relayed connection from the
+    /// relay). What the remote observes of such a connection is what it
+    /// would see of our listener.
+    pub(crate) fn uses_listen_port(&self, conn: ConnId) -> Option<bool> {
+        let c = self.conn(conn)?;
+        if c.carrier.is_some() {
+            return Some(false);
+        }
+        Some(match c.transport {
+            Transport::Quic(_) => self.sockets.get(c.socket.0).is_some_and(|s| s.listening),
+            Transport::Tcp(_) => matches!(c.origin, Origin::Accepted),
+        })
+    }
+
     pub(crate) fn check_connection_limits(
         &self,
         peer: Option<PeerId>,

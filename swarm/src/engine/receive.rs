@@ -43,6 +43,10 @@ impl Core {
         let mut failure: Option<StreamError> = None;
         let mut negotiated: Option<(String, Bytes)> = None;
         // A carrier stream's bytes, and its end, for its relayed connection.
+        let carrier_of = match &stream.owner {
+            Owner::Carrier { inner, .. } => Some(*inner),
+            _ => None,
+        };
         let mut carried: Vec<Bytes> = Vec::new();
         let mut carrier_ended = false;
         let read = transport.read(sid, |reader| {
@@ -131,10 +135,7 @@ impl Core {
             Err(ReadUnavailable::NotNow) => return,
         }
         self.touch(index);
-        if let Some(Owner::Carrier { inner, .. }) =
-            self.connections[index].streams.get(&sid).map(|s| &s.owner)
-        {
-            let inner = *inner;
+        if let Some(inner) = carrier_of {
             for bytes in carried {
                 self.tcp_data(inner, &bytes);
             }

@@ -125,26 +125,6 @@ impl Core {
         self.conn(conn).is_some_and(|c| c.carrier.is_some())
     }
 
-    /// Whether `conn` runs on our listen port: a QUIC connection on a
-    /// listening socket, or a TCP connection our listener accepted (TCP
-    /// dials leave from an ephemeral port; a relayed connection from the
-    /// relay). What the remote observes of such a connection is what it
-    /// would see of our listener.
-    pub(crate) fn uses_listen_port(&self, conn: ConnId) -> Option<bool> {
-        let c = self.conn(conn)?;
-        if c.carrier.is_some() {
-            return Some(false);
-        }
-        Some(match c.transport {
-            crate::transport::Transport::Quic(_) => {
-                self.sockets.get(c.socket.0).is_some_and(|s| s.listening)
-            }
-            crate::transport::Transport::Tcp(_) => {
-                matches!(c.origin, Origin::Accepted)
-            }
-        })
-    }
-
     /// Write what relayed connection `index` queued to its carrier stream,
     /// as far as the stream's send window takes it; close the carrier
     /// after the connection's last bytes when it closed.
