@@ -7,16 +7,12 @@
 
 mod tcp_driver;
 
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rust_libp2p_peer::{KAD_PROTOCOL, KadConfig, PeerConfig, PeerEvent, RustPeer};
-use swarm::multiaddr::Protocol;
+use swarm::Keypair;
 use swarm::noise::NoiseError;
 use swarm::tcp_upgrade::UpgradeError;
-use swarm::{Keypair, Multiaddr};
 use tcp_driver::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,26 +140,13 @@ fn many_parallel_kad_streams_from_us_to_rust_libp2p_over_tcp() {
 
 #[test]
 fn rust_libp2p_opens_many_parallel_streams_to_us() {
-    let key = Keypair::generate_ed25519();
-    let ours = key.public().to_peer_id();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut conn = Conn::accept(&listener, &key).expect("upgrade");
-            let end = std::time::Instant::now() + Duration::from_secs(60);
-            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end && conn.turn() {}
-            conn.served.get(ECHO).copied().unwrap_or(0)
-        })
-    };
+    let server = serve_one(Duration::from_secs(60));
+    let ours = server.peer;
     let rust = RustPeer::spawn(PeerConfig {
         listen: false,
         ..PeerConfig::default()
     });
-    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
-    rust.connect(addr.with(Protocol::P2p(ours)), TIMEOUT)
+    rust.connect(server.addr.clone(), TIMEOUT)
         .expect("rust-libp2p connects to us over TCP");
     std::thread::scope(|s| {
         let rust = &rust;
@@ -182,8 +165,7 @@ fn rust_libp2p_opens_many_parallel_streams_to_us() {
             h.join().unwrap();
         }
     });
-    stop.store(true, Ordering::Relaxed);
-    assert_eq!(server.join().unwrap(), 48);
+    assert_eq!(server.stop().served.get(ECHO).copied(), Some(48));
 }
 
 #[test]
@@ -234,28 +216,15 @@ fn dialing_rust_libp2p_with_the_wrong_peer_id_fails_in_the_noise_handshake() {
 
 #[test]
 fn rust_libp2p_dials_us_over_tcp_pings_echoes_and_runs_perf_both_ways() {
-    let key = Keypair::generate_ed25519();
-    let ours = key.public().to_peer_id();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut conn = Conn::accept(&listener, &key).expect("upgrade");
-            let end = std::time::Instant::now() + Duration::from_secs(60);
-            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end && conn.turn() {}
-            (conn.served.clone(), conn.perf_uploaded)
-        })
-    };
+    let server = serve_one(Duration::from_secs(60));
+    let ours = server.peer;
     let rust = RustPeer::spawn(PeerConfig {
         listen: false,
         ping_interval: Duration::from_millis(200),
         ..PeerConfig::default()
     });
-    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
     let peer = rust
-        .connect(addr.with(Protocol::P2p(ours)), TIMEOUT)
+        .connect(server.addr.clone(), TIMEOUT)
         .expect("rust-libp2p connects to us over TCP");
     assert_eq!(peer, ours);
     let rtt = rust.wait_for(TIMEOUT, |e| match e {
@@ -272,39 +241,25 @@ fn rust_libp2p_dials_us_over_tcp_pings_echoes_and_runs_perf_both_ways() {
     assert_eq!(back, data);
     let (sent, received) = rust.perf(ours, TEN_MIB, TEN_MIB, TIMEOUT).expect("perf");
     assert_eq!((sent, received), (TEN_MIB, TEN_MIB));
-    stop.store(true, Ordering::Relaxed);
-    let (served, uploaded) = server.join().unwrap();
+    let conn = server.stop();
+    let served = &conn.served;
     assert!(served.get(PING).copied().unwrap_or(0) >= 1, "{served:?}");
     assert_eq!(served.get(PERF), Some(&1));
-    assert_eq!(uploaded, TEN_MIB);
+    assert_eq!(conn.perf_uploaded, TEN_MIB);
 }
 
 #[test]
 fn rust_libp2p_dials_us_over_tcp_tls_yamux_and_pings_and_echoes() {
-    let key = Keypair::generate_ed25519();
-    let ours = key.public().to_peer_id();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut conn = Conn::accept(&listener, &key).expect("upgrade");
-            let tls = conn.sec.is_tls();
-            let end = std::time::Instant::now() + Duration::from_secs(30);
-            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end && conn.turn() {}
-            (tls, conn.served.clone())
-        })
-    };
+    let server = serve_one(Duration::from_secs(30));
+    let ours = server.peer;
     let rust = RustPeer::spawn(PeerConfig {
         listen: false,
         tcp_tls_first: true,
         ping_interval: Duration::from_millis(200),
         ..PeerConfig::default()
     });
-    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
     let peer = rust
-        .connect(addr.with(Protocol::P2p(ours)), TIMEOUT)
+        .connect(server.addr.clone(), TIMEOUT)
         .expect("rust-libp2p connects to us over TCP + TLS");
     assert_eq!(peer, ours);
     let rtt = rust.wait_for(TIMEOUT, |e| match e {
@@ -319,10 +274,10 @@ fn rust_libp2p_dials_us_over_tcp_tls_yamux_and_pings_and_echoes() {
         .request(ours, ECHO, data.clone(), TIMEOUT)
         .expect("echo");
     assert_eq!(back, data);
-    stop.store(true, Ordering::Relaxed);
-    let (tls, served) = server.join().unwrap();
+    let conn = server.stop();
+    let served = &conn.served;
     assert!(
-        tls,
+        conn.sec.is_tls(),
         "rust-libp2p proposed /tls/1.0.0 first and we accepted it"
     );
     assert!(served.get(PING).copied().unwrap_or(0) >= 1, "{served:?}");

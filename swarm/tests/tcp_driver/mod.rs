@@ -1,7 +1,7 @@
 //! A blocking test driver for the sans-I/O TCP stack (`swarm::tcp_upgrade`,
-//! `swarm::yamux`, `swarm::multistream`) over a `std::net::TcpStream`: the
-//! swarm's engine does not run TCP yet, so interop tests drive the same
-//! state machines the engine will hold, one thread per connection.
+//! `swarm::yamux`, `swarm::multistream`) over a `std::net::TcpStream`, so
+//! that interop tests can see what was negotiated: the same state machines
+//! the engine holds, one thread per connection.
 //!
 //! Inbound streams are served automatically on every turn: `/ipfs/ping/1.0.0`
 //! and the echo protocol echo, `/perf/1.0.0` is a perf server, anything else
@@ -11,6 +11,9 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use swarm::multistream::{MultistreamLimits, Negotiation, Progress};
@@ -381,4 +384,50 @@ pub fn socket_addr(addr: &swarm::Multiaddr) -> SocketAddr {
         }
     }
     SocketAddr::new(ip.expect("ip4"), port.expect("tcp"))
+}
+
+/// One inbound connection on 127.0.0.1, upgraded and served on a thread of
+/// its own until [`Served::stop`] or `limit`.
+pub struct Served {
+    /// Where to dial it, with `/p2p/<its peer id>`.
+    pub addr: swarm::Multiaddr,
+    /// Its peer id.
+    pub peer: PeerId,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Conn>,
+}
+
+/// Listen on a fresh key and port, and serve the first connection.
+pub fn serve_one(limit: Duration) -> Served {
+    let key = Keypair::generate_ed25519();
+    let peer = key.public().to_peer_id();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut conn = Conn::accept(&listener, &key).expect("upgrade");
+            let end = Instant::now() + limit;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end && conn.turn() {}
+            conn
+        })
+    };
+    let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}")
+        .parse()
+        .unwrap();
+    Served {
+        addr,
+        peer,
+        stop,
+        thread,
+    }
+}
+
+impl Served {
+    /// Stop serving; the connection, to look at what it served.
+    pub fn stop(self) -> Conn {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the serving thread")
+    }
 }
