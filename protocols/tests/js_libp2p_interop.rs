@@ -94,6 +94,23 @@ fn lines_until(rx: &mpsc::Receiver<String>, stop: &str) -> Vec<String> {
     panic!("the js peer never printed {stop}: {lines:#?}");
 }
 
+/// Start the js peer listening for `seconds`: the child, its lines, its
+/// address (with `/p2p/`) and its PeerId.
+fn js_listener(seconds: u32) -> (Child, mpsc::Receiver<String>, Multiaddr, PeerId) {
+    let (child, rx) = spawn_js(&["listen", &seconds.to_string()]);
+    let listen = lines_until(&rx, "LISTEN ");
+    let addr: Multiaddr = listen
+        .last()
+        .and_then(|l| l.strip_prefix("LISTEN "))
+        .expect("address")
+        .parse()
+        .expect("a multiaddr");
+    let Some(AddrPart::P2p(js_peer)) = addr.iter().last() else {
+        panic!("no /p2p/ in {addr}");
+    };
+    (child, rx, addr, js_peer)
+}
+
 fn tcp_listen(node: &Node) -> Multiaddr {
     node.handle
         .listen(&"/ip4/127.0.0.1/tcp/0".parse().unwrap(), TIMEOUT)
@@ -140,17 +157,7 @@ fn we_dial_js_libp2p_over_tcp_ping_and_identify() {
     if !js_peer_ready() {
         return;
     }
-    let (mut child, rx) = spawn_js(&["listen", "20"]);
-    let listen = lines_until(&rx, "LISTEN ");
-    let addr: Multiaddr = listen
-        .last()
-        .and_then(|l| l.strip_prefix("LISTEN "))
-        .expect("address")
-        .parse()
-        .expect("a multiaddr");
-    let Some(AddrPart::P2p(js_peer)) = addr.iter().last() else {
-        panic!("no /p2p/ in {addr}");
-    };
+    let (mut child, rx, addr, js_peer) = js_listener(20);
     let ours = Node::start(51, |k| vec![identify(k, "ours"), fast_ping()]);
     ours.dial(addr.clone());
     let rtt = ours.wait_for::<PingEvent, _>("a ping of the js peer", |e| {
@@ -234,17 +241,7 @@ fn we_run_perf_against_js_libp2p_over_tcp_one_big_and_many_parallel() {
     if !js_peer_ready() {
         return;
     }
-    let (mut child, rx) = spawn_js(&["listen", "60"]);
-    let listen = lines_until(&rx, "LISTEN ");
-    let addr: Multiaddr = listen
-        .last()
-        .and_then(|l| l.strip_prefix("LISTEN "))
-        .expect("address")
-        .parse()
-        .expect("a multiaddr");
-    let Some(AddrPart::P2p(js_peer)) = addr.iter().last() else {
-        panic!("no /p2p/ in {addr}");
-    };
+    let (mut child, _rx, addr, js_peer) = js_listener(60);
     let ours = Node::start(54, |k| vec![identify(k, "ours")]);
     ours.dial(addr);
     let report = perf::run_blocking(&ours.handle, js_peer, 10 * MIB, 10 * MIB, TIMEOUT)
