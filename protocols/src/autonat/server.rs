@@ -339,16 +339,18 @@ impl AutonatServer {
                     idx,
                     conn: None,
                 };
-                self.respond(ctx, sref, ResponseStatus::Ok, idx, DialStatus::EDialError);
+                self.report_dial(ctx, sref, DialStatus::EDialError);
             }
         }
     }
 
-    fn dial_idx(&self, sref: StreamRef) -> u32 {
-        match self.requests.get(&sref).map(|r| &r.stage) {
+    /// Answer a request whose dial ran: OK, with the dial's outcome.
+    fn report_dial(&mut self, ctx: &mut Context<'_>, sref: StreamRef, status: DialStatus) {
+        let idx = match self.requests.get(&sref).map(|r| &r.stage) {
             Some(Stage::Dialing { idx, .. }) => *idx,
             _ => 0,
-        }
+        };
+        self.respond(ctx, sref, ResponseStatus::Ok, idx, status);
     }
 }
 
@@ -395,14 +397,7 @@ impl Protocol for AutonatServer {
         {
             debug!(%conn, error = %e, "cannot open the dial-back stream");
             if let Some(sref) = self.dialing.get(&conn).copied() {
-                let idx = self.dial_idx(sref);
-                self.respond(
-                    ctx,
-                    sref,
-                    ResponseStatus::Ok,
-                    idx,
-                    DialStatus::EDialBackError,
-                );
+                self.report_dial(ctx, sref, DialStatus::EDialBackError);
             }
         }
     }
@@ -410,8 +405,7 @@ impl Protocol for AutonatServer {
     fn handle_dial_failure(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &DialError) {
         if let Some(sref) = self.dialing.get(&conn).copied() {
             debug!(%conn, %error, "autonat dial-back failed");
-            let idx = self.dial_idx(sref);
-            self.respond(ctx, sref, ResponseStatus::Ok, idx, DialStatus::EDialError);
+            self.report_dial(ctx, sref, DialStatus::EDialError);
         }
     }
 
@@ -446,8 +440,7 @@ impl Protocol for AutonatServer {
             _ => DialStatus::EDialBackError,
         };
         self.dial_backs.remove(&stream);
-        let idx = self.dial_idx(sref);
-        self.respond(ctx, sref, ResponseStatus::Ok, idx, status);
+        self.report_dial(ctx, sref, status);
     }
 
     fn handle_stream_finished(&mut self, ctx: &mut Context<'_>, stream: StreamRef) {
@@ -461,14 +454,7 @@ impl Protocol for AutonatServer {
         if self.requests.contains_key(&stream) {
             self.abandon(ctx, stream);
         } else if let Some((sref, _)) = self.dial_backs.remove(&stream) {
-            let idx = self.dial_idx(sref);
-            self.respond(
-                ctx,
-                sref,
-                ResponseStatus::Ok,
-                idx,
-                DialStatus::EDialBackError,
-            );
+            self.report_dial(ctx, sref, DialStatus::EDialBackError);
         }
     }
 
@@ -481,8 +467,7 @@ impl Protocol for AutonatServer {
             .map(|(s, _)| *s)
             .collect();
         for sref in late {
-            let idx = self.dial_idx(sref);
-            self.respond(ctx, sref, ResponseStatus::Ok, idx, DialStatus::EDialError);
+            self.report_dial(ctx, sref, DialStatus::EDialError);
         }
         if self.dialing.is_empty() {
             self.timer_armed = false;
