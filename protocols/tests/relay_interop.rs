@@ -60,6 +60,13 @@ fn reserved(node: &Node, relay: PeerId) -> Vec<Multiaddr> {
     })
 }
 
+/// Ask `node`'s relay client to reach `target` through `relay`.
+fn connect_via(node: &Node, relay: Multiaddr, target: PeerId) {
+    node.handle
+        .send_event(ProtocolEvent::new("test", ConnectVia { relay, target }))
+        .expect("send");
+}
+
 fn is_relayed(node: &Node, conn: ConnId) -> bool {
     node.handle
         .call(TIMEOUT, move |s| {
@@ -84,15 +91,7 @@ fn our_nodes_reserve_on_a_rust_libp2p_relay_and_reach_each_other_through_it() {
     assert!(addrs.contains(&external), "{external} in {addrs:?}");
 
     let a = relay_node(91, Vec::new());
-    a.handle
-        .send_event(ProtocolEvent::new(
-            "test",
-            ConnectVia {
-                relay: relay_addr,
-                target: b.peer,
-            },
-        ))
-        .expect("send");
+    connect_via(&a, relay_addr, b.peer);
     let conn = a.wait_for::<RelayClientEvent, _>("the circuit", |e| match e {
         RelayClientEvent::OutboundCircuit { target, conn, .. } if *target == b.peer => Some(*conn),
         RelayClientEvent::CircuitFailed { reason, .. } => panic!("circuit failed: {reason}"),
@@ -170,15 +169,7 @@ fn a_connect_to_a_peer_without_reservation_fails_with_the_relays_status() {
     let (_relay, relay_addr) = rust_relay();
     let a = relay_node(93, Vec::new());
     let nobody = PeerId::random();
-    a.handle
-        .send_event(ProtocolEvent::new(
-            "test",
-            ConnectVia {
-                relay: relay_addr,
-                target: nobody,
-            },
-        ))
-        .expect("send");
+    connect_via(&a, relay_addr, nobody);
     let reason = a.wait_for::<RelayClientEvent, _>("the failure", |e| match e {
         RelayClientEvent::CircuitFailed { target, reason, .. } if *target == nobody => {
             Some(reason.clone())
@@ -223,15 +214,7 @@ fn dcutr_upgrades_a_relayed_connection_between_our_nodes_to_a_direct_one() {
     let a = dcutr_node(95, Vec::new());
     // A learns its observed address from the relay (identify) first.
     a.dial(relay_addr.clone());
-    a.handle
-        .send_event(ProtocolEvent::new(
-            "test",
-            ConnectVia {
-                relay: relay_addr,
-                target: b.peer,
-            },
-        ))
-        .expect("send");
+    connect_via(&a, relay_addr, b.peer);
     let (b_direct, b_relayed) = upgraded(&b, a.peer);
     let (a_direct, a_relayed) = upgraded(&a, b.peer);
     assert!(!is_relayed(&b, b_direct) && is_relayed(&b, b_relayed));
@@ -279,15 +262,7 @@ fn dcutr_with_rust_libp2p_initiating_and_responding() {
     assert!(reserved_ok.is_some(), "rust-libp2p reserved on the relay");
     let a = dcutr_node(97, Vec::new());
     a.dial(relay_addr.clone());
-    a.handle
-        .send_event(ProtocolEvent::new(
-            "test",
-            ConnectVia {
-                relay: relay_addr,
-                target: listener.peer_id(),
-            },
-        ))
-        .expect("send");
+    connect_via(&a, relay_addr, listener.peer_id());
     let (direct, _) = upgraded(&a, listener.peer_id());
     assert!(!is_relayed(&a, direct));
     let theirs = listener.wait_for(TIMEOUT, |e| match e {
