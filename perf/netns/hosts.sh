@@ -61,6 +61,7 @@ die() {
 
 # shellcheck source=perf/netns/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+KEEP_LOGS_VAR=SWNET_KEEP_LOGS
 
 PREFIX=swnet
 PORT=4001
@@ -135,35 +136,10 @@ find_bin() {
   find_workspace_bin "$1" "build it (cargo build --release -p bandwidth_perf -p protocols) or set its variable"
 }
 
-TAG=""
-LOGS=""
 FAILED=0
 
-# Runs on every exit of 'perf' and 'ping': our background jobs, then the
-# namespaces (and whatever still runs in them), then the logs.
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  local jobs_left
-  jobs_left=$(jobs -p)
-  [[ -z "$jobs_left" ]] || kill -TERM $jobs_left 2>/dev/null || true
-  [[ -z "$TAG" ]] || down "$TAG"
-  if [[ -n "$LOGS" ]]; then
-    if [[ "${SWNET_KEEP_LOGS:-0}" == 1 ]]; then
-      echo "hosts.sh: logs kept in $LOGS" >&2
-    else
-      rm -rf "$LOGS"
-    fi
-  fi
-  exit "$rc"
-}
-
 start_scenario() {
-  TAG=$(new_tag)
-  LOGS=$(mktemp -d "/tmp/$PREFIX-$TAG.XXXXXX")
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  start_run
   echo "hosts.sh: tag $TAG, hosts $(subnet "$TAG").1-$1, logs $LOGS" >&2
   up "$TAG" "$1"
 }

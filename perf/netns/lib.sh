@@ -40,3 +40,37 @@ find_workspace_bin() {
   done
   command -v "$name" || die "no $name binary: $hint"
 }
+
+# A run's tag and log directory, and the teardown every run gets on exit:
+# the caller sets TAG (and calls its `down` through cleanup) and names the
+# variable that keeps the logs in KEEP_LOGS_VAR.
+TAG=""
+LOGS=""
+
+# On exit (success, failure, Ctrl-C, SIGTERM): our background jobs, then
+# the namespaces of TAG (and whatever still runs in them), then the logs.
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local jobs_left
+  jobs_left=$(jobs -p)
+  [[ -z "$jobs_left" ]] || kill -TERM $jobs_left 2>/dev/null || true
+  [[ -z "$TAG" ]] || down "$TAG"
+  if [[ -n "$LOGS" ]]; then
+    if [[ "${!KEEP_LOGS_VAR:-0}" == 1 ]]; then
+      echo "$(basename "$0"): logs kept in $LOGS" >&2
+    else
+      rm -rf "$LOGS"
+    fi
+  fi
+  exit "$rc"
+}
+
+# Start a run: a fresh tag (new_tag), a log directory, the exit trap.
+start_run() {
+  TAG=$(new_tag)
+  LOGS=$(mktemp -d "/tmp/$PREFIX-$TAG.XXXXXX")
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}

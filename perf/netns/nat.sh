@@ -71,6 +71,7 @@ die() {
 
 # shellcheck source=perf/netns/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+KEEP_LOGS_VAR=HPNAT_KEEP_LOGS
 
 PREFIX=hpnat
 PUBLIC=198.51.100
@@ -170,32 +171,8 @@ down() {
   remove_namespaces $namespaces
 }
 
-TAG=""
-LOGS=""
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  local jobs_left
-  jobs_left=$(jobs -p)
-  [[ -z "$jobs_left" ]] || kill -TERM $jobs_left 2>/dev/null || true
-  [[ -z "$TAG" ]] || down "$TAG"
-  if [[ -n "$LOGS" ]]; then
-    if [[ "${HPNAT_KEEP_LOGS:-0}" == 1 ]]; then
-      echo "nat.sh: logs kept in $LOGS" >&2
-    else
-      rm -rf "$LOGS"
-    fi
-  fi
-  exit "$rc"
-}
-
 start_testbed() {
-  TAG=$(new_tag)
-  LOGS=$(mktemp -d "/tmp/$PREFIX-$TAG.XXXXXX")
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  start_run
   echo "nat.sh: tag $TAG, variant $1, logs $LOGS" >&2
   up "$TAG" "$1"
 }
