@@ -50,6 +50,10 @@ Environment:
   HOLEPUNCH        the holepunch binary (default: release build, then debug
                    build under CARGO_TARGET_DIR or ./target, then PATH)
   HPNAT_TIMEOUT    seconds allowed for each dial attempt (default 30)
+  HPNAT_TRANSPORT  quic (default) or tcp: what the relay, A and B listen on,
+                   so what the circuit runs over and the punch uses (TCP:
+                   dials from the listen port, a TCP simultaneous open;
+                   ours only)
   HPNAT_A, HPNAT_B who plays the dialer A and the listener B: ours (default)
                    or rust (rust-libp2p 0.57: the rust_holepunch binary of
                    the rust-libp2p-peer package, or RUST_HOLEPUNCH)
@@ -61,6 +65,7 @@ Example:
   cargo build --release -p holepunch
   sudo perf/netns/nat.sh punch eim 20
   sudo perf/netns/nat.sh punch apdm 20
+  sudo HPNAT_TRANSPORT=tcp perf/netns/nat.sh punch eim 20
 EOF
 }
 
@@ -351,16 +356,26 @@ punch() {
   [[ "$a_impl" == ours || "$a_impl" == rust ]] || die "HPNAT_A must be ours or rust"
   [[ "$b_impl" == ours || "$b_impl" == rust ]] || die "HPNAT_B must be ours or rust"
   [[ "$a_impl$b_impl" == oursours ]] || rust=$(find_rust_holepunch)
+  local transport=${HPNAT_TRANSPORT:-quic} relay_listen peer_listen=()
+  case "$transport" in
+    quic) relay_listen="/ip4/$PUBLIC.1/udp/$RELAY_PORT/quic-v1" ;;
+    tcp)
+      [[ "$a_impl$b_impl" == oursours ]] || die "HPNAT_TRANSPORT=tcp runs ours only"
+      relay_listen="/ip4/$PUBLIC.1/tcp/$RELAY_PORT"
+      peer_listen=(--listen /ip4/0.0.0.0/tcp/0)
+      ;;
+    *) die "HPNAT_TRANSPORT must be quic or tcp, got '$transport'" ;;
+  esac
   start_testbed "$variant"
   local allow=(--autonat-allow "$PUBLIC.0/24")
-  in_ns relay env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$bin" relay --listen "/ip4/$PUBLIC.1/udp/$RELAY_PORT/quic-v1" \
+  in_ns relay env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$bin" relay --listen "$relay_listen" \
     "${allow[@]}" >"$LOGS/relay.out" 2>"$LOGS/relay.err" &
   relay_addr=$(wait_listening "$LOGS/relay.out")
   if [[ "$b_impl" == rust ]]; then
     in_ns b env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$rust" listen --relay "$relay_addr" >"$LOGS/b.out" 2>"$LOGS/b.err" &
   else
     in_ns b env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$bin" listen --relay "$relay_addr" "${allow[@]}" \
-      >"$LOGS/b.out" 2>"$LOGS/b.err" &
+      "${peer_listen[@]}" >"$LOGS/b.out" 2>"$LOGS/b.err" &
   fi
   b_addr=$(wait_listening "$LOGS/b.out")
   b_peer=${b_addr##*/p2p/}
@@ -373,7 +388,7 @@ punch() {
     else
       in_ns a env RUST_LOG="${HPNAT_RUST_LOG:-warn}" timeout "$((timeout + 5))" "$bin" dial --relay "$relay_addr" "$b_peer" \
         --timeout "$timeout" --pings 1 --perf "${HPNAT_PERF_BYTES:-1048576}" "${allow[@]}" \
-        >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
+        "${peer_listen[@]}" >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
     fi
     took=$((($(date +%s%N) - start) / 1000000))
     local direct reason perf relayed=false relayed_ping=false
@@ -404,7 +419,7 @@ punch() {
   grep '"event":"unreachable"' "$LOGS/b.out" | grep -q "/ip4/$PUBLIC.12/" && b_unreachable=true
   # B's direct address must never be confirmed reachable behind its NAT.
   grep '"event":"reachable"' "$LOGS/b.out" | grep -q "/ip4/$PUBLIC.12/" && b_unreachable=false
-  echo "{\"type\":\"summary\",\"variant\":\"$variant\",\"a\":\"$a_impl\",\"b\":\"$b_impl\",\"attempts\":$n,\"direct\":$ok,\"relay_reachable\":$relay_reachable,\"b_unreachable\":$b_unreachable}"
+  echo "{\"type\":\"summary\",\"variant\":\"$variant\",\"transport\":\"$transport\",\"a\":\"$a_impl\",\"b\":\"$b_impl\",\"attempts\":$n,\"direct\":$ok,\"relay_reachable\":$relay_reachable,\"b_unreachable\":$b_unreachable}"
 }
 
 # --- main ---------------------------------------------------------------------

@@ -70,6 +70,14 @@ pub struct SwarmConfig {
     /// What our TCP dials propose: Noise (the default; every libp2p
     /// implementation has it) or TLS 1.3. Listeners accept both.
     pub tcp_security: TcpSecurity,
+    /// Whether TCP dials leave from our TCP listen port (the listener and
+    /// the dialing socket both set `SO_REUSEPORT`), as rust-libp2p's do by
+    /// default: the remote then observes, and a NAT maps, the port we
+    /// listen on, which identify's observed addresses and DCUtR's TCP hole
+    /// punch rely on. A dial for which that port cannot be used (a second
+    /// connection to the same address, say) leaves from another port.
+    /// Default: `true`.
+    pub tcp_port_reuse: bool,
 }
 
 /// The security protocol a TCP dial proposes.
@@ -101,6 +109,7 @@ impl SwarmConfig {
             certificate_cache: None,
             yamux: YamuxConfig::default(),
             tcp_security: TcpSecurity::Noise,
+            tcp_port_reuse: true,
         }
     }
 }

@@ -123,7 +123,7 @@ pub use codes::{CLOSE_CODE_IDLE, CLOSE_CODE_LIMIT, RESET_CODE_NEGOTIATION};
 pub use config::{SwarmConfig, TcpSecurity};
 pub use detached_packet_flow::DetachedPacketFlow;
 pub use detached_stream::DetachedStream;
-pub use engine::{ReceivedDatagram, TcpOutbound};
+pub use engine::{ReceivedDatagram, TcpConnect, TcpOutbound};
 pub use error::{
     Cause, ConnectionError, DialError, ListenError, OpenStreamError, PacketError,
     RelayConnectionError, StreamError,

@@ -299,6 +299,19 @@ impl Context<'_> {
             .dial_back(addr, crate::connection::Requester::Plugin(self.plugin))
     }
 
+    /// Dial `addr` (`/ip4|ip6/…/tcp/…`) from our TCP listen port and take
+    /// the *listener's* part in the upgrade: DCUtR's TCP hole punch, where
+    /// both peers dial each other at once and TCP's simultaneous open
+    /// makes one connection of the two dials, on which the side that sent
+    /// SYNC is the server. Always a new connection; a QUIC address is
+    /// refused with [`DialError::UnsupportedAddress`]. Should the remote's
+    /// dial arrive at our listener first, it comes in as an accepted
+    /// connection instead and this one fails.
+    pub fn dial_as_listener(&mut self, addr: &Multiaddr) -> Result<ConnId, DialError> {
+        self.core
+            .dial_as_listener(addr, crate::connection::Requester::Plugin(self.plugin))
+    }
+
     /// Dial a peer at an address from the peer store. With no address
     /// known, the peer router (if one is registered) is asked to find one
     /// and the dial waits for it: the id returned then names the attempt

@@ -380,11 +380,13 @@ impl Swarm {
         id
     }
 
-    /// TCP: the socket of a dialed connection connected.
-    pub fn feed_tcp_connected(&mut self, now: Instant, conn: ConnId) {
+    /// TCP: the socket of a dialed connection connected, from `local`
+    /// (its local address: whether it is our listen port matters to
+    /// identify and hole punching).
+    pub fn feed_tcp_connected(&mut self, now: Instant, conn: ConnId, local: SocketAddr) {
         self.core.now = now;
         self.start();
-        self.core.tcp_connected(conn);
+        self.core.tcp_connected(conn, local);
         self.dispatch();
     }
 
@@ -415,7 +417,7 @@ impl Swarm {
     }
 
     /// TCP: the next socket to connect for a dialed connection.
-    pub fn poll_tcp_connect(&mut self) -> Option<(ConnId, SocketAddr)> {
+    pub fn poll_tcp_connect(&mut self) -> Option<crate::TcpConnect> {
         self.core.poll_tcp_connect()
     }
 

@@ -1,5 +1,5 @@
 //! `holepunch`: a public relay, and two peers that meet through it and
-//! then punch a direct QUIC connection through their NATs.
+//! then punch a direct QUIC (or TCP) connection through their NATs.
 //!
 //! ```text
 //! relay$  holepunch relay --listen /ip4/0.0.0.0/udp/4001/quic-v1
@@ -19,6 +19,10 @@
 //! connection, non-zero with a one-line reason on stderr when the punch
 //! fails (exit 1) or anything else does (exit 3; 2 is bad usage).
 //! `RUST_LOG=debug` shows the swarm's logs on stderr.
+//!
+//! For TCP, give every role a TCP listen address (`--listen
+//! /ip4/0.0.0.0/tcp/0`) and the relay's TCP address: the peers then dial
+//! from their listen ports and punch with a TCP simultaneous open.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -45,15 +49,17 @@ use swarm::{
 /// The command line.
 #[derive(Parser)]
 #[command(
-    about = "A circuit relay, and peers that meet through it and punch a direct QUIC connection",
+    about = "A circuit relay, and peers that meet through it and punch a direct QUIC or TCP \
+             connection",
     after_help = "Exit codes: 0 done, 1 the hole punch failed, 2 bad usage, 3 any other failure \
                   (one line on stderr says why)"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// A QUIC address to listen on (repeatable; default all interfaces,
-    /// port 0).
+    /// A QUIC or TCP address to listen on (repeatable; default
+    /// /ip4/0.0.0.0/udp/0/quic-v1). The punch uses the transports listened
+    /// on.
     #[arg(long = "listen", global = true)]
     listen: Vec<Multiaddr>,
     /// A network AutoNAT may test though it is not public, e.g.

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 const HOLEPUNCH: &str = env!("CARGO_BIN_EXE_holepunch");
 const LOOPBACK: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
+const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
 
 fn events(stdout: &str) -> Vec<Value> {
     stdout
@@ -23,10 +24,21 @@ fn events(stdout: &str) -> Vec<Value> {
 
 #[test]
 fn a_peer_reached_through_the_relay_is_then_reached_directly() {
-    let relay = start_server(HOLEPUNCH, &["relay", "--listen", LOOPBACK]);
+    reached_directly(LOOPBACK, "/quic-v1");
+}
+
+/// Over TCP the peers dial from their listen ports, so the relay observes
+/// those (identify) and each can dial the other's.
+#[test]
+fn a_peer_reached_through_the_relay_over_tcp_is_then_reached_directly_over_tcp() {
+    reached_directly(LOOPBACK_TCP, "/tcp/");
+}
+
+fn reached_directly(listen: &str, transport: &str) {
+    let relay = start_server(HOLEPUNCH, &["relay", "--listen", listen]);
     let listener = start_server(
         HOLEPUNCH,
-        &["listen", "--relay", &relay.addr, "--listen", LOOPBACK],
+        &["listen", "--relay", &relay.addr, "--listen", listen],
     );
     assert!(
         listener.addr.contains("/p2p-circuit/p2p/"),
@@ -42,7 +54,7 @@ fn a_peer_reached_through_the_relay_is_then_reached_directly() {
             &relay.addr,
             peer,
             "--listen",
-            LOOPBACK,
+            listen,
             "--pings",
             "2",
         ],
@@ -66,7 +78,7 @@ fn a_peer_reached_through_the_relay_is_then_reached_directly() {
     );
     let direct = events[1]["addr"].as_str().unwrap();
     assert!(
-        direct.contains("/quic-v1") && !direct.contains("p2p-circuit"),
+        direct.contains(transport) && !direct.contains("p2p-circuit"),
         "{}",
         out.stdout
     );

@@ -8,11 +8,11 @@
 //!   external port for every destination; address-and-port-dependent: one
 //!   per destination), drops unsolicited datagrams, and a plain UDP punch
 //!   works through `eim` only;
-//! - `punch`: through `eim` the dialer gets a direct connection to the
-//!   listener's NAT address, pings over it and runs perf (1 MiB each way,
-//!   past the relay's circuit limit); through `apdm` the punch fails
-//!   cleanly (exit 1, a reason) and a ping over the relayed connection
-//!   still works;
+//! - `punch`, over QUIC and over TCP (a TCP simultaneous open): through
+//!   `eim` the dialer gets a direct connection to the listener's NAT
+//!   address, pings over it and runs perf (1 MiB each way, past the
+//!   relay's circuit limit); through `apdm` the punch fails cleanly (exit
+//!   1, a reason) and a ping over the relayed connection still works;
 //!   either way AutoNAT finds the relay reachable and the listener behind
 //!   its NAT unreachable;
 //! - no namespace of the run remains afterwards.
@@ -34,11 +34,17 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../perf/netns/nat.
 /// Run `nat.sh args…` (bounded) and parse its JSON lines; also return the
 /// tag it used.
 fn nat_sh(args: &[&str]) -> (Vec<Value>, String) {
+    nat_sh_over("quic", args)
+}
+
+/// [`nat_sh`] with the peers and the relay on `transport` (quic | tcp).
+fn nat_sh_over(transport: &str, args: &[&str]) -> (Vec<Value>, String) {
     let out = Command::new("timeout")
         .arg("300")
         .arg(SCRIPT)
         .args(args)
         .env("HOLEPUNCH", HOLEPUNCH)
+        .env("HPNAT_TRANSPORT", transport)
         .env("HPNAT_TIMEOUT", "30")
         .output()
         .expect("run nat.sh");
@@ -102,8 +108,14 @@ fn holepunch_goes_direct_through_eim_nats_and_fails_cleanly_through_apdm_ones() 
         eprintln!("skipped: {why}");
         return;
     }
-    for (variant, direct) in [("eim", 1), ("apdm", 0)] {
-        let (lines, tag) = nat_sh(&["punch", variant, "1"]);
+    for (transport, variant, direct) in [
+        ("quic", "eim", 1),
+        ("quic", "apdm", 0),
+        ("tcp", "eim", 1),
+        ("tcp", "apdm", 0),
+    ] {
+        let (lines, tag) = nat_sh_over(transport, &["punch", variant, "1"]);
+        let variant = format!("{variant} over {transport}");
         let s = summary(&lines);
         assert_eq!(s["direct"], direct, "{variant}: {lines:#?}");
         assert_eq!(s["relay_reachable"], true, "{variant}: {lines:#?}");
@@ -119,7 +131,11 @@ fn holepunch_goes_direct_through_eim_nats_and_fails_cleanly_through_apdm_ones() 
         if direct == 1 {
             let addr = attempt["direct"]["addr"].as_str().unwrap_or_default();
             // B's NAT's public address, not a relayed one.
-            assert!(addr.starts_with("/ip4/198.51.100.12/udp/"), "{attempt}");
+            let prefix = match transport {
+                "tcp" => "/ip4/198.51.100.12/tcp/",
+                _ => "/ip4/198.51.100.12/udp/",
+            };
+            assert!(addr.starts_with(prefix), "{attempt}");
             // 1 MiB each way: far past the relay's circuit limit.
             assert_eq!(attempt["perf"]["bytes_down"], 1 << 20, "{attempt}");
         } else {

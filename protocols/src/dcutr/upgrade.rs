@@ -4,12 +4,18 @@
 //! the spec) opens `/libp2p/dcutr`, sends CONNECT with its observed
 //! addresses and times the answer; the other side (the *responder*, `A`)
 //! answers CONNECT with its own. The initiator sends SYNC and, half a
-//! round trip later, sends hole-punching datagrams to the responder's
-//! QUIC addresses ([`Context::send_hole_punch`]) while the responder, on
-//! SYNC, dials the initiator's addresses: the two packets cross in the
-//! NATs, each opening the way for the other. A direct connection to the
-//! peer ends the attempt with success; the initiator retries on the same
-//! stream up to [`DcutrConfig::max_attempts`] times.
+//! round trip later, when the responder's dial leaves:
+//! - QUIC: sends hole-punching datagrams to the responder's QUIC
+//!   addresses ([`Context::send_hole_punch`]);
+//! - TCP: dials the responder's TCP addresses from its listen port as the
+//!   listener of the upgrade ([`Context::dial_as_listener`]), the spec's
+//!   "A is the client, B the server" of a TCP simultaneous open;
+//!
+//! while the responder, on SYNC, dials the initiator's addresses (TCP from
+//! its listen port): the packets cross in the NATs, each opening the way
+//! for the other. A direct connection to the peer ends the attempt with
+//! success; the initiator retries on the same stream up to
+//! [`DcutrConfig::max_attempts`] times.
 //!
 //! New streams to the peer then take the direct connection (the swarm
 //! prefers it); the relayed one stays until it idles out or its relay's
@@ -98,7 +104,7 @@ struct Attempt {
     attempt: u8,
     /// When our CONNECT went out (initiator).
     sent_at: Option<Instant>,
-    /// The remote's QUIC addresses from its CONNECT.
+    /// The remote's direct (QUIC and TCP) addresses from its CONNECT.
     remote: Vec<Multiaddr>,
     /// Punches still to send in this attempt.
     punches_left: u32,
@@ -108,9 +114,10 @@ struct Attempt {
     /// Responder: the attempt's wait ran out while the initiator still
     /// held the stream (it may retry); its end then ends the attempt.
     waited_out: bool,
-    /// Responder: the direct dials it made. Only one of them counts as
-    /// the upgrade (another direct connection, e.g. an AutoNAT dial-back,
-    /// is not the punched path).
+    /// The direct dials it made (the responder's; the initiator's TCP
+    /// ones). Only these, and for the initiator an inbound connection,
+    /// count as the upgrade (another direct connection, e.g. an AutoNAT
+    /// dial-back, is not the punched path).
     dials: Vec<ConnId>,
 }
 
@@ -155,7 +162,7 @@ impl Dcutr {
     }
 
     /// Our addresses worth punching to: confirmed external ones and those
-    /// peers observed (identify), QUIC only, never relayed.
+    /// peers observed (identify), direct QUIC and TCP, never relayed.
     fn our_addrs(ctx: &Context<'_>, peers: impl Iterator<Item = PeerId>) -> Vec<Multiaddr> {
         let mut addrs = ctx.external_addresses();
         for peer in peers {
@@ -166,7 +173,7 @@ impl Dcutr {
                 addrs.push(a);
             }
         }
-        let mut usable: Vec<Multiaddr> = addrs.into_iter().filter(is_direct_quic).collect();
+        let mut usable: Vec<Multiaddr> = addrs.into_iter().filter(is_direct).collect();
         usable.sort_by_key(|a| a.to_vec());
         usable.dedup();
         usable
@@ -242,18 +249,22 @@ impl Dcutr {
             return;
         };
         let kind = msg.r#type.and_then(|t| hole_punch::Type::try_from(t).ok());
-        debug!(%peer, ?kind, addrs = ?quic_addrs(&msg.obs_addrs), "dcutr: message");
+        debug!(%peer, ?kind, addrs = ?direct_addrs(&msg.obs_addrs), "dcutr: message");
         match (a.role, kind) {
             (Role::Initiator, Some(hole_punch::Type::Connect)) => {
-                a.remote = quic_addrs(&msg.obs_addrs);
+                a.remote = direct_addrs(&msg.obs_addrs);
                 if a.remote.is_empty() {
-                    self.fail(ctx, peer, "the peer sent no direct QUIC address".into());
+                    self.fail(
+                        ctx,
+                        peer,
+                        "the peer sent no direct QUIC or TCP address".into(),
+                    );
                     return;
                 }
                 self.on_connect_answer(ctx, peer);
             }
             (Role::Responder, Some(hole_punch::Type::Connect)) => {
-                a.remote = quic_addrs(&msg.obs_addrs);
+                a.remote = direct_addrs(&msg.obs_addrs);
                 a.attempt += 1;
                 a.waited_out = false;
                 self.send_connect(ctx, peer);
@@ -308,9 +319,19 @@ fn is_direct_quic(addr: &Multiaddr) -> bool {
         && !addr.iter().any(|p| matches!(p, P::P2pCircuit))
 }
 
-/// The direct QUIC addresses among binary multiaddrs (a `/p2p/` suffix is
-/// dropped).
-fn quic_addrs(raw: &[Vec<u8>]) -> Vec<Multiaddr> {
+/// A `/ip4|ip6/…/tcp/…` address without relay or peer id parts.
+fn is_direct_tcp(addr: &Multiaddr) -> bool {
+    swarm::address::parse_tcp_addr(addr).is_some_and(|t| t.peer.is_none())
+        && !addr.iter().any(|p| matches!(p, P::P2pCircuit))
+}
+
+fn is_direct(addr: &Multiaddr) -> bool {
+    is_direct_quic(addr) || is_direct_tcp(addr)
+}
+
+/// The direct QUIC and TCP addresses among binary multiaddrs (a `/p2p/`
+/// suffix is dropped).
+fn direct_addrs(raw: &[Vec<u8>]) -> Vec<Multiaddr> {
     raw.iter()
         .filter_map(|b| Multiaddr::try_from(b.clone()).ok())
         .map(|a| {
@@ -318,7 +339,7 @@ fn quic_addrs(raw: &[Vec<u8>]) -> Vec<Multiaddr> {
                 .filter(|p| !matches!(p, P::P2p(_)))
                 .collect::<Multiaddr>()
         })
-        .filter(is_direct_quic)
+        .filter(is_direct)
         .collect()
 }
 
@@ -346,9 +367,10 @@ impl Protocol for Dcutr {
             // The punched connection: the responder's own dial, or a dial
             // the initiator received. Others (an AutoNAT dial-back, say)
             // are not it.
-            let punched = self.attempts.get(&peer).is_some_and(|a| match a.role {
-                Role::Responder => a.dials.contains(&conn),
-                Role::Initiator => ctx.connection_is_outbound(conn) == Some(false),
+            let punched = self.attempts.get(&peer).is_some_and(|a| {
+                a.dials.contains(&conn)
+                    || (a.role == Role::Initiator
+                        && ctx.connection_is_outbound(conn) == Some(false))
             });
             if let Some(a) = punched.then(|| self.attempts.remove(&peer)).flatten() {
                 if let Some(stream) = a.stream {
@@ -478,15 +500,26 @@ impl Protocol for Dcutr {
         match self.timers.remove(&token) {
             Some(Due::Punch(peer)) => {
                 let interval = self.config.punch_interval;
+                let punches = self.config.punches;
                 let Some(a) = self.attempts.get_mut(&peer) else {
                     return;
                 };
                 if a.punches_left == 0 {
                     return;
                 }
+                let first = a.punches_left == punches;
                 a.punches_left -= 1;
                 for addr in a.remote.clone() {
-                    if let Err(e) = ctx.send_hole_punch(&addr) {
+                    if is_direct_tcp(&addr) {
+                        // TCP punches once, with its SYN: a dial that
+                        // meets the responder's.
+                        if first {
+                            match ctx.dial_as_listener(&addr.clone().with(P::P2p(peer))) {
+                                Ok(conn) => a.dials.push(conn),
+                                Err(e) => debug!(%peer, %addr, error = %e, "dcutr: cannot dial"),
+                            }
+                        }
+                    } else if let Err(e) = ctx.send_hole_punch(&addr) {
                         debug!(%peer, %addr, error = %e, "dcutr: cannot punch");
                     }
                 }

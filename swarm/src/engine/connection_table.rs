@@ -160,9 +160,9 @@ impl Core {
         if c.carrier.is_some() {
             return Some(false);
         }
-        Some(match c.transport {
+        Some(match &c.transport {
             Transport::Quic(_) => self.sockets.get(c.socket.0).is_some_and(|s| s.listening),
-            Transport::Tcp(_) => matches!(c.origin, Origin::Accepted),
+            Transport::Tcp(t) => matches!(c.origin, Origin::Accepted) || t.from_listen_port,
         })
     }
 

@@ -99,7 +99,7 @@ pub(crate) struct Core {
     /// TCP listen addresses (the driver owns the listeners).
     pub(crate) tcp_listeners: Vec<std::net::SocketAddr>,
     /// Dialed TCP connections waiting for the driver's connect.
-    pub(crate) tcp_connects: VecDeque<(crate::ids::ConnId, std::net::SocketAddr)>,
+    pub(crate) tcp_connects: VecDeque<super::TcpConnect>,
     /// TCP connections touched since the driver last asked
     /// (`Swarm::poll_tcp_ready`): they may have bytes to write or a close.
     pub(crate) tcp_ready: VecDeque<crate::ids::ConnId>,

@@ -14,12 +14,14 @@ use crate::ids::ConnId;
 use crate::transport;
 
 use super::core::Core;
+use super::tcp::UpgradeRole;
 
-/// Which local port a QUIC dial goes out from.
+/// Which local port a dial goes out from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum DialPort {
     /// A listening socket's, so the peer sees (and can dial back) our
-    /// listen port, and NATs map it as they map our listener.
+    /// listen port, and NATs map it as they map our listener (for TCP,
+    /// when [`SwarmConfig::tcp_port_reuse`](crate::SwarmConfig) allows).
     Listening,
     /// A socket that does not listen: a NAT in front of the remote cannot
     /// let the dial in as the answer to an earlier packet from our listen
@@ -34,17 +36,42 @@ impl Core {
         force_new: bool,
         requester: Requester,
     ) -> Result<ConnId, DialError> {
-        self.dial_from(addr, force_new, requester, DialPort::Listening)
+        self.dial_from(
+            addr,
+            force_new,
+            requester,
+            DialPort::Listening,
+            UpgradeRole::Dialer,
+        )
     }
 
     /// `Context::dial_back`: a new connection to `addr`, from a port we do
-    /// not listen on (TCP dials always are).
+    /// not listen on.
     pub(crate) fn dial_back(
         &mut self,
         addr: &Multiaddr,
         requester: Requester,
     ) -> Result<ConnId, DialError> {
-        self.dial_from(addr, true, requester, DialPort::Other)
+        self.dial_from(addr, true, requester, DialPort::Other, UpgradeRole::Dialer)
+    }
+
+    /// `Context::dial_as_listener`: a new TCP connection from our listen
+    /// port on which we take the listener's part.
+    pub(crate) fn dial_as_listener(
+        &mut self,
+        addr: &Multiaddr,
+        requester: Requester,
+    ) -> Result<ConnId, DialError> {
+        if parse_tcp_addr(addr).is_none() {
+            return Err(DialError::UnsupportedAddress(addr.clone()));
+        }
+        self.dial_from(
+            addr,
+            true,
+            requester,
+            DialPort::Listening,
+            UpgradeRole::Listener,
+        )
     }
 
     fn dial_from(
@@ -53,6 +80,7 @@ impl Core {
         force_new: bool,
         requester: Requester,
         port: DialPort,
+        role: UpgradeRole,
     ) -> Result<ConnId, DialError> {
         if self.shutting_down {
             return Err(DialError::ShuttingDown);
@@ -73,7 +101,7 @@ impl Core {
                 }
                 return Ok(existing);
             }
-            return self.dial_tcp(addr, tcp, requester);
+            return self.dial_tcp(addr, tcp, requester, port == DialPort::Listening, role);
         }
         let quic =
             parse_quic_addr(addr).ok_or_else(|| DialError::UnsupportedAddress(addr.clone()))?;

@@ -63,4 +63,4 @@ mod transmit;
 pub(crate) use self::core::Core;
 pub use incoming_datagrams::ReceivedDatagram;
 pub(crate) use queues::Callback;
-pub use tcp::TcpOutbound;
+pub use tcp::{TcpConnect, TcpOutbound};

@@ -46,6 +46,35 @@ pub struct TcpOutbound {
     pub close: bool,
 }
 
+/// A socket the driver must connect for a dialed TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpConnect {
+    /// The connection; report the connect with
+    /// [`Swarm::feed_tcp_connected`](crate::Swarm::feed_tcp_connected).
+    pub conn: ConnId,
+    /// Where to connect.
+    pub remote: SocketAddr,
+    /// Bind the socket here first, with `SO_REUSEADDR` and `SO_REUSEPORT`
+    /// (it is one of our TCP listen addresses), so that the remote sees
+    /// our listen port; if that fails, connect from any port unless
+    /// `local_only`.
+    pub local: Option<SocketAddr>,
+    /// The dial is only of use from `local` (a simultaneous open): if
+    /// `local` cannot be used, fail it rather than connect from another
+    /// port.
+    pub local_only: bool,
+}
+
+/// Which part a TCP dial takes in the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpgradeRole {
+    /// The usual: we propose the security protocol and the muxer.
+    Dialer,
+    /// The remote's simultaneous dial met ours (DCUtR's TCP hole punch):
+    /// one connection, on which we answer as a listener would.
+    Listener,
+}
+
 /// Placeholders for the QUIC-only fields of a TCP connection's entry.
 const NO_QUIC_HANDLE: ConnectionHandle = ConnectionHandle(usize::MAX);
 const NO_SOCKET: SocketIndex = SocketIndex(usize::MAX);
@@ -74,34 +103,74 @@ impl Core {
     }
 
     /// Dial a TCP address: the connection waits for the driver's connect.
+    /// With `from_listen_port` (and port reuse configured) the socket is
+    /// bound to a listen address first.
     pub(crate) fn dial_tcp(
         &mut self,
         addr: &Multiaddr,
         tcp: TcpAddr,
         requester: Requester,
+        from_listen_port: bool,
+        role: UpgradeRole,
     ) -> Result<ConnId, DialError> {
         if !self.binder.tcp_supported() {
             return Err(DialError::UnsupportedAddress(addr.clone()));
         }
         self.check_connection_limits(tcp.peer, None)?;
-        let (upgrade, observed) = self.dialer_upgrade(tcp.peer)?;
+        let (upgrade, observed) = match role {
+            UpgradeRole::Dialer => self.dialer_upgrade(tcp.peer)?,
+            UpgradeRole::Listener => (self.listener_upgrade(), ObservedPeer::default()),
+        };
         let conn = TcpConn::dialing(upgrade, self.now);
         let origin = Origin::Dialed {
             expected: tcp.peer,
             observed,
             requester,
         };
+        let local = if from_listen_port && self.config.tcp_port_reuse {
+            self.tcp_listen_addr_toward(tcp.socket)
+        } else {
+            None
+        };
+        let local_only = role == UpgradeRole::Listener;
+        if local_only && local.is_none() {
+            // Both ends answering as listeners would wait for each other.
+            return Err(DialError::Connect(cause(
+                "a simultaneous open needs a TCP listen address (and port reuse) to dial from",
+            )));
+        }
         let id = self.insert_tcp_connection(tcp.socket, conn, origin);
-        self.tcp_connects.push_back((id, tcp.socket));
-        debug!(%id, %addr, "dialing over TCP");
+        self.tcp_connects.push_back(TcpConnect {
+            conn: id,
+            remote: tcp.socket,
+            local,
+            local_only,
+        });
+        debug!(%id, %addr, ?local, ?role, "dialing over TCP");
         Ok(id)
     }
 
+    /// The listen address a dial to `remote` goes out from: one of the same
+    /// address family, loopback only toward loopback (a socket bound to
+    /// 127.0.0.1 cannot reach other hosts, nor one bound to a public
+    /// address reach 127.0.0.1).
+    fn tcp_listen_addr_toward(&self, remote: SocketAddr) -> Option<SocketAddr> {
+        let remote = canonical(remote);
+        self.tcp_listeners
+            .iter()
+            .find(|l| {
+                l.is_ipv4() == remote.is_ipv4()
+                    && (l.ip().is_unspecified()
+                        || l.ip().is_loopback() == remote.ip().is_loopback())
+            })
+            .copied()
+    }
+
     /// The next socket the driver must connect, for a dialed connection.
-    pub(crate) fn poll_tcp_connect(&mut self) -> Option<(ConnId, SocketAddr)> {
-        while let Some((id, addr)) = self.tcp_connects.pop_front() {
-            if self.conn(id).is_some() {
-                return Some((id, addr));
+    pub(crate) fn poll_tcp_connect(&mut self) -> Option<TcpConnect> {
+        while let Some(connect) = self.tcp_connects.pop_front() {
+            if self.conn(connect.conn).is_some() {
+                return Some(connect);
             }
         }
         None
@@ -183,10 +252,11 @@ impl Core {
         None
     }
 
-    /// The driver's connect finished.
-    pub(crate) fn tcp_connected(&mut self, id: ConnId) {
+    /// The driver's connect finished, from `local`.
+    pub(crate) fn tcp_connected(&mut self, id: ConnId, local: SocketAddr) {
+        let listen_port = self.tcp_listeners.iter().any(|l| l.port() == local.port());
         if let Some(t) = self.conn_mut(id).and_then(|c| c.transport.tcp()) {
-            t.on_connected();
+            t.on_connected(listen_port);
             self.touch(id.index as usize);
         }
     }
@@ -201,6 +271,22 @@ impl Core {
         match t.feed(data, now) {
             Ok(TcpProgress::Pending) => {}
             Ok(TcpProgress::Established(peer)) => {
+                // A dial that answered as a listener did not check the
+                // PeerId inside the handshake.
+                if let Origin::Dialed {
+                    expected: Some(expected),
+                    ..
+                } = self.connections[index].origin
+                    && expected != peer
+                {
+                    let refused = DialError::WrongPeerId {
+                        expected,
+                        actual: peer,
+                    };
+                    self.end_connection(index, EndReason::Refused(refused));
+                    self.touch(index);
+                    return;
+                }
                 self.on_established(index, peer);
                 let at = self.now + self.config.keep_alive_interval;
                 self.push_deadline(at, Deadline::TcpKeepAlive(id));

@@ -14,6 +14,7 @@ use mio::{Interest, Poll, Token};
 use slab::Slab;
 use tracing::{debug, trace};
 
+use crate::TcpConnect;
 use crate::ids::ConnId;
 use crate::swarm::Swarm;
 
@@ -37,18 +38,57 @@ pub(super) fn is_tcp_token(token: Token) -> bool {
 }
 
 /// A non-blocking listener on `addr` (IPv6 only for an IPv6 address, as
-/// the UDP sockets).
+/// the UDP sockets). It allows port reuse, so that dials may leave from
+/// its port ([`connect_from`]).
 pub(super) fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = reusable_socket(addr)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// A non-blocking TCP socket for `addr`'s family with `SO_REUSEADDR` and
+/// (on Unix) `SO_REUSEPORT`: a listener and the dials from its port share
+/// the port, told apart by the remote end.
+fn reusable_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    Ok(socket)
+}
+
+/// Start connecting to `connect.remote`, from `connect.local` when given
+/// (a listen address: the remote and any NAT on the way see our listen
+/// port), from any port when not or when `local` cannot be used for this
+/// remote (the same four-tuple is taken, say) and the dial allows it.
+fn connect_from(connect: &TcpConnect) -> io::Result<TcpStream> {
+    let remote = connect.remote;
+    if let Some(local) = connect.local {
+        let bound = reusable_socket(local).and_then(|socket| {
+            socket.bind(&local.into())?;
+            match socket.connect(&remote.into()) {
+                Ok(()) => {}
+                #[cfg(unix)]
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                Err(e) => return Err(e),
+            }
+            Ok(socket)
+        });
+        match bound {
+            Ok(socket) => return Ok(TcpStream::from_std(socket.into())),
+            Err(e) if connect.local_only => return Err(e),
+            Err(e) => {
+                debug!(%remote, %local, error = %e, "dial from the listen port failed; any port")
+            }
+        }
+    }
+    TcpStream::connect(remote)
 }
 
 struct Listener {
@@ -161,8 +201,9 @@ impl TcpSockets {
 
     /// Start the connects the swarm asked for.
     pub(super) fn connect(&mut self, swarm: &mut Swarm, poll: &Poll) {
-        while let Some((id, addr)) = swarm.poll_tcp_connect() {
-            match TcpStream::connect(addr) {
+        while let Some(connect) = swarm.poll_tcp_connect() {
+            let id = connect.conn;
+            match connect_from(&connect) {
                 Ok(stream) => self.add_conn(stream, id, false, swarm, poll),
                 Err(e) => swarm.feed_tcp_closed(Instant::now(), id, Some(e.to_string())),
             }
@@ -218,11 +259,11 @@ impl TcpSockets {
                         continue;
                     }
                 }
-                match c.stream.peer_addr() {
-                    Ok(_) => {
+                match c.stream.peer_addr().and_then(|_| c.stream.local_addr()) {
+                    Ok(local) => {
                         c.connected = true;
-                        trace!(conn = %c.id, "TCP connected");
-                        swarm.feed_tcp_connected(Instant::now(), c.id);
+                        trace!(conn = %c.id, %local, "TCP connected");
+                        swarm.feed_tcp_connected(Instant::now(), c.id, local);
                     }
                     // Not connected yet: wait for the next event.
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => {

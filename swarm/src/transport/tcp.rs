@@ -43,6 +43,9 @@ pub(crate) struct TcpConn {
     /// with the protocol-error code), sent before the socket closes so
     /// the remote learns why.
     last_words: Bytes,
+    /// We dialed from our TCP listen port (port reuse), so the remote's
+    /// observation of our address names a port others can reach.
+    pub(crate) from_listen_port: bool,
 }
 
 /// What an upgrade step reached, for the engine.
@@ -71,11 +74,14 @@ impl TcpConn {
             finished: Vec::new(),
             close_requested: false,
             last_words: Bytes::new(),
+            from_listen_port: false,
         }
     }
 
-    /// The socket connected: the upgrade may start sending.
-    pub(crate) fn on_connected(&mut self) {
+    /// The socket connected (from our listen port or not): the upgrade
+    /// may start sending.
+    pub(crate) fn on_connected(&mut self, from_listen_port: bool) {
+        self.from_listen_port = from_listen_port;
         if let State::Connecting(u) = std::mem::replace(&mut self.state, State::Over) {
             self.state = State::Upgrading(u);
         }
