@@ -290,6 +290,12 @@ impl Core {
                 self.on_established(index, peer);
                 let at = self.now + self.config.keep_alive_interval;
                 self.push_deadline(at, Deadline::TcpKeepAlive(id));
+                // Yamux frames that came with the upgrade's last message
+                // (see `SecuredConnection::new`), on the established
+                // connection.
+                if self.conn(id).is_some_and(|c| c.established && !c.closing) {
+                    self.tcp_data(id, &[]);
+                }
             }
             Err(e) => self.tcp_failed(index, e),
         }

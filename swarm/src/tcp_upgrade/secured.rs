@@ -28,18 +28,24 @@ pub struct SecuredConnection {
 }
 
 impl SecuredConnection {
+    /// A connection whose first `early` plaintext bytes (Yamux frames that
+    /// came right behind the upgrade's last message) the session reads at
+    /// the next [`SecuredConnection::feed`], once the connection is
+    /// established: what they do wrong then ends an established connection,
+    /// with Yamux's go-away, rather than failing the handshake.
     pub(super) fn new(
         channel: Channel,
         session: Session,
         remote_peer: PeerId,
         noise_identity: Option<RemoteIdentity>,
+        early: &[u8],
     ) -> Self {
         Self {
             channel,
             session,
             remote_peer,
             noise_identity,
-            plain: BytesMut::new(),
+            plain: BytesMut::from(early),
             out: BytesMut::new(),
         }
     }

@@ -275,3 +275,37 @@ fn a_remote_listing_only_other_muxers_fails_the_handshake_with_no_common_muxer()
         }
     );
 }
+
+/// A peer may send its first Yamux frames right behind its last handshake
+/// message, in one read; whatever is wrong with them is the established
+/// connection's error (which then ends with a go-away and a close the
+/// swarm reports), not the handshake's. (Inline muxer choice: the
+/// listener finishes last.)
+#[test]
+fn bytes_behind_the_last_handshake_message_are_judged_by_the_established_connection() {
+    let (mut d, mut l) = noise_pair(true, true);
+    let now = Instant::now();
+    let mut dialer_done = false;
+    for _ in 0..20 {
+        let to_l = d.take_outbound();
+        if !to_l.is_empty() {
+            assert!(l.feed(&to_l, now).unwrap() == UpgradeProgress::Pending);
+        }
+        let to_d = l.take_outbound();
+        if !to_d.is_empty() && d.feed(&to_d, now).unwrap() == UpgradeProgress::Done {
+            dialer_done = true;
+            break;
+        }
+    }
+    assert!(dialer_done, "the dialer finished first");
+    let mut d = d.finish().unwrap();
+    let mut last = d.take_outbound().unwrap().to_vec();
+    // A Noise message of 40 bytes whose tag cannot verify.
+    last.extend_from_slice(&[0, 40]);
+    last.extend_from_slice(&[0xa5; 40]);
+    let progress = l.feed(&last, now).expect("the handshake itself succeeds");
+    assert!(progress == UpgradeProgress::Done);
+    let mut l = l.finish().unwrap();
+    let err = l.feed(&[], now).expect_err("the bogus message fails");
+    assert!(err.to_string().contains("decrypt"), "{err}");
+}

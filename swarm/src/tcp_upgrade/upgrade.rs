@@ -229,7 +229,7 @@ impl TcpUpgrade {
                     }
                     let (noise, remote) = handshake.into_transport()?;
                     let peer = remote.public_key.to_peer_id();
-                    let mut channel = Channel::Noise(Box::new(noise));
+                    let channel = Channel::Noise(Box::new(noise));
                     if self.inline_muxer && !remote.stream_muxers.is_empty() {
                         // Ours is one muxer, so the first of the initiator's
                         // list that both support is Yamux or nothing.
@@ -239,12 +239,11 @@ impl TcpUpgrade {
                             });
                         }
                         tracing::debug!(%peer, "yamux chosen in the noise handshake");
-                        // Yamux frames may have come right behind the last
-                        // handshake message.
-                        let mut first = BytesMut::new();
-                        channel.decrypt(&[], &mut first)?;
+                        // Yamux frames that came right behind the last
+                        // handshake message stay in the channel, decrypted
+                        // at the connection's first feed.
                         let connection =
-                            self.start_session(channel, peer, Some(remote), &first, now)?;
+                            self.start_session(channel, peer, Some(remote), &[], now)?;
                         self.stage = Stage::Done(connection);
                         return Ok(UpgradeProgress::Done);
                     }
@@ -305,8 +304,8 @@ impl TcpUpgrade {
         }
     }
 
-    /// Yamux over `channel`, fed the plaintext that came with the muxer's
-    /// selection.
+    /// Yamux over `channel`, with the plaintext that came with the muxer's
+    /// selection to read once the connection is established.
     fn start_session(
         &self,
         channel: Channel,
@@ -321,7 +320,6 @@ impl TcpUpgrade {
             Mode::Server
         };
         let mut session = Session::new(mode, self.yamux);
-        session.feed(first, now)?;
         // A first RTT sample lets windows grow from the start.
         session.ping(now);
         Ok(Box::new(SecuredConnection::new(
@@ -329,6 +327,7 @@ impl TcpUpgrade {
             session,
             remote,
             noise_identity,
+            first,
         )))
     }
 
