@@ -307,3 +307,46 @@ fn a_dial_of_a_circuit_address_goes_through_the_relay_client() {
         "{err:?}"
     );
 }
+
+#[test]
+fn listening_on_a_circuit_address_reserves_on_that_relay() {
+    let relay = relay_with(118, roomy());
+    let b = client(119, Vec::new());
+    let listen = relay.p2p_addr().with(P::P2pCircuit);
+    let accepted = b.handle.listen(&listen, TIMEOUT).expect("listen accepted");
+    assert_eq!(accepted, listen);
+    let addrs = reservation_outcome(&b, relay.peer).expect("reserved");
+    assert!(
+        addrs.iter().all(|a| a.to_string().contains("/p2p-circuit")),
+        "{addrs:?}"
+    );
+    // Reachable through it.
+    let a = client(120, Vec::new());
+    let target = listen.clone().with(P::P2p(b.peer));
+    let conn = a
+        .handle
+        .dial(&target, false, TIMEOUT)
+        .expect("dial via relay");
+    let peer = a
+        .handle
+        .call(TIMEOUT, move |s| {
+            s.with_context(swarm::PluginId::external(), |ctx| ctx.connection_peer(conn))
+        })
+        .expect("call");
+    assert_eq!(peer, Some(b.peer));
+    // A circuit listen address must name its relay, and needs a relay
+    // client.
+    for (node, addr) in [
+        (&b, Multiaddr::empty().with(P::P2pCircuit)),
+        (&Node::start(121, |_| vec![]), listen),
+    ] {
+        let err = node.handle.listen(&addr, TIMEOUT).expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                swarm::HandleError::Failed(swarm::ListenError::UnsupportedAddress(_))
+            ),
+            "{addr}: {err:?}"
+        );
+    }
+}

@@ -101,6 +101,11 @@ fn ip_protocol(ip: IpAddr) -> Protocol<'static> {
     }
 }
 
+/// Whether `addr` is relayed: it has a `/p2p-circuit` part.
+pub fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as plain IPv4, so that a
 /// dual-stack socket reports the address the peer really used.
 pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {

@@ -102,6 +102,14 @@ pub trait Protocol: Send {
         let _ = (ctx, dial, addr);
     }
 
+    /// Called on the circuit transport: someone asked the swarm to listen
+    /// on `addr`, `…/p2p/<relay>/p2p-circuit`. Reserve a slot on that relay
+    /// and accept the circuits it brings (a relay client confirms the
+    /// relayed addresses as external ones once reserved).
+    fn handle_listen_circuit(&mut self, ctx: &mut Context<'_>, addr: &Multiaddr) {
+        let _ = (ctx, addr);
+    }
+
     /// A remote opened a stream and multistream-select matched `protocol`,
     /// one of [`Protocol::protocol_ids`]. The plugin now owns the stream.
     fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, protocol: &str) {

@@ -167,6 +167,11 @@ impl Swarm {
     /// ([`SocketBinder::bind_tcp`]): the mio [`Runtime`](crate::Runtime) does,
     /// the virtual network does not.
     pub fn listen(&mut self, addr: &Multiaddr) -> Result<Multiaddr, ListenError> {
+        if crate::address::is_circuit(addr) {
+            // The circuit transport registers in `on_start`.
+            self.start();
+            self.dispatch();
+        }
         let r = self.core.listen(addr);
         self.dispatch();
         r
@@ -521,6 +526,9 @@ impl Swarm {
                 }
                 Callback::DialCircuit(id, dial, addr) => {
                     self.call(id, |p, ctx| p.handle_dial_circuit(ctx, dial, &addr))
+                }
+                Callback::ListenCircuit(id, addr) => {
+                    self.call(id, |p, ctx| p.handle_listen_circuit(ctx, &addr))
                 }
                 Callback::Inbound(id, s, proto) => {
                     self.call(id, |p, ctx| p.accept_inbound_stream(ctx, s, &proto))

@@ -203,11 +203,7 @@ fn start(cli: &Cli) -> Result<Node, Failure> {
         probe_interval: Duration::from_secs(2),
         ..ClientConfig::default()
     })));
-    let reserve_on = match &cli.command {
-        Command::Listen { relay } => vec![relay.clone()],
-        _ => Vec::new(),
-    };
-    rt.add_protocol(Box::new(RelayClient::new(RelayClientConfig { reserve_on })));
+    rt.add_protocol(Box::new(RelayClient::new(RelayClientConfig::default())));
     match cli.command {
         Command::Relay => {
             rt.add_protocol(Box::new(RelayServer::new(RelayServerConfig::default())));
@@ -217,11 +213,16 @@ fn start(cli: &Cli) -> Result<Node, Failure> {
             rt.add_protocol(Box::new(protocols::perf::PerfServer::new()));
         }
     }
-    let listen = if cli.listen.is_empty() {
+    let mut listen = if cli.listen.is_empty() {
         vec!["/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("a multiaddr")]
     } else {
         cli.listen.clone()
     };
+    if let Command::Listen { relay } = &cli.command {
+        // Listening through the relay: the relay client reserves on it.
+        relay_peer(relay)?;
+        listen.push(relay.clone().with(P::P2pCircuit));
+    }
     let mut listening = Vec::new();
     for addr in &listen {
         listening.push(

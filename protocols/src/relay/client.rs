@@ -159,32 +159,40 @@ pub struct RelayClient {
 impl RelayClient {
     /// A client with `config`.
     pub fn new(config: RelayClientConfig) -> Self {
-        let mut relays = HashMap::new();
-        let mut order = Vec::new();
-        for addr in &config.reserve_on {
-            match addr.iter().last() {
-                Some(P::P2p(peer)) => {
-                    order.push(peer);
-                    relays.insert(
-                        peer,
-                        Relay {
-                            addr: addr.clone(),
-                            reserved: Vec::new(),
-                            reserving: false,
-                        },
-                    );
-                }
-                _ => tracing::warn!(%addr, "relay address without /p2p/: ignored"),
-            }
-        }
-        Self {
-            config,
-            relays,
-            order,
+        let mut client = Self {
+            config: config.clone(),
+            relays: HashMap::new(),
+            order: Vec::new(),
             hops: HashMap::new(),
             stops: HashMap::new(),
             waiting: Vec::new(),
+        };
+        for addr in &config.reserve_on {
+            if client.add_relay(addr).is_none() {
+                tracing::warn!(%addr, "relay address without /p2p/: ignored");
+            }
         }
+        client
+    }
+
+    /// Keep a reservation on the relay at `addr` (`…/p2p/<relay id>`);
+    /// its id, or `None` without one.
+    fn add_relay(&mut self, addr: &Multiaddr) -> Option<PeerId> {
+        let Some(P::P2p(peer)) = addr.iter().last() else {
+            return None;
+        };
+        if !self.relays.contains_key(&peer) {
+            self.order.push(peer);
+            self.relays.insert(
+                peer,
+                Relay {
+                    addr: addr.clone(),
+                    reserved: Vec::new(),
+                    reserving: false,
+                },
+            );
+        }
+        Some(peer)
     }
 
     /// The configuration.
@@ -409,6 +417,19 @@ impl Protocol for RelayClient {
         let relays: Vec<PeerId> = self.order.clone();
         for relay in relays {
             self.reserve(ctx, relay);
+        }
+    }
+
+    /// `listen` on `…/p2p/<relay>/p2p-circuit`: as if the relay were in
+    /// [`RelayClientConfig::reserve_on`].
+    fn handle_listen_circuit(&mut self, ctx: &mut Context<'_>, addr: &Multiaddr) {
+        let relay: Multiaddr = addr
+            .iter()
+            .take_while(|p| !matches!(p, P::P2pCircuit))
+            .collect();
+        match self.add_relay(&relay) {
+            Some(peer) => self.reserve(ctx, peer),
+            None => debug!(%addr, "listen address names no relay: ignored"),
         }
     }
 

@@ -17,7 +17,7 @@ use multiaddr::Multiaddr;
 use tracing::debug;
 
 use crate::connection::Requester;
-use crate::error::{DialError, RelayConnectionError};
+use crate::error::{DialError, ListenError, RelayConnectionError};
 use crate::events::{RelayedRole, SwarmEvent};
 use crate::ids::{ConnId, PluginId, StreamRef};
 
@@ -39,6 +39,29 @@ impl Core {
     /// `Context::register_circuit_transport`.
     pub(crate) fn register_circuit_transport(&mut self, plugin: PluginId) {
         self.circuit_dials.transport = Some(plugin);
+    }
+
+    /// Listening on `…/p2p/<relay>/p2p-circuit`: the circuit transport
+    /// reserves on the relay (asynchronously; the address is returned as
+    /// accepted, and the relayed addresses become external addresses once
+    /// the relay grants the reservation).
+    pub(crate) fn listen_circuit(&mut self, addr: &Multiaddr) -> Result<Multiaddr, ListenError> {
+        let relay_given = matches!(
+            addr.iter()
+                .take_while(|p| !matches!(p, multiaddr::Protocol::P2pCircuit))
+                .last(),
+            Some(multiaddr::Protocol::P2p(_))
+        );
+        let ends_in_circuit = matches!(addr.iter().last(), Some(multiaddr::Protocol::P2pCircuit));
+        let (Some(transport), true, true) =
+            (self.circuit_dials.transport, relay_given, ends_in_circuit)
+        else {
+            return Err(ListenError::UnsupportedAddress(addr.clone()));
+        };
+        debug!(%addr, "listening through a relay");
+        self.callbacks
+            .push_back(Callback::ListenCircuit(transport, addr.clone()));
+        Ok(addr.clone())
     }
 
     /// A dial of a relayed address: to the circuit transport.

@@ -20,6 +20,7 @@ pub(crate) enum Callback {
     DialFailure(PluginId, ConnId, DialError),
     FindPeer(PluginId, PeerId),
     DialCircuit(PluginId, ConnId, Multiaddr),
+    ListenCircuit(PluginId, Multiaddr),
     LocalProtocolsChanged,
     Inbound(PluginId, StreamRef, String),
     Negotiated(PluginId, StreamRef, String),

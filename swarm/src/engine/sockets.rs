@@ -57,6 +57,9 @@ impl Core {
         if self.shutting_down {
             return Err(ListenError::ShuttingDown);
         }
+        if crate::address::is_circuit(addr) {
+            return self.listen_circuit(addr);
+        }
         if let Some(tcp) = parse_tcp_addr(addr).filter(|t| t.peer.is_none()) {
             return self.tcp_listen(addr, tcp.socket);
         }
