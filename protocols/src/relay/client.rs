@@ -320,6 +320,14 @@ impl RelayClient {
             .as_secs();
         let expires_in =
             Duration::from_secs(granted.expire.unwrap_or(now_unix).saturating_sub(now_unix));
+        // The voucher is optional (rust-libp2p's relay sends none); one that
+        // is there must be the relay's, for us.
+        if let Some(voucher) = &granted.voucher
+            && let Err(e) = super::voucher::check(voucher, relay, ctx.local_peer_id())
+        {
+            self.reservation_failed(ctx, relay, format!("bad voucher: {e}"));
+            return;
+        }
         let Some(r) = self.relays.get_mut(&relay) else {
             return;
         };

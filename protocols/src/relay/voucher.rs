@@ -93,6 +93,34 @@ pub fn verify(bytes: &[u8]) -> Option<(PeerId, PeerId, u64)> {
     ))
 }
 
+/// Why a reservation's voucher cannot be accepted by `peer` from `relay`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VoucherError {
+    /// Not a signed voucher envelope, or its signature does not hold.
+    #[error("the voucher's signature does not hold")]
+    BadSignature,
+    /// Signed by (or naming) another relay.
+    #[error("the voucher is from {0}, not the relay")]
+    OtherRelay(PeerId),
+    /// Made out to another peer.
+    #[error("the voucher is for {0}, not us")]
+    OtherPeer(PeerId),
+}
+
+/// Check a reservation's voucher: signed by `relay`, made out to `peer`.
+/// (Its expiration is advisory, as the voucher is: the reservation's own
+/// `expire` is what the client renews by.)
+pub fn check(bytes: &[u8], relay: PeerId, peer: PeerId) -> Result<(), VoucherError> {
+    let (signer, holder, _expiration) = verify(bytes).ok_or(VoucherError::BadSignature)?;
+    if signer != relay {
+        return Err(VoucherError::OtherRelay(signer));
+    }
+    if holder != peer {
+        return Err(VoucherError::OtherPeer(holder));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +136,24 @@ mod tests {
         let n = tampered.len();
         tampered[n - 1] ^= 1;
         assert_eq!(verify(&tampered), None);
+    }
+
+    #[test]
+    fn a_voucher_for_another_relay_or_peer_is_refused() {
+        let key = swarm::Keypair::generate_ed25519();
+        let relay = key.public().to_peer_id();
+        let me = PeerId::random();
+        let bytes = encode(relay, me, 1_000, &key.public(), |d| key.sign(d).ok()).unwrap();
+        assert_eq!(check(&bytes, relay, me), Ok(()));
+        let other = PeerId::random();
+        assert_eq!(
+            check(&bytes, other, me),
+            Err(VoucherError::OtherRelay(relay))
+        );
+        assert_eq!(
+            check(&bytes, relay, other),
+            Err(VoucherError::OtherPeer(me))
+        );
+        assert_eq!(check(b"junk", relay, me), Err(VoucherError::BadSignature));
     }
 }
