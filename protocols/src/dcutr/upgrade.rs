@@ -316,13 +316,13 @@ impl Dcutr {
 /// A `/ip4|ip6/…/udp/…/quic-v1` address without relay or peer id parts.
 fn is_direct_quic(addr: &Multiaddr) -> bool {
     swarm::address::parse_quic_addr(addr).is_some_and(|q| q.peer.is_none())
-        && !addr.iter().any(|p| matches!(p, P::P2pCircuit))
+        && !swarm::address::is_circuit(addr)
 }
 
 /// A `/ip4|ip6/…/tcp/…` address without relay or peer id parts.
 fn is_direct_tcp(addr: &Multiaddr) -> bool {
     swarm::address::parse_tcp_addr(addr).is_some_and(|t| t.peer.is_none())
-        && !addr.iter().any(|p| matches!(p, P::P2pCircuit))
+        && !swarm::address::is_circuit(addr)
 }
 
 fn is_direct(addr: &Multiaddr) -> bool {

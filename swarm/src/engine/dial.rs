@@ -85,10 +85,7 @@ impl Core {
         if self.shutting_down {
             return Err(DialError::ShuttingDown);
         }
-        if addr
-            .iter()
-            .any(|p| matches!(p, multiaddr::Protocol::P2pCircuit))
-        {
+        if crate::address::is_circuit(addr) {
             return self.dial_circuit(addr, requester);
         }
         if let Some(tcp) = parse_tcp_addr(addr) {
