@@ -95,7 +95,7 @@ use libp2p::{
 use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 
-use crate::{Node, PeerEvent};
+use crate::{Node, PeerEvent, lock};
 
 /// Protocol ids a gossipsub node offers (and accepts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -527,5 +527,94 @@ fn reply_disabled(cmd: GossipCommand) {
         GossipCommand::Metrics(r) => {
             let _ = r.send(None);
         }
+    }
+}
+
+/// The blocking gossipsub calls of [`RustPeer`](crate::RustPeer).
+impl crate::RustPeer {
+    /// Subscribe to `topic` (an `IdentTopic`: the hash is the string
+    /// itself). `Ok(false)` if already subscribed; `Err` if gossipsub is not
+    /// enabled or the node does not answer within 5 s.
+    pub fn gossip_subscribe(&self, topic: &str) -> Result<bool, String> {
+        self.gossip_call("subscribe", |r| {
+            GossipCommand::Subscribe(topic.to_string(), r)
+        })
+    }
+
+    /// Unsubscribe from `topic`; `Ok(false)` if not subscribed.
+    pub fn gossip_unsubscribe(&self, topic: &str) -> Result<bool, String> {
+        self.gossip_call("unsubscribe", |r| {
+            GossipCommand::Unsubscribe(topic.to_string(), r)
+        })
+    }
+
+    /// Publish `data` on `topic`; returns the message id. The error is
+    /// libp2p-gossipsub's `PublishError` in `Debug` form, e.g.
+    /// `publish: NoPeersSubscribedToTopic`, `publish: Duplicate`,
+    /// `publish: MessageTooLarge`, `publish: AllQueuesFull(n)`.
+    pub fn gossip_publish(&self, topic: &str, data: Vec<u8>) -> Result<MessageId, String> {
+        self.gossip_call("publish", |r| {
+            GossipCommand::Publish(topic.to_string(), data, r)
+        })
+    }
+
+    /// The next message received through gossipsub, waiting at most
+    /// `timeout`. Messages are queued separately from [`PeerEvent`]s.
+    pub fn gossip_next_message(&self, timeout: Duration) -> Option<GossipMessage> {
+        lock(&self.gossip_messages).recv_timeout(timeout).ok()
+    }
+
+    /// Report the application's verdict on a message received under
+    /// [`GossipValidation::Manual`]; `Ok(false)` if libp2p-gossipsub no
+    /// longer has it (already reported, or it left the message cache).
+    pub fn gossip_report_validation(
+        &self,
+        id: &MessageId,
+        propagation_source: PeerId,
+        acceptance: GossipAcceptance,
+    ) -> Result<bool, String> {
+        self.gossip_call("report_validation", |reply| {
+            GossipCommand::ReportValidation {
+                id: id.clone(),
+                propagation_source,
+                acceptance,
+                reply,
+            }
+        })
+    }
+
+    /// Our mesh peers for `topic` (empty if gossipsub is disabled or the
+    /// node does not answer within 5 s).
+    pub fn gossip_mesh_peers(&self, topic: &str) -> Vec<PeerId> {
+        self.gossip_query(|r| GossipCommand::MeshPeers(topic.to_string(), r))
+            .unwrap_or_default()
+    }
+
+    /// Every peer gossipsub knows, with the topics it is subscribed to.
+    pub fn gossip_all_peers(&self) -> Vec<(PeerId, Vec<String>)> {
+        self.gossip_query(GossipCommand::AllPeers)
+            .unwrap_or_default()
+    }
+
+    /// The gossipsub version negotiated with each peer, as
+    /// libp2p-gossipsub's `PeerKind` displays it (`"Gossipsub v1.2"`,
+    /// `"Gossipsub v1.1"`, `"Not Supported"`, ...).
+    pub fn gossip_peer_protocols(&self) -> Vec<(PeerId, String)> {
+        self.gossip_query(GossipCommand::PeerProtocols)
+            .unwrap_or_default()
+    }
+
+    /// libp2p-gossipsub's metrics in OpenMetrics text; `None` unless
+    /// [`GossipConfig::metrics`] is on.
+    pub fn gossip_metrics(&self) -> Option<String> {
+        self.gossip_query(GossipCommand::Metrics).flatten()
+    }
+
+    /// How many IDONTWANT control messages this node has received (the
+    /// `idontwant_msgs` counter); `None` unless [`GossipConfig::metrics`] is
+    /// on.
+    pub fn gossip_idontwant_received(&self) -> Option<u64> {
+        self.gossip_metrics()
+            .map(|text| metric_total(&text, "idontwant_msgs"))
     }
 }
