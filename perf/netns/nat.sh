@@ -52,8 +52,7 @@ Environment:
   HPNAT_TIMEOUT    seconds allowed for each dial attempt (default 30)
   HPNAT_TRANSPORT  quic (default) or tcp: what the relay, A and B listen on,
                    so what the circuit runs over and the punch uses (TCP:
-                   dials from the listen port, a TCP simultaneous open;
-                   ours only)
+                   dials from the listen port, a TCP simultaneous open)
   HPNAT_A, HPNAT_B who plays the dialer A and the listener B: ours (default)
                    or rust (rust-libp2p 0.57: the rust_holepunch binary of
                    the rust-libp2p-peer package, or RUST_HOLEPUNCH)
@@ -360,7 +359,6 @@ punch() {
   case "$transport" in
     quic) relay_listen="/ip4/$PUBLIC.1/udp/$RELAY_PORT/quic-v1" ;;
     tcp)
-      [[ "$a_impl$b_impl" == oursours ]] || die "HPNAT_TRANSPORT=tcp runs ours only"
       relay_listen="/ip4/$PUBLIC.1/tcp/$RELAY_PORT"
       peer_listen=(--listen /ip4/0.0.0.0/tcp/0)
       ;;
@@ -372,7 +370,8 @@ punch() {
     "${allow[@]}" >"$LOGS/relay.out" 2>"$LOGS/relay.err" &
   relay_addr=$(wait_listening "$LOGS/relay.out")
   if [[ "$b_impl" == rust ]]; then
-    in_ns b env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$rust" listen --relay "$relay_addr" >"$LOGS/b.out" 2>"$LOGS/b.err" &
+    in_ns b env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$rust" listen --relay "$relay_addr" "${peer_listen[@]}" \
+      >"$LOGS/b.out" 2>"$LOGS/b.err" &
   else
     in_ns b env RUST_LOG="${HPNAT_RUST_LOG:-warn}" "$bin" listen --relay "$relay_addr" "${allow[@]}" \
       "${peer_listen[@]}" >"$LOGS/b.out" 2>"$LOGS/b.err" &
@@ -384,7 +383,7 @@ punch() {
     rc=0
     if [[ "$a_impl" == rust ]]; then
       in_ns a env RUST_LOG="${HPNAT_RUST_LOG:-warn}" timeout "$((timeout + 5))" "$rust" dial --relay "$relay_addr" "$b_peer" \
-        --timeout "$timeout" >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
+        --timeout "$timeout" "${peer_listen[@]}" >"$LOGS/a-$i.out" 2>"$LOGS/a-$i.err" || rc=$?
     else
       in_ns a env RUST_LOG="${HPNAT_RUST_LOG:-warn}" timeout "$((timeout + 5))" "$bin" dial --relay "$relay_addr" "$b_peer" \
         --timeout "$timeout" --pings 1 --perf "${HPNAT_PERF_BYTES:-1048576}" "${allow[@]}" \

@@ -3,7 +3,9 @@
 //! 1` with rust-libp2p as the dialer (`HPNAT_A=rust`, our `holepunch
 //! listen` behind NAT B initiates DCUtR) and as the listener
 //! (`HPNAT_B=rust`, our `holepunch dial` answers its DCUtR and runs perf
-//! over the direct connection). Our relay serves both.
+//! over the direct connection). Our relay serves both. Over QUIC, and over
+//! TCP (both dial from their listen ports; the DCUtR initiator dials as the
+//! listener, and the SYNs crossing in the NATs make one connection).
 //!
 //! Our `holepunch` binary is taken from next to `rust_holepunch` in the
 //! target directory (`cargo test --workspace` builds it), or from
@@ -35,7 +37,7 @@ fn holepunch_binary() -> PathBuf {
     path
 }
 
-fn punch(who: &str) -> Vec<Value> {
+fn punch(who: &str, transport: &str) -> Vec<Value> {
     let out = Command::new("timeout")
         .arg("300")
         .arg(SCRIPT)
@@ -43,6 +45,7 @@ fn punch(who: &str) -> Vec<Value> {
         .env("HOLEPUNCH", holepunch_binary())
         .env("RUST_HOLEPUNCH", RUST_HOLEPUNCH)
         .env(who, "rust")
+        .env("HPNAT_TRANSPORT", transport)
         .output()
         .expect("run nat.sh");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -60,8 +63,14 @@ fn ours_and_rust_libp2p_punch_through_eim_nats_both_ways() {
         eprintln!("skipped: {why}");
         return;
     }
-    for who in ["HPNAT_A", "HPNAT_B"] {
-        let lines = punch(who);
+    for (who, transport) in [
+        ("HPNAT_A", "quic"),
+        ("HPNAT_B", "quic"),
+        ("HPNAT_A", "tcp"),
+        ("HPNAT_B", "tcp"),
+    ] {
+        let lines = punch(who, transport);
+        let who = format!("{who} over {transport}");
         let attempt = lines
             .iter()
             .find(|l| l["type"] == "attempt")
@@ -71,11 +80,12 @@ fn ours_and_rust_libp2p_punch_through_eim_nats_both_ways() {
         // The listener's NAT (B's router) is where the direct connection
         // goes.
         let addr = attempt["direct"]["addr"].as_str().unwrap_or_default();
-        assert!(
-            addr.starts_with("/ip4/198.51.100.12/udp/"),
-            "{who}: {attempt}"
-        );
-        if who == "HPNAT_B" {
+        let prefix = match transport {
+            "tcp" => "/ip4/198.51.100.12/tcp/",
+            _ => "/ip4/198.51.100.12/udp/",
+        };
+        assert!(addr.starts_with(prefix), "{who}: {attempt}");
+        if who.starts_with("HPNAT_B") {
             assert_eq!(attempt["perf"]["bytes_down"], 1 << 20, "{attempt}");
         }
     }

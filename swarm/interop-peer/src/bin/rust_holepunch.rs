@@ -1,7 +1,10 @@
 //! The `holepunch` example's `listen` and `dial` roles played by
 //! rust-libp2p 0.57 (relay client, DCUtR, identify over QUIC), with the
 //! same output, so that `perf/netns/nat.sh` can put a rust-libp2p node on
-//! either side of the NATs (`HPNAT_A=rust`, `HPNAT_B=rust`).
+//! either side of the NATs (`HPNAT_A=rust`, `HPNAT_B=rust`). With a TCP
+//! `--listen` address it also listens on TCP (rust-libp2p's TCP dials
+//! leave from the listen port, and its DCUtR dials as listener for the
+//! simultaneous open).
 //!
 //! ```text
 //! rust_holepunch listen --relay <relay addr>/p2p/<relay id>
@@ -26,7 +29,7 @@ use rust_libp2p_peer::{Multiaddr, PeerConfig, PeerEvent, PeerId, RustPeer};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// The QUIC address to listen on.
+    /// The QUIC address to listen on, or a TCP one to listen on besides.
     #[arg(long, global = true, default_value = "/ip4/0.0.0.0/udp/0/quic-v1")]
     listen: Multiaddr,
     /// Seconds `dial` may take.
@@ -56,8 +59,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let timeout = Duration::from_secs(cli.timeout);
+    let tcp = cli.listen.iter().any(|p| matches!(p, Protocol::Tcp(_)));
     let peer = RustPeer::spawn(PeerConfig {
-        quic_listen_addr: cli.listen.clone(),
+        quic_listen_addr: if tcp {
+            PeerConfig::default().quic_listen_addr
+        } else {
+            cli.listen.clone()
+        },
         // The relay client's and DCUtR's protocols run on connections that
         // would otherwise idle out while the punch is under way.
         idle_connection_timeout: Duration::from_secs(60),
@@ -65,6 +73,9 @@ fn main() -> ExitCode {
         perf_server: true,
         ..PeerConfig::default()
     });
+    if tcp && let Err(e) = peer.listen_on(cli.listen.clone()) {
+        return fail(3, format!("cannot listen on {}: {e}", cli.listen));
+    }
     match cli.command {
         Command::Listen { relay } => listen(&peer, relay, timeout),
         Command::Dial {
