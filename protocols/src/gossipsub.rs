@@ -44,6 +44,7 @@ mod api;
 mod client;
 mod codec;
 mod config;
+mod control;
 mod error;
 mod heartbeat;
 mod mcache;
