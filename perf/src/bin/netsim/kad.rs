@@ -39,6 +39,16 @@ pub(crate) struct KadArgs {
     /// Virtual milliseconds between two nodes joining.
     #[arg(long, default_value_t = 10.0)]
     join_interval_ms: f64,
+    /// Virtual milliseconds between two nodes starting their refresh once
+    /// everyone has joined (0: all at once). Each refresh is a bootstrap
+    /// (a dozen lookups, a few hundred peers dialed) whose connections live
+    /// until they have been idle for 2 s; started all at once, every node
+    /// holds a few hundred connections at the same moment (~30 KB each),
+    /// which is what capped the network at 1,000 nodes. Started at the
+    /// join interval, the refresh wave holds as many at once as the join
+    /// wave does, whatever the number of nodes.
+    #[arg(long, default_value_t = 10.0)]
+    refresh_interval_ms: f64,
     /// Records put before the query phase.
     #[arg(long, default_value_t = 100)]
     puts: usize,
@@ -399,9 +409,19 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
     }
     s.settle(limit);
     s.phase_done("join");
-    // Early joiners met a small network: everyone refreshes once.
-    for node in &nodes {
+    // Early joiners met a small network: everyone refreshes once, one
+    // after another as they joined (see `--refresh-interval-ms`).
+    let refresh_interval = Duration::from_secs_f64(args.refresh_interval_ms / 1000.0);
+    for (i, node) in nodes.iter().enumerate() {
         s.start(node, Kind::Join, KadRequest::Bootstrap, None, None);
+        if !refresh_interval.is_zero() {
+            s.net.run_for(refresh_interval);
+            s.progress.tick(&s.net, || {
+                let (conns, streams) = open_connections(&s.net);
+                json!({"phase": "refresh", "started": i + 1,
+                    "connections": conns, "streams": streams})
+            });
+        }
     }
     s.settle(limit);
     s.phase_done("refresh");
