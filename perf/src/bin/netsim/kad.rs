@@ -274,8 +274,7 @@ impl Scenario {
         let mut book = self.queries.lock().unwrap();
         let Book { by_id, open } = &mut *book;
         for q in by_id.values_mut() {
-            if q.outcome.is_none() && !q.abandoned && (q.origin == gone || q.target == Some(gone))
-            {
+            if q.outcome.is_none() && !q.abandoned && (q.origin == gone || q.target == Some(gone)) {
                 q.abandoned = true;
                 *open -= 1;
             }
@@ -398,14 +397,11 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
         nodes.push(node);
         s.net.run_for(join_interval);
         let (joined, virtual_s) = (nodes.len(), s.net.elapsed().as_secs_f64());
-        s.progress.tick(
-            &s.net,
-            || {
-                let (conns, streams) = open_connections(&s.net);
-                json!({"phase": "join", "nodes": joined, "at": virtual_s,
+        s.progress.tick(&s.net, || {
+            let (conns, streams) = open_connections(&s.net);
+            json!({"phase": "join", "nodes": joined, "at": virtual_s,
                     "connections": conns, "streams": streams})
-            },
-        );
+        });
     }
     s.settle(limit);
     s.phase_done("join");
@@ -486,14 +482,11 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
             }
         }
         s.net.run_for(gap);
-        s.progress.tick(
-            &s.net,
-            || {
-                let (conns, streams) = open_connections(&s.net);
-                json!({"phase": "query", "started": q + 1, "left": left,
+        s.progress.tick(&s.net, || {
+            let (conns, streams) = open_connections(&s.net);
+            json!({"phase": "query", "started": q + 1, "left": left,
                     "connections": conns, "streams": streams})
-            },
-        );
+        });
     }
     s.settle(limit);
 
