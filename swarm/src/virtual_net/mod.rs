@@ -558,6 +558,16 @@ impl VirtualNet {
         swarm
     }
 
+    /// Node `n`'s swarm, read-only, if it is on the network and is a
+    /// swarm. Unlike [`VirtualNet::swarm`] it neither marks the node for
+    /// polling nor moves its clock, so looking (a count for a progress
+    /// line) does not change the run.
+    pub fn swarm_ref(&self, n: usize) -> Option<&Swarm> {
+        let slot = self.slots.get(n)?.as_ref()?;
+        let node: &dyn Any = &*slot.node;
+        node.downcast_ref::<Swarm>()
+    }
+
     /// Feed `data` to node `n` now, as if `from` had sent it, bypassing the
     /// filter and the link (it is not counted in the stats).
     pub fn inject(&mut self, n: usize, from: SocketAddr, data: &[u8]) {

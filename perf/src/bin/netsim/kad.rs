@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,16 @@ pub(crate) struct KadArgs {
     /// Virtual milliseconds between two nodes joining.
     #[arg(long, default_value_t = 10.0)]
     join_interval_ms: f64,
+    /// Virtual milliseconds between two nodes starting their refresh once
+    /// everyone has joined (0: all at once). Each refresh is a bootstrap
+    /// (a dozen lookups, a few hundred peers dialed) whose connections live
+    /// until they have been idle for 2 s; started all at once, every node
+    /// holds a few hundred connections at the same moment (~30 KB each),
+    /// which is what capped the network at 1,000 nodes. Started at the
+    /// join interval, the refresh wave holds as many at once as the join
+    /// wave does, whatever the number of nodes.
+    #[arg(long, default_value_t = 10.0)]
+    refresh_interval_ms: f64,
     /// Records put before the query phase.
     #[arg(long, default_value_t = 100)]
     puts: usize,
@@ -79,8 +90,20 @@ struct Query {
     abandoned: bool,
 }
 
-/// Every query of every node, by id (ids are unique in the process).
-type Queries = Arc<Mutex<HashMap<QueryId, Query>>>;
+/// Every query of every node, by id (ids are unique in the process), and
+/// how many are still open (neither finished nor abandoned): kept as the
+/// queries change, since the run checks it after every turn and a scan of
+/// tens of thousands of queries per turn would dominate a big run.
+#[derive(Default)]
+struct Book {
+    by_id: HashMap<QueryId, Query>,
+    open: usize,
+}
+
+type Queries = Arc<Mutex<Book>>;
+
+/// Connections ever established, counted on both ends.
+type Established = Arc<AtomicU64>;
 
 /// Records when the node's Kademlia plugin finishes a query the scenario
 /// started, and whether it succeeded.
@@ -89,6 +112,7 @@ struct Outcomes {
     /// For lookups: the peer looked for; a lookup succeeds only with an
     /// address. For gets: the value expected.
     expected: Arc<Mutex<HashMap<QueryId, Vec<u8>>>>,
+    established: Established,
 }
 
 impl Protocol for Outcomes {
@@ -100,8 +124,9 @@ impl Protocol for Outcomes {
         let Some(KadEvent::QueryFinished { id, result }) = event.downcast_ref::<KadEvent>() else {
             return;
         };
-        let mut queries = self.queries.lock().unwrap();
-        let Some(query) = queries.get_mut(id) else {
+        let mut book = self.queries.lock().unwrap();
+        let Book { by_id, open } = &mut *book;
+        let Some(query) = by_id.get_mut(id) else {
             return;
         };
         let expected = self.expected.lock().unwrap().remove(id);
@@ -114,7 +139,14 @@ impl Protocol for Outcomes {
             }
             _ => false,
         };
+        if query.outcome.is_none() && !query.abandoned {
+            *open -= 1;
+        }
         query.outcome = Some((ctx.now(), ok));
+    }
+
+    fn handle_new_connection(&mut self, _: &mut Context<'_>, _: swarm::ConnId, _: PeerId) {
+        self.established.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -130,6 +162,16 @@ fn node_ip(i: usize, ipv6: bool) -> IpAddr {
     }
 }
 
+/// Connections and streams open across the network right now (every
+/// swarm's table: handshaking, established and closing connections).
+fn open_connections(net: &VirtualNet) -> (usize, usize) {
+    (0..net.len())
+        .filter_map(|n| net.swarm_ref(n))
+        .fold((0, 0), |(c, s), swarm| {
+            (c + swarm.connection_count(), s + swarm.stream_count())
+        })
+}
+
 /// One node of the network.
 struct Node {
     index: usize,
@@ -142,6 +184,7 @@ struct Scenario {
     rng: StdRng,
     queries: Queries,
     expected: Arc<Mutex<HashMap<QueryId, Vec<u8>>>>,
+    established: Established,
     ipv6: bool,
     progress: Progress,
 }
@@ -167,10 +210,15 @@ impl Scenario {
         };
         let mut kad = None;
         let (queries, expected) = (self.queries.clone(), self.expected.clone());
+        let established = self.established.clone();
         let index = self.net.add_swarm_with(config, node_ip(i, self.ipv6), |s| {
             s.add_protocol(Box::new(Identify::new(IdentifyConfig::new(public_key))));
             kad = Some(s.add_protocol(Box::new(Kademlia::new(kad_config))));
-            s.add_protocol(Box::new(Outcomes { queries, expected }));
+            s.add_protocol(Box::new(Outcomes {
+                queries,
+                expected,
+                established,
+            }));
         });
         let peer = self.net.swarm(index).local_peer_id();
         Ok(Node {
@@ -197,7 +245,9 @@ impl Scenario {
         if let Some(value) = expected {
             self.expected.lock().unwrap().insert(id, value);
         }
-        self.queries.lock().unwrap().insert(
+        let mut book = self.queries.lock().unwrap();
+        book.open += 1;
+        book.by_id.insert(
             id,
             Query {
                 kind,
@@ -208,6 +258,9 @@ impl Scenario {
                 abandoned: false,
             },
         );
+        // Let go before the command runs: a query that finishes within
+        // it takes the lock in `Outcomes`.
+        drop(book);
         let kad = node.kad;
         self.net
             .swarm(node.index)
@@ -218,9 +271,12 @@ impl Scenario {
     /// abandoned.
     fn left(&mut self, gone: usize) {
         self.net.remove_node(gone);
-        for q in self.queries.lock().unwrap().values_mut() {
-            if q.outcome.is_none() && (q.origin == gone || q.target == Some(gone)) {
+        let mut book = self.queries.lock().unwrap();
+        let Book { by_id, open } = &mut *book;
+        for q in by_id.values_mut() {
+            if q.outcome.is_none() && !q.abandoned && (q.origin == gone || q.target == Some(gone)) {
                 q.abandoned = true;
+                *open -= 1;
             }
         }
     }
@@ -230,20 +286,40 @@ impl Scenario {
         let queries = self.queries.clone();
         let progress = &mut self.progress;
         self.net.run_until(limit, |net| {
-            let queries = queries.lock().unwrap();
-            let open = queries
-                .values()
-                .filter(|q| q.outcome.is_none() && !q.abandoned)
-                .count();
-            progress.tick(net, || json!({"phase_open_queries": open}));
+            let open = queries.lock().unwrap().open;
+            progress.tick(net, || {
+                let (conns, streams) = open_connections(net);
+                json!({"phase_open_queries": open, "connections": conns, "streams": streams})
+            });
             open == 0
         });
     }
 
+    /// Print where a phase ended: virtual and wall time, connections
+    /// established so far.
+    fn phase_done(&self, phase: &str) {
+        println!(
+            "{}",
+            json!({
+                "event": "phase_done",
+                "phase": phase,
+                "virtual_s": self.net.elapsed().as_secs_f64(),
+                "wall_s": self.progress.wall_s(),
+                "connections_established": self.established.load(Ordering::Relaxed),
+                "connections_open": open_connections(&self.net).0,
+                "peer_store_entries": (0..self.net.len())
+                    .filter_map(|n| self.net.swarm_ref(n))
+                    .map(|s| s.peer_store().len())
+                    .sum::<usize>(),
+            })
+        );
+    }
+
     /// Success rate and latency percentiles (virtual ms) of one kind.
     fn figures(&self, kind: Kind) -> (usize, f64, Option<f64>, Option<f64>) {
-        let queries = self.queries.lock().unwrap();
-        let of_kind: Vec<&Query> = queries
+        let book = self.queries.lock().unwrap();
+        let of_kind: Vec<&Query> = book
+            .by_id
             .values()
             .filter(|q| q.kind == kind && !q.abandoned)
             .collect();
@@ -281,6 +357,7 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
         rng: StdRng::seed_from_u64(net_args.seed),
         queries: Arc::default(),
         expected: Arc::default(),
+        established: Arc::default(),
         ipv6: net_args.ipv6,
         progress: Progress::new(),
     };
@@ -320,17 +397,30 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
         nodes.push(node);
         s.net.run_for(join_interval);
         let (joined, virtual_s) = (nodes.len(), s.net.elapsed().as_secs_f64());
-        s.progress.tick(
-            &s.net,
-            || json!({"phase": "join", "nodes": joined, "at": virtual_s}),
-        );
+        s.progress.tick(&s.net, || {
+            let (conns, streams) = open_connections(&s.net);
+            json!({"phase": "join", "nodes": joined, "at": virtual_s,
+                    "connections": conns, "streams": streams})
+        });
     }
     s.settle(limit);
-    // Early joiners met a small network: everyone refreshes once.
-    for node in &nodes {
+    s.phase_done("join");
+    // Early joiners met a small network: everyone refreshes once, one
+    // after another as they joined (see `--refresh-interval-ms`).
+    let refresh_interval = Duration::from_secs_f64(args.refresh_interval_ms / 1000.0);
+    for (i, node) in nodes.iter().enumerate() {
         s.start(node, Kind::Join, KadRequest::Bootstrap, None, None);
+        if !refresh_interval.is_zero() {
+            s.net.run_for(refresh_interval);
+            s.progress.tick(&s.net, || {
+                let (conns, streams) = open_connections(&s.net);
+                json!({"phase": "refresh", "started": i + 1,
+                    "connections": conns, "streams": streams})
+            });
+        }
     }
     s.settle(limit);
+    s.phase_done("refresh");
     let joined_at = s.net.elapsed();
 
     // 2. Records, from random nodes.
@@ -352,6 +442,7 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
         keys.push((key, value));
     }
     s.settle(limit);
+    s.phase_done("put");
 
     // 3. Lookups and gets, in random order at the query rate, while nodes
     //    leave evenly over the phase.
@@ -391,20 +482,15 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
             }
         }
         s.net.run_for(gap);
-        s.progress.tick(
-            &s.net,
-            || json!({"phase": "query", "started": q + 1, "left": left}),
-        );
+        s.progress.tick(&s.net, || {
+            let (conns, streams) = open_connections(&s.net);
+            json!({"phase": "query", "started": q + 1, "left": left,
+                    "connections": conns, "streams": streams})
+        });
     }
     s.settle(limit);
 
-    let unfinished = s
-        .queries
-        .lock()
-        .unwrap()
-        .values()
-        .filter(|q| q.outcome.is_none() && !q.abandoned)
-        .count();
+    let unfinished = s.queries.lock().unwrap().open;
     let (joins, join_rate, _, _) = s.figures(Kind::Join);
     let (puts, put_rate, put_p50, _) = s.figures(Kind::Put);
     let (lookups, lookup_rate, lookup_p50, lookup_p99) = s.figures(Kind::Lookup);
@@ -436,7 +522,8 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
             "get_p50_ms": get_p50,
             "get_p99_ms": get_p99,
             "left": left,
-            "abandoned_queries": s.queries.lock().unwrap().values().filter(|q| q.abandoned).count(),
+            "abandoned_queries": s.queries.lock().unwrap().by_id.values().filter(|q| q.abandoned).count(),
+            "connections_established": s.established.load(Ordering::Relaxed),
             "unfinished_queries": unfinished,
         })
     );
