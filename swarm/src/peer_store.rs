@@ -6,8 +6,11 @@
 //! the last measured round-trip time.
 //!
 //! The store never reads a clock: every call that deals with time takes `now`.
-//! Everything a remote peer can feed into it is bounded: addresses per peer,
-//! protocols per peer, and the length of every string and address.
+//! Everything a remote peer can feed into it is bounded: the number of peers,
+//! addresses per peer, protocols per peer, and the length of every string and
+//! address. Records whose addresses all expired (and that have no connection)
+//! are swept out as addresses are added, at most once a minute, so a
+//! long-running node that keeps learning addresses does not keep them all.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,6 +19,14 @@ use libp2p_identity::{PeerId, PublicKey};
 use multiaddr::{Multiaddr, Protocol};
 
 use crate::ids::ConnId;
+
+/// Most peers kept. A new peer beyond it makes room: expired records go
+/// first, then the unconnected records whose addresses expire soonest (an
+/// eighth of the store at once, so that a flood of new peers costs a sort
+/// per eighth, not a scan per peer). Connected peers are never evicted.
+pub const MAX_PEERS: usize = 65_536;
+/// How often adding an address also sweeps out expired records.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Most addresses kept per peer. Adding one more drops the soonest-expiring.
 pub const MAX_ADDRESSES_PER_PEER: usize = 32;
@@ -108,6 +119,8 @@ impl PeerRecord {
 #[derive(Debug, Default)]
 pub struct PeerStore {
     peers: HashMap<PeerId, PeerRecord>,
+    /// When `add_address` next sweeps expired records.
+    next_sweep: Option<Instant>,
 }
 
 impl PeerStore {
@@ -138,6 +151,15 @@ impl PeerStore {
             return;
         }
         let expires = saturating_add(now, ttl);
+        if self.next_sweep.is_none_or(|at| now >= at) {
+            self.next_sweep = Some(saturating_add(now, SWEEP_INTERVAL));
+            self.expire(now);
+        }
+        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS && !self.make_room(now)
+        {
+            tracing::debug!(%peer, "peer store full of connected peers: address not kept");
+            return;
+        }
         let record = self.peers.entry(peer).or_default();
         if let Some((_, exp)) = record.addresses.iter_mut().find(|(a, _)| *a == addr) {
             *exp = (*exp).max(expires);
@@ -284,6 +306,29 @@ impl PeerStore {
             record.addresses.retain(|(_, exp)| *exp > now);
             record.worth_keeping(now)
         });
+    }
+
+    /// Free room for a new peer (see [`MAX_PEERS`]); `false` if every
+    /// record belongs to a connected peer.
+    fn make_room(&mut self, now: Instant) -> bool {
+        self.expire(now);
+        if self.peers.len() < MAX_PEERS {
+            return true;
+        }
+        let mut evictable: Vec<(Instant, PeerId)> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| !r.is_connected())
+            .map(|(p, r)| {
+                let latest = r.addresses.iter().map(|(_, exp)| *exp).max();
+                (latest.unwrap_or(now), *p)
+            })
+            .collect();
+        evictable.sort_unstable_by_key(|(exp, _)| *exp);
+        for (_, peer) in evictable.into_iter().take(MAX_PEERS / 8) {
+            self.peers.remove(&peer);
+        }
+        self.peers.len() < MAX_PEERS
     }
 
     /// Number of peers with a record.
@@ -556,5 +601,42 @@ mod tests {
         assert_eq!(record.observed_addr(), Some(&addr(7)));
         assert_eq!(record.last_rtt(), Some(Duration::from_millis(12)));
         assert_eq!(record.public_key(), Some(&key));
+    }
+
+    #[test]
+    fn expired_records_are_swept_as_addresses_are_added() {
+        let t0 = Instant::now();
+        let mut store = PeerStore::new();
+        store.add_address(peer(1), addr(1), 10 * SEC, t0);
+        store.add_address(peer(2), addr(2), 3600 * SEC, t0);
+        // Expired, but within the sweep interval: still held.
+        store.add_address(peer(3), addr(3), 3600 * SEC, t0 + 30 * SEC);
+        assert_eq!(store.len(), 3);
+        // A minute on, the next addition sweeps peer 1 out; no caller had
+        // to call `expire`.
+        store.add_address(peer(4), addr(4), 3600 * SEC, t0 + 61 * SEC);
+        assert!(store.get(&peer(1)).is_none());
+        assert_eq!(store.len(), 3);
+    }
+
+    #[test]
+    fn the_store_holds_at_most_max_peers_and_keeps_connected_ones() {
+        let t0 = Instant::now();
+        let mut store = PeerStore::new();
+        let first = PeerId::random();
+        store.add_address(first, addr(1), 10 * SEC, t0);
+        store.add_connection(first, conn(1));
+        let peers: Vec<PeerId> = (0..MAX_PEERS).map(|_| PeerId::random()).collect();
+        for (i, p) in peers.iter().enumerate() {
+            // Later peers' addresses live longer.
+            let ttl = SEC * (100 + i as u32);
+            store.add_address(*p, addr(2), ttl, t0);
+        }
+        assert!(store.len() <= MAX_PEERS, "{}", store.len());
+        assert!(store.len() >= MAX_PEERS - MAX_PEERS / 8, "{}", store.len());
+        assert!(store.get(&first).is_some(), "a connected peer stays");
+        let last = peers.last().unwrap();
+        assert_eq!(store.addresses(last, t0), vec![addr(2)], "the newest is kept");
+        assert!(store.get(&peers[0]).is_none(), "the soonest to expire went");
     }
 }
