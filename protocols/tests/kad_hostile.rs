@@ -444,4 +444,18 @@ fn closer_peers_full_of_unreachable_and_duplicate_entries_do_not_stall_a_lookup(
         "took {took:?}: nobody was tried"
     );
     assert!(took < Duration::from_secs(30), "took {took:?}");
+    // The made-up peers' addresses came from an answer: the peer store
+    // holds them for `lookup_address_ttl` (2 min), not for an hour.
+    let nowhere: swarm::Multiaddr = "/ip4/10.99.0.1/udp/1000/quic-v1".parse().unwrap();
+    let made_up = |net: &mut KadNet| {
+        let now = net.net.now();
+        let store = net.net.swarm(asker).peer_store();
+        store
+            .peers()
+            .filter(|p| store.addresses(p, now).contains(&nowhere))
+            .count()
+    };
+    assert!(made_up(&mut net) >= 20, "the answer's peers were learned");
+    net.net.run_for(Duration::from_secs(121));
+    assert_eq!(made_up(&mut net), 0, "expired after lookup_address_ttl");
 }

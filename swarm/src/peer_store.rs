@@ -636,7 +636,11 @@ mod tests {
         assert!(store.len() >= MAX_PEERS - MAX_PEERS / 8, "{}", store.len());
         assert!(store.get(&first).is_some(), "a connected peer stays");
         let last = peers.last().unwrap();
-        assert_eq!(store.addresses(last, t0), vec![addr(2)], "the newest is kept");
+        assert_eq!(
+            store.addresses(last, t0),
+            vec![addr(2)],
+            "the newest is kept"
+        );
         assert!(store.get(&peers[0]).is_none(), "the soonest to expire went");
     }
 }

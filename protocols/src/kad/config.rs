@@ -85,9 +85,17 @@ pub struct KadConfig {
     pub put_quorum: usize,
     /// Per-IP-group limits on the routing table; `None` for none.
     pub ip_limits: Option<IpLimits>,
-    /// How long addresses learned from the DHT stay in the peer store.
+    /// How long addresses given to us directly stay in the peer store
+    /// (`AddPeer`, bootstrap peers, a provider's own ADD_PROVIDER).
     /// Default 1 h.
     pub address_ttl: Duration,
+    /// How long addresses that answers name for *other* peers (closer
+    /// peers, providers) stay in the peer store. Short, as go-libp2p's
+    /// temporary TTL: a lookup uses them at once, and a peer we then
+    /// connect to gets its addresses for longer from the dial and identify;
+    /// the rest would otherwise pile up with the size of the network.
+    /// Default 2 min.
+    pub lookup_address_ttl: Duration,
     /// Peers to add to the routing table at start (`/…/p2p/<id>`); they
     /// are trusted to speak the protocol.
     pub bootstrap_peers: Vec<Multiaddr>,
@@ -145,6 +153,7 @@ impl Default for KadConfig {
             put_quorum: 1,
             ip_limits: Some(IpLimits::default()),
             address_ttl: Duration::from_secs(3600),
+            lookup_address_ttl: Duration::from_secs(120),
             bootstrap_peers: Vec::new(),
             bootstrap_interval: Some(Duration::from_secs(300)),
             peer_routing: true,

@@ -403,7 +403,7 @@ impl Kademlia {
         result: Result<proto::Message, WireError>,
     ) {
         let now = ctx.now();
-        let ttl = self.config.address_ttl;
+        let ttl = self.config.lookup_address_ttl;
         let k = self.config.k;
         // Validate records before borrowing the query.
         let valid_record = match &result {
