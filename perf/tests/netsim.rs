@@ -130,6 +130,17 @@ fn kad_scenario_finds_live_peers_and_records_while_nodes_leave() {
     // (2 x 20 ms) and at most a few.
     let p50 = a["lookup_p50_ms"].as_f64().unwrap();
     assert!((40.0..500.0).contains(&p50), "{a}");
+    // Hops: at least the one request to a peer that answered; in a network
+    // this small, a handful at most.
+    for key in [
+        "lookup_hops_p50",
+        "lookup_hops_p99",
+        "get_hops_p50",
+        "get_hops_p99",
+    ] {
+        let hops = a[key].as_u64().unwrap_or(0);
+        assert!((1..=6).contains(&hops), "{key}: {a}");
+    }
     assert_eq!(
         kad("3")["trace_hash"],
         a["trace_hash"],

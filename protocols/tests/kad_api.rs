@@ -106,7 +106,7 @@ impl Protocol for Asker {
     }
 
     fn handle_protocol_event(&mut self, _: &mut Context<'_>, event: &ProtocolEvent) {
-        if let Some(KadEvent::QueryFinished { id, result }) = event.downcast_ref::<KadEvent>()
+        if let Some(KadEvent::QueryFinished { id, result, .. }) = event.downcast_ref::<KadEvent>()
             && self.started.lock().unwrap().contains(id)
         {
             self.finished.lock().unwrap().push((*id, result.clone()));

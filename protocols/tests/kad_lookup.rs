@@ -154,3 +154,26 @@ fn a_lookup_with_no_peers_is_finished_at_once() {
     assert!(lookup.next_to_ask().is_none());
     assert!(lookup.closest_succeeded(20).is_empty());
 }
+
+#[test]
+fn hops_count_the_requests_on_the_path_to_the_closest_answer() {
+    let local = PeerId::random();
+    let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+    // Looking for C: A (known) names B, B names C, C answers.
+    let target = Key::from_peer(&c);
+    let mut lookup = Lookup::new(target, local, &[a], 20, 3);
+    assert_eq!(lookup.hops(), 0, "nobody answered yet");
+    run(&mut lookup, |p| {
+        Some(match p {
+            p if *p == a => vec![b],
+            p if *p == b => vec![c],
+            _ => Vec::new(),
+        })
+    });
+    assert_eq!(lookup.closest_succeeded(1), vec![c]);
+    assert_eq!(lookup.hops(), 3);
+    // A known peer that is itself the closest: one hop.
+    let mut direct = Lookup::new(target, local, &[c, a], 20, 3);
+    run(&mut direct, |_| Some(Vec::new()));
+    assert_eq!(direct.hops(), 1);
+}

@@ -177,6 +177,10 @@ pub enum KadEvent {
         id: QueryId,
         /// Its outcome.
         result: KadResult,
+        /// Hops to the closest peer that answered: the requests on the
+        /// path that led to it, itself included (1: a peer the routing
+        /// table knew); 0 for a query that reached nobody.
+        hops: u32,
     },
     /// A peer entered the routing table.
     PeerAdded(PeerId),
@@ -207,12 +211,18 @@ pub enum KadEvent {
 }
 
 /// Hand a result to whoever asked.
-pub(super) fn deliver(ctx: &mut Context<'_>, id: QueryId, reply: Option<Reply>, result: KadResult) {
+pub(super) fn deliver(
+    ctx: &mut Context<'_>,
+    id: QueryId,
+    reply: Option<Reply>,
+    result: KadResult,
+    hops: u32,
+) {
     match reply {
         Some(Reply::Channel(tx)) => {
             let _ = tx.send(result);
         }
-        Some(Reply::Event) => ctx.emit(KadEvent::QueryFinished { id, result }),
+        Some(Reply::Event) => ctx.emit(KadEvent::QueryFinished { id, result, hops }),
         None => {}
     }
 }

@@ -246,7 +246,7 @@ impl Kademlia {
             }
         };
         if let Some(result) = immediate {
-            super::api::deliver(ctx, id, Some(reply), result);
+            super::api::deliver(ctx, id, Some(reply), result, 0);
         }
     }
 

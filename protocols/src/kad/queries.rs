@@ -52,12 +52,12 @@ impl Kademlia {
     ) {
         if self.queries.len() >= self.config.max_queries {
             let limit = self.config.max_queries;
-            return deliver(ctx, id, reply, Err(KadError::TooManyQueries(limit)));
+            return deliver(ctx, id, reply, Err(KadError::TooManyQueries(limit)), 0);
         }
         let now = ctx.now();
         let (key, kind) = match self.prepare(ctx, request, now) {
             Ok(prepared) => prepared,
-            Err(result) => return deliver(ctx, id, reply, result),
+            Err(result) => return deliver(ctx, id, reply, result, 0),
         };
         let target = Key::from_bytes(&key);
         self.table.note_lookup(&target, now);
@@ -541,7 +541,8 @@ impl Kademlia {
             // The addresses found are in the peer store already.
             ctx.peer_routing_done(target);
         }
-        deliver(ctx, id, query.reply, result);
+        let hops = query.lookup.hops();
+        deliver(ctx, id, query.reply, result, hops);
     }
 }
 

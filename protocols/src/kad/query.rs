@@ -44,6 +44,9 @@ struct Candidate {
     peer: PeerId,
     distance: Distance,
     state: PeerState,
+    /// Requests on the path that found it: 1 for a seed (a peer we knew),
+    /// one more than the peer that named it otherwise.
+    hop: u32,
 }
 
 /// One iterative lookup towards `target`.
@@ -70,7 +73,7 @@ impl Lookup {
             candidates: Vec::new(),
             seen: HashSet::new(),
         };
-        lookup.add(seeds);
+        lookup.add(seeds, 1);
         lookup
     }
 
@@ -79,7 +82,7 @@ impl Lookup {
         &self.target
     }
 
-    fn add(&mut self, peers: &[PeerId]) {
+    fn add(&mut self, peers: &[PeerId], hop: u32) {
         for &peer in peers {
             if peer == self.local || self.seen.len() >= MAX_SEEN || !self.seen.insert(peer) {
                 continue;
@@ -92,6 +95,7 @@ impl Lookup {
                     peer,
                     distance,
                     state: PeerState::NotContacted,
+                    hop,
                 },
             );
         }
@@ -148,8 +152,26 @@ impl Lookup {
     /// (or already heard from) are ignored.
     pub fn on_success(&mut self, peer: &PeerId, closer: &[PeerId]) {
         if self.set(peer, PeerState::Succeeded) {
-            self.add(closer);
+            let hop = self.hop_of(peer).saturating_add(1);
+            self.add(closer, hop);
         }
+    }
+
+    fn hop_of(&self, peer: &PeerId) -> u32 {
+        self.candidates
+            .iter()
+            .find(|c| c.peer == *peer)
+            .map_or(0, |c| c.hop)
+    }
+
+    /// Hops to the closest peer that answered: the requests on the path
+    /// that led to it, itself included (1: a peer we already knew); 0 if
+    /// nobody answered.
+    pub fn hops(&self) -> u32 {
+        self.candidates
+            .iter()
+            .find(|c| c.state == PeerState::Succeeded)
+            .map_or(0, |c| c.hop)
     }
 
     /// Asking `peer` failed.

@@ -85,6 +85,8 @@ struct Query {
     target: Option<usize>,
     /// Finish time and success, once finished.
     outcome: Option<(Instant, bool)>,
+    /// Hops to the closest peer that answered (see `KadEvent::QueryFinished`).
+    hops: u32,
     /// The asking node or the node looked for left while the query ran:
     /// it counts neither way.
     abandoned: bool,
@@ -121,7 +123,8 @@ impl Protocol for Outcomes {
     }
 
     fn handle_protocol_event(&mut self, ctx: &mut Context<'_>, event: &ProtocolEvent) {
-        let Some(KadEvent::QueryFinished { id, result }) = event.downcast_ref::<KadEvent>() else {
+        let Some(KadEvent::QueryFinished { id, result, hops }) = event.downcast_ref::<KadEvent>()
+        else {
             return;
         };
         let mut book = self.queries.lock().unwrap();
@@ -143,6 +146,7 @@ impl Protocol for Outcomes {
             *open -= 1;
         }
         query.outcome = Some((ctx.now(), ok));
+        query.hops = *hops;
     }
 
     fn handle_new_connection(&mut self, _: &mut Context<'_>, _: swarm::ConnId, _: PeerId) {
@@ -255,6 +259,7 @@ impl Scenario {
                 origin: node.index,
                 target,
                 outcome: None,
+                hops: 0,
                 abandoned: false,
             },
         );
@@ -313,6 +318,23 @@ impl Scenario {
                     .sum::<usize>(),
             })
         );
+    }
+
+    /// Hops p50 and p99 of the successful queries of one kind.
+    fn hops(&self, kind: Kind) -> (Option<u32>, Option<u32>) {
+        let book = self.queries.lock().unwrap();
+        let mut hops: Vec<u32> = book
+            .by_id
+            .values()
+            .filter(|q| q.kind == kind && !q.abandoned && matches!(q.outcome, Some((_, true))))
+            .map(|q| q.hops)
+            .collect();
+        hops.sort_unstable();
+        let at = |p: f64| {
+            let last = hops.len().checked_sub(1)?;
+            Some(hops[((hops.len() as f64 * p) as usize).min(last)])
+        };
+        (at(0.5), at(0.99))
     }
 
     /// Success rate and latency percentiles (virtual ms) of one kind.
@@ -495,6 +517,8 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
     let (puts, put_rate, put_p50, _) = s.figures(Kind::Put);
     let (lookups, lookup_rate, lookup_p50, lookup_p99) = s.figures(Kind::Lookup);
     let (gets, get_rate, get_p50, get_p99) = s.figures(Kind::Get);
+    let (lookup_hops_p50, lookup_hops_p99) = s.hops(Kind::Lookup);
+    let (get_hops_p50, get_hops_p99) = s.hops(Kind::Get);
     println!(
         "{}",
         json!({
@@ -517,10 +541,14 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
             "lookup_success_rate": lookup_rate,
             "lookup_p50_ms": lookup_p50,
             "lookup_p99_ms": lookup_p99,
+            "lookup_hops_p50": lookup_hops_p50,
+            "lookup_hops_p99": lookup_hops_p99,
             "gets": gets,
             "get_success_rate": get_rate,
             "get_p50_ms": get_p50,
             "get_p99_ms": get_p99,
+            "get_hops_p50": get_hops_p50,
+            "get_hops_p99": get_hops_p99,
             "left": left,
             "abandoned_queries": s.queries.lock().unwrap().by_id.values().filter(|q| q.abandoned).count(),
             "connections_established": s.established.load(Ordering::Relaxed),
