@@ -1,7 +1,8 @@
 //! DCUtR, direct connection upgrade through relay (libp2p/specs
 //! `relay/DCUtR.md`): over a relayed connection, two peers exchange the
 //! addresses others observed them at, synchronise on the relay's round
-//! trip, and open a direct QUIC connection through both NATs at once
+//! trip, and open a direct QUIC connection (datagram punches) or TCP one
+//! (a simultaneous open from both listen ports) through both NATs at once
 //! ([`Dcutr`], events [`DcutrEvent`]).
 //!
 //! | file | concept |
