@@ -41,7 +41,9 @@ pub struct DcutrConfig {
     pub max_attempts: u8,
     /// How long an attempt waits for the direct connection. Default 5 s.
     pub attempt_timeout: Duration,
-    /// Hole-punching datagrams per address per attempt. Default 10.
+    /// Hole-punching datagrams per QUIC address per attempt (a TCP
+    /// address gets one dial, with the first; 0 punches nothing). Default
+    /// 10.
     pub punches: u32,
     /// Time between them. Default 20 ms.
     pub punch_interval: Duration,
