@@ -342,12 +342,8 @@ impl Node {
             } => {
                 self.ensure_dialing(peer);
                 let control = self.swarm.behaviour().stream.new_control();
-                tokio::spawn(async move {
-                    let r = tokio::time::timeout(timeout, request(control, peer, protocol, data))
-                        .await
-                        .unwrap_or_else(|_| Err("request: timed out".to_string()));
-                    let _ = reply.send(r);
-                });
+                let work = request(control, peer, protocol, data);
+                reply_within(timeout, "request", work, reply);
             }
             Command::Perf {
                 peer,
@@ -358,12 +354,8 @@ impl Node {
             } => {
                 self.ensure_dialing(peer);
                 let control = self.swarm.behaviour().stream.new_control();
-                tokio::spawn(async move {
-                    let r = tokio::time::timeout(timeout, perf_client(control, peer, up, down))
-                        .await
-                        .unwrap_or_else(|_| Err("perf: timed out".to_string()));
-                    let _ = reply.send(r);
-                });
+                let work = perf_client(control, peer, up, down);
+                reply_within(timeout, "perf", work, reply);
             }
             Command::PushIdentify { peers } => self.swarm.behaviour_mut().identify.push(peers),
             Command::AddExternalAddress(addr) => self.swarm.add_external_address(addr),
@@ -532,4 +524,20 @@ impl Node {
         };
         self.emit(ev);
     }
+}
+
+/// Run `work` on its own task, bounded by `timeout` ("`what`: timed out"
+/// then), and send its result to `reply`.
+fn reply_within<T: Send + 'static>(
+    timeout: Duration,
+    what: &'static str,
+    work: impl Future<Output = Result<T, String>> + Send + 'static,
+    reply: std_mpsc::Sender<Result<T, String>>,
+) {
+    tokio::spawn(async move {
+        let r = tokio::time::timeout(timeout, work)
+            .await
+            .unwrap_or_else(|_| Err(format!("{what}: timed out")));
+        let _ = reply.send(r);
+    });
 }
