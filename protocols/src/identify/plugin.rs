@@ -363,6 +363,11 @@ impl Protocol for Identify {
     fn handle_closed_connection(&mut self, _ctx: &mut Context<'_>, conn: ConnId, _peer: PeerId) {
         // Its streams were closed (and untracked) just before.
         self.conns.remove(&conn);
+        // A burst of connections must not leave its peak's table behind
+        // (a node that met thousands of peers once keeps a few).
+        if self.conns.capacity() > 64 && self.conns.len() < self.conns.capacity() / 4 {
+            self.conns.shrink_to(self.conns.len() * 2);
+        }
     }
 
     fn accept_inbound_stream(&mut self, ctx: &mut Context<'_>, stream: StreamRef, protocol: &str) {

@@ -49,7 +49,8 @@ pub struct KBucket {
     /// Least recently seen first.
     entries: Vec<Entry>,
     /// A newcomer waiting for the check of the least recently seen entry.
-    candidate: Option<Entry>,
+    /// Boxed: few buckets ever have one, and a table holds 256 buckets.
+    candidate: Option<Box<Entry>>,
 }
 
 impl KBucket {
@@ -60,7 +61,7 @@ impl KBucket {
 
     /// The waiting candidate, if any.
     pub fn candidate(&self) -> Option<&Entry> {
-        self.candidate.as_ref()
+        self.candidate.as_deref()
     }
 
     /// Whether `peer` is an entry.
@@ -87,7 +88,7 @@ impl KBucket {
             return BucketInsert::Full;
         }
         let check = self.entries[0].peer;
-        self.candidate = Some(entry);
+        self.candidate = Some(Box::new(entry));
         BucketInsert::Pending { check }
     }
 
@@ -110,13 +111,13 @@ impl KBucket {
     /// removed entry and the candidate that was promoted.
     pub fn remove(&mut self, peer: &PeerId) -> (Option<Entry>, Option<Entry>) {
         if self.candidate.as_ref().is_some_and(|c| c.peer == *peer) {
-            return (self.candidate.take(), None);
+            return (self.candidate.take().map(|c| *c), None);
         }
         let Some(pos) = self.entries.iter().position(|e| e.peer == *peer) else {
             return (None, None);
         };
         let removed = self.entries.remove(pos);
-        let promoted = self.candidate.take();
+        let promoted = self.candidate.take().map(|c| *c);
         if let Some(c) = &promoted {
             self.entries.push(c.clone());
         }
@@ -125,7 +126,7 @@ impl KBucket {
 
     /// Drop the candidate (it broke a limit at promotion time).
     pub fn drop_candidate(&mut self) -> Option<Entry> {
-        self.candidate.take()
+        self.candidate.take().map(|c| *c)
     }
 
     /// Remove an entry without promoting the candidate.

@@ -23,6 +23,14 @@ pub trait LinkModel {
         deliver: &mut Vec<(Duration, Vec<u8>)>,
         stats: &mut LinkStats,
     );
+
+    /// The smallest one-way delay any datagram can have: what lets nodes
+    /// run a stretch of time that short apart (see
+    /// [`VirtualNet::set_threads`](super::VirtualNet::set_threads)).
+    /// Default zero: no such stretch.
+    fn min_delay(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// What a [`LossyLink`] does to each datagram, the same in both directions
@@ -121,6 +129,11 @@ impl LossyLink {
 }
 
 impl LinkModel for LossyLink {
+    fn min_delay(&self) -> Duration {
+        // Spread, jitter and the uplink only ever add to it.
+        self.config.latency
+    }
+
     fn carry(
         &mut self,
         now: Instant,

@@ -1,7 +1,6 @@
 //! A virtual network: swarm cores (and other sans-I/O nodes) exchanging
-//! datagrams through a simulated link on a virtual clock, with no sockets
-//! and no threads. Tests, the fuzz targets and simulations drive swarms
-//! with it.
+//! datagrams through a simulated link on a virtual clock, with no sockets.
+//! Tests, the fuzz targets and simulations drive swarms with it.
 //!
 //! # Nodes
 //!
@@ -32,6 +31,13 @@
 //! 4. **Deliver.** Every datagram due by then is fed to its node, in arrival
 //!    order (ties in the order they were sent).
 //! 5. **Fire.** Every node whose timeout is due is fed it.
+//!
+//! With [`VirtualNet::set_threads`], steps 4, 5 and 1 of all the turns
+//! within the link's smallest delay run node by node on several threads
+//! (a *lookahead window*: nothing sent in it can arrive in it); what the
+//! nodes sent is then put on the network in the order the turns would have
+//! sent it, so the run is the same, except that `done` is checked once per
+//! window.
 //!
 //! Nothing else advances the clock: between two runs, time stands still, so
 //! a caller can call into a node (dial, open a stream) "at" the current
@@ -97,6 +103,7 @@
 mod link;
 mod node;
 mod run;
+mod window;
 
 use std::any::Any;
 use std::cmp::Reverse;
@@ -290,6 +297,9 @@ pub struct VirtualNet {
     certificates: CertificateCache,
     /// Some node handed work to a thread (see [`VirtualNet::replayable`]).
     uses_threads: bool,
+    /// Threads that run lookahead windows (0: sequential turns; see
+    /// [`VirtualNet::set_threads`]).
+    threads: usize,
 }
 
 /// How many certificates the swarms of one network share (see
@@ -338,6 +348,7 @@ impl VirtualNet {
             candidates: Vec::new(),
             certificates: CertificateCache::new(SHARED_CERTIFICATES),
             uses_threads: false,
+            threads: 0,
         }
     }
 

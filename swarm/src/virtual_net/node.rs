@@ -40,8 +40,10 @@ pub(crate) fn in_node<R>(node: usize, f: impl FnOnce() -> R) -> R {
 /// datagrams and timeouts and produces datagrams.
 ///
 /// `Any` so that the network can hand a node back as its concrete type
-/// ([`VirtualNet::node_mut`](super::VirtualNet::node_mut)).
-pub trait Node: Any {
+/// ([`VirtualNet::node_mut`](super::VirtualNet::node_mut)); `Send` so that
+/// it can run its turns of a lookahead window on another thread
+/// ([`VirtualNet::set_threads`](super::VirtualNet::set_threads)).
+pub trait Node: Any + Send {
     /// Take one datagram `from` that arrived at `now`.
     fn feed_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]);
 

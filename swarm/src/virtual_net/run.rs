@@ -13,12 +13,12 @@ use tracing::warn;
 
 use super::node::in_node;
 use super::{Fate, HashWriter, Outcome, TraceEntry, TracedEvent, VirtualNet};
-use crate::Swarm;
+use crate::{Swarm, SwarmEvent};
 
 impl VirtualNet {
     /// Put one datagram on the network: route, filter, dark switches,
     /// partitions, link.
-    fn send(&mut self, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
+    pub(super) fn send(&mut self, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
         let size = data.len();
         let fate = self.route(from, to, data);
         if let Some(trace) = &mut self.trace {
@@ -121,20 +121,7 @@ impl VirtualNet {
             }
             slot.node.take_events(&mut events);
             for event in events.drain(..) {
-                self.hasher.write_u128(at.as_nanos());
-                self.hasher.write_usize(i);
-                // The hash takes the event's Debug text as a byte stream,
-                // written in pieces: no String unless the trace keeps it.
-                match &mut self.event_trace {
-                    Some(trace) => {
-                        let event = format!("{event:?}");
-                        self.hasher.write(event.as_bytes());
-                        trace.push(TracedEvent { at, node: i, event });
-                    }
-                    None => {
-                        let _ = write!(HashWriter(&mut self.hasher), "{event:?}");
-                    }
-                }
+                self.hash_event(at, i, &event);
             }
         }
         dirty.clear();
@@ -145,6 +132,25 @@ impl VirtualNet {
         self.outgoing = out;
         self.sent = sent;
         self.events = events;
+    }
+
+    /// Add one swarm event of node `node` at `at` (since the start) to
+    /// the trace hash, and to the event trace if one is kept.
+    pub(super) fn hash_event(&mut self, at: Duration, node: usize, event: &SwarmEvent) {
+        self.hasher.write_u128(at.as_nanos());
+        self.hasher.write_usize(node);
+        // The hash takes the event's Debug text as a byte stream, written
+        // in pieces: no String unless the trace keeps it.
+        match &mut self.event_trace {
+            Some(trace) => {
+                let event = format!("{event:?}");
+                self.hasher.write(event.as_bytes());
+                trace.push(TracedEvent { at, node, event });
+            }
+            None => {
+                let _ = write!(HashWriter(&mut self.hasher), "{event:?}");
+            }
+        }
     }
 
     /// The earliest current entry of the timeout heap (stale ones go).
@@ -197,7 +203,10 @@ impl VirtualNet {
             }
             // `max`: a timeout in the past does not move the clock back.
             self.now = self.now.max(next);
-            self.step();
+            match self.window_end() {
+                Some(end) => self.run_window(end, deadline),
+                None => self.step(),
+            }
         }
         panic!(
             "the network did not settle in {} turns: a node spins",
@@ -232,7 +241,13 @@ impl VirtualNet {
                 break;
             }
             self.timeouts.pop();
-            candidates.push(n);
+            // A stale entry (the node's timeout moved since) polls nobody.
+            if self.slots[n]
+                .as_ref()
+                .is_some_and(|s| s.timeout == Some(at))
+            {
+                candidates.push(n);
+            }
         }
         candidates.sort_unstable();
         candidates.dedup();

@@ -37,8 +37,7 @@ pub(crate) fn run(args: ChurnArgs) -> anyhow::Result<()> {
     let net_args = args.net;
     anyhow::ensure!(net_args.nodes > args.conns, "--nodes must exceed --conns");
     let mut progress = Progress::new();
-    let link = net_args.link();
-    let mut net = VirtualNet::new(net_args.seed, link);
+    let mut net = net_args.network();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut rng = StdRng::seed_from_u64(net_args.seed);
     let mut live: Vec<(usize, PluginId)> = Vec::new();

@@ -191,7 +191,7 @@ pub(crate) fn run(args: GossipArgs) -> anyhow::Result<()> {
         "--publishers must be 1..=--nodes"
     );
     anyhow::ensure!(args.size >= 8, "--size must be at least 8 (the index)");
-    let mut net = VirtualNet::new(args.net.seed, args.net.link());
+    let mut net = args.net.network();
     let mut rng = StdRng::seed_from_u64(args.net.seed);
     let deliveries = Arc::new(Mutex::new(Deliveries::default()));
     let mut nodes = Vec::with_capacity(n);

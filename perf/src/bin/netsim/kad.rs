@@ -49,6 +49,10 @@ pub(crate) struct KadArgs {
     /// wave does, whatever the number of nodes.
     #[arg(long, default_value_t = 10.0)]
     refresh_interval_ms: f64,
+    /// Skip the refresh wave: the early joiners' tables fill only from the
+    /// later joiners who reach them (half the connections of a run).
+    #[arg(long)]
+    no_refresh: bool,
     /// Records put before the query phase.
     #[arg(long, default_value_t = 100)]
     puts: usize,
@@ -375,7 +379,7 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
         "--nodes must exceed --seeds (at least 1)"
     );
     let mut s = Scenario {
-        net: VirtualNet::new(net_args.seed, net_args.link()),
+        net: net_args.network(),
         rng: StdRng::seed_from_u64(net_args.seed),
         queries: Arc::default(),
         expected: Arc::default(),
@@ -430,7 +434,8 @@ pub(crate) fn run(args: KadArgs) -> anyhow::Result<()> {
     // Early joiners met a small network: everyone refreshes once, one
     // after another as they joined (see `--refresh-interval-ms`).
     let refresh_interval = Duration::from_secs_f64(args.refresh_interval_ms / 1000.0);
-    for (i, node) in nodes.iter().enumerate() {
+    let refreshing = if args.no_refresh { &[][..] } else { &nodes[..] };
+    for (i, node) in refreshing.iter().enumerate() {
         s.start(node, Kind::Join, KadRequest::Bootstrap, None, None);
         if !refresh_interval.is_zero() {
             s.net.run_for(refresh_interval);

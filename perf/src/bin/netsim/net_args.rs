@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use swarm::virtual_net::LinkConfig;
+use swarm::virtual_net::{LinkConfig, VirtualNet};
 
 /// The network every scenario runs on.
 #[derive(Args, Clone)]
@@ -40,9 +40,22 @@ pub(crate) struct NetArgs {
     /// Give up after this much virtual time, in seconds.
     #[arg(long, default_value_t = 600.0)]
     pub(crate) max_virtual_s: f64,
+    /// Threads that run the nodes (0: one, in sequential turns). With 1 or
+    /// more the network runs in lookahead windows as long as the latency:
+    /// the same trace for any number of threads; it differs from 0's only
+    /// in when a phase notices it is done.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
 }
 
 impl NetArgs {
+    /// The network these arguments describe, with no nodes yet.
+    pub(crate) fn network(&self) -> VirtualNet {
+        let mut net = VirtualNet::new(self.seed, self.link());
+        net.set_threads(self.threads);
+        net
+    }
+
     /// The link these arguments describe.
     pub(crate) fn link(&self) -> LinkConfig {
         LinkConfig {

@@ -8,7 +8,6 @@ use clap::Args;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use swarm::virtual_net::VirtualNet;
 
 use crate::net_args::NetArgs;
 use crate::nodes::{Seen, add_node};
@@ -32,8 +31,7 @@ pub(crate) struct PingArgs {
 pub(crate) fn run(args: PingArgs) -> anyhow::Result<()> {
     let net_args = args.net.clone();
     anyhow::ensure!(net_args.nodes > args.conns, "--nodes must exceed --conns");
-    let link = net_args.link();
-    let mut net = VirtualNet::new(net_args.seed, link);
+    let mut net = net_args.network();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut rng = StdRng::seed_from_u64(net_args.seed);
     let mut peers = Vec::with_capacity(net_args.nodes);
