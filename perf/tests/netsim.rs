@@ -90,10 +90,14 @@ fn ping_scenario_runs_on_ipv6_addresses() {
 }
 
 fn kad(seed: &str) -> serde_json::Value {
-    summary(&[
+    kad_with(seed, "20", &[])
+}
+
+fn kad_with(seed: &str, nodes: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "kad",
         "--nodes",
-        "20",
+        nodes,
         "--k",
         "4",
         "--seeds",
@@ -108,7 +112,9 @@ fn kad(seed: &str) -> serde_json::Value {
         "50",
         "--seed",
         seed,
-    ])
+    ];
+    args.extend_from_slice(extra);
+    summary(&args)
 }
 
 /// 20 nodes with k = 4 (so records live on a few nodes and gets go over
@@ -145,6 +151,31 @@ fn kad_scenario_finds_live_peers_and_records_while_nodes_leave() {
         kad("3")["trace_hash"],
         a["trace_hash"],
         "same seed, other trace"
+    );
+}
+
+/// The kad scenario in lookahead windows on two threads, without the
+/// refresh wave: everything is found as in the sequential run, and the run
+/// is the same as on one thread (the thread count changes nothing).
+#[test]
+fn kad_scenario_on_two_threads_replays_the_one_thread_run() {
+    let two = kad_with("4", "40", &["--threads", "2", "--no-refresh"]);
+    for key in [
+        "bootstrap_success_rate",
+        "put_success_rate",
+        "lookup_success_rate",
+        "get_success_rate",
+    ] {
+        assert_eq!(two[key], 1.0, "{key}: {two}");
+    }
+    // Half the bootstraps of a run with the refresh wave: one per node
+    // that joined.
+    assert_eq!(two["bootstraps"], 38, "{two}");
+    let one = kad_with("4", "40", &["--threads", "1", "--no-refresh"]);
+    assert_eq!(one["trace_hash"], two["trace_hash"], "{one}\n{two}");
+    assert_eq!(
+        one["connections_established"], two["connections_established"],
+        "{one}\n{two}"
     );
 }
 
