@@ -219,36 +219,17 @@ impl VirtualNet {
     /// in index order.
     fn step(&mut self) {
         let now = self.now;
-        while let Some(entry) = self.in_flight.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let (to, from, data) = entry.remove();
+        while let Some((_, to, from, data)) = self.pop_arrival(|at| at <= now) {
             let Some(slot) = self.slots[to].as_mut() else {
-                self.stats.unroutable += 1; // removed while it was in flight
-                continue;
+                continue; // `pop_arrival` returns live nodes' datagrams only
             };
-            self.stats.delivered += 1;
-            self.stats.bytes_delivered += data.len() as u64;
             let node = &mut slot.node;
             in_node(to, || node.feed_datagram(now, from, &data));
             self.mark(to);
         }
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.extend_from_slice(&self.dirty);
-        while let Some(&Reverse((at, n))) = self.timeouts.peek() {
-            if at > now {
-                break;
-            }
-            self.timeouts.pop();
-            // A stale entry (the node's timeout moved since) polls nobody.
-            if self.slots[n]
-                .as_ref()
-                .is_some_and(|s| s.timeout == Some(at))
-            {
-                candidates.push(n);
-            }
-        }
+        self.pop_due_timeouts(|at| at <= now, &mut candidates);
         candidates.sort_unstable();
         candidates.dedup();
         for &i in &candidates {
@@ -268,6 +249,52 @@ impl VirtualNet {
         }
         candidates.clear();
         self.candidates = candidates;
+    }
+
+    /// Take the next datagram in flight if `due(arrival)`, as (arrival,
+    /// node, sender, bytes), and count it delivered; one to a node removed
+    /// while it was in flight is counted unroutable and skipped.
+    pub(super) fn pop_arrival(
+        &mut self,
+        due: impl Fn(Instant) -> bool,
+    ) -> Option<(Instant, usize, SocketAddr, Vec<u8>)> {
+        loop {
+            let entry = self.in_flight.first_entry()?;
+            let at = entry.key().0;
+            if !due(at) {
+                return None;
+            }
+            let (to, from, data) = entry.remove();
+            if self.slots[to].is_none() {
+                self.stats.unroutable += 1;
+                continue;
+            }
+            self.stats.delivered += 1;
+            self.stats.bytes_delivered += data.len() as u64;
+            return Some((at, to, from, data));
+        }
+    }
+
+    /// Pop the timeout-heap entries with `due(at)`, pushing onto `nodes`
+    /// each node whose current timeout it is. A stale entry (the node's
+    /// timeout moved since) polls nobody.
+    pub(super) fn pop_due_timeouts(
+        &mut self,
+        due: impl Fn(Instant) -> bool,
+        nodes: &mut Vec<usize>,
+    ) {
+        while let Some(&Reverse((at, n))) = self.timeouts.peek() {
+            if !due(at) {
+                break;
+            }
+            self.timeouts.pop();
+            if self.slots[n]
+                .as_ref()
+                .is_some_and(|s| s.timeout == Some(at))
+            {
+                nodes.push(n);
+            }
+        }
     }
 
     /// Let `d` of virtual time pass with the network running; the clock

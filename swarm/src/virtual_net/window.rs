@@ -133,35 +133,12 @@ impl VirtualNet {
         let in_window = |at: Instant| at < end && at <= deadline;
         // What is due in the window, by node.
         let mut arrivals: Vec<(usize, Instant, SocketAddr, Vec<u8>)> = Vec::new();
-        while let Some(entry) = self.in_flight.first_entry() {
-            if !in_window(entry.key().0) {
-                break;
-            }
-            let at = entry.key().0;
-            let (to, from, data) = entry.remove();
-            if self.slots[to].is_none() {
-                self.stats.unroutable += 1; // removed while it was in flight
-                continue;
-            }
-            self.stats.delivered += 1;
-            self.stats.bytes_delivered += data.len() as u64;
+        while let Some((at, to, from, data)) = self.pop_arrival(in_window) {
             arrivals.push((to, at, from, data));
         }
-        // Nodes whose current timeout is due in the window (stale heap
-        // entries go, as in `step`).
+        // And the nodes whose current timeout is due in the window.
         let mut touched: Vec<usize> = arrivals.iter().map(|a| a.0).collect();
-        while let Some(&Reverse((at, n))) = self.timeouts.peek() {
-            if !in_window(at) {
-                break;
-            }
-            self.timeouts.pop();
-            if self.slots[n]
-                .as_ref()
-                .is_some_and(|s| s.timeout == Some(at))
-            {
-                touched.push(n);
-            }
-        }
+        self.pop_due_timeouts(in_window, &mut touched);
         // Stable: each node's arrivals stay in arrival order.
         arrivals.sort_by_key(|a| a.0);
         touched.sort_unstable();
