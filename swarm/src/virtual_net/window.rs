@@ -51,6 +51,8 @@ struct NodeWindow<'a> {
 struct TurnOutput {
     at: Instant,
     node: usize,
+    /// The node's address, the datagrams' source.
+    from: SocketAddr,
     /// 0 for the node's first turn at `at`, 1 for a second one (a timeout
     /// it asked for at or before `at`), and so on.
     round: u32,
@@ -60,10 +62,10 @@ struct TurnOutput {
 
 impl NodeWindow<'_> {
     /// Run the node's turns before `end` (and at most at `deadline`),
-    /// as the network's `step` and `flush` would.
-    fn run(&mut self, end: Instant, deadline: Instant, max_turns: u64) {
+    /// as the network's `step` and `flush` would; `buf` is the scratch
+    /// space of [`Node::poll_transmits`](super::Node::poll_transmits).
+    fn run(&mut self, end: Instant, deadline: Instant, max_turns: u64, buf: &mut Vec<u8>) {
         let i = self.index;
-        let mut buf = Vec::with_capacity(64 * 1024);
         let mut round = 0;
         for _ in 0..max_turns {
             let next_arrival = self.arrivals.front().map(|a| a.0);
@@ -91,7 +93,7 @@ impl NodeWindow<'_> {
             });
             // The flush of this turn.
             let mut sent = Vec::new();
-            in_node(i, || node.poll_transmits(at, &mut buf, &mut sent));
+            in_node(i, || node.poll_transmits(at, buf, &mut sent));
             self.uses_threads |= node.uses_threads();
             self.slot.timeout = in_node(i, || node.poll_timeout());
             let mut events = Vec::new();
@@ -100,6 +102,7 @@ impl NodeWindow<'_> {
                 self.turns.push(TurnOutput {
                     at,
                     node: i,
+                    from: self.slot.addr,
                     round,
                     sent,
                     events,
@@ -173,18 +176,21 @@ impl VirtualNet {
         let max_turns = self.max_turns;
         let threads = self.threads.min(windows.len() / MIN_NODES_FOR_THREADS);
         if threads <= 1 {
+            let mut buf = std::mem::take(&mut self.buf);
             for w in &mut windows {
-                w.run(end, deadline, max_turns);
+                w.run(end, deadline, max_turns, &mut buf);
             }
+            self.buf = buf;
         } else {
             let queue = Mutex::new(windows.iter_mut());
             std::thread::scope(|s| {
                 for _ in 0..threads {
                     s.spawn(|| {
+                        let mut buf = Vec::with_capacity(64 * 1024);
                         loop {
                             let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
                             let Some(w) = next else { break };
-                            w.run(end, deadline, max_turns);
+                            w.run(end, deadline, max_turns, &mut buf);
                         }
                     });
                 }
@@ -193,12 +199,10 @@ impl VirtualNet {
 
         // Put it all on the network, in sequential order.
         let mut turns: Vec<TurnOutput> = Vec::new();
-        let mut addrs = Vec::with_capacity(windows.len());
         let mut last = self.now;
         for w in windows {
             let index = w.index;
             last = last.max(w.last.unwrap_or(last));
-            addrs.push((index, w.slot.addr));
             if w.uses_threads && !self.uses_threads {
                 self.uses_threads = true;
                 warn!(
@@ -212,10 +216,6 @@ impl VirtualNet {
             turns.extend(w.turns);
         }
         turns.sort_by_key(|t| (t.at, t.round, t.node));
-        let addr_of = |n: usize| {
-            let at = addrs.binary_search_by_key(&n, |a| a.0).expect("ran");
-            addrs[at].1
-        };
         let mut turns = turns.into_iter().peekable();
         while let Some(first) = turns.peek() {
             // One sequential turn: every node's flush at (at, round), then
@@ -225,7 +225,7 @@ impl VirtualNet {
             let since_start = at - self.start;
             let mut out = Vec::new();
             while let Some(turn) = turns.next_if(|t| (t.at, t.round) == (at, round)) {
-                let from = addr_of(turn.node);
+                let from = turn.from;
                 out.extend(turn.sent.into_iter().map(|(to, data)| (from, to, data)));
                 for event in &turn.events {
                     self.hash_event(since_start, turn.node, event);
