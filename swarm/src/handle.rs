@@ -185,6 +185,12 @@ impl SwarmHandle {
     /// Receive the swarm's events on a bounded channel of `capacity`. The
     /// swarm never blocks on it: when it is full, events are dropped and
     /// counted, so read it promptly.
+    ///
+    /// Events flow from when the swarm thread takes the subscription, which
+    /// may be after what the caller does next (say, a connection it makes).
+    /// To see every event from now on, follow it with a [`call`](Self::call):
+    /// commands run in order, so the call returns once the subscription is
+    /// in place.
     pub fn subscribe(&self, capacity: usize) -> Result<mpsc::Receiver<SwarmEvent>, HandleError> {
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
         self.send(Command::Subscribe(tx))?;

@@ -282,6 +282,6 @@ fn tunnel_tcp_node(seed: u8) -> (Node, Multiaddr) {
         .expect("tcp listen");
     let peer = rt.swarm().local_peer_id();
     let (handle, thread) = rt.spawn().expect("spawn");
-    let events = handle.subscribe(1024).expect("subscribe");
+    let events = subscribed(&handle);
     (Node::from_parts(handle, peer, quic, events, thread), tcp)
 }

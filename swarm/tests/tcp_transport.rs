@@ -180,7 +180,7 @@ fn slow_reader_over_yamux_stays_bounded_and_gets_every_byte_in_order() {
         .expect("tcp listen");
     let b_peer = rt.swarm().local_peer_id();
     let (b_handle, b_thread) = rt.spawn().expect("spawn");
-    let b_events = b_handle.subscribe(16).expect("subscribe");
+    let b_events = subscribed(&b_handle);
     let b = Node::from_parts(b_handle, b_peer, b_tcp.clone(), b_events, b_thread);
     let (a, _) = dual_node(71);
     a.handle
@@ -284,7 +284,7 @@ fn an_idle_tcp_connection_closes_after_the_idle_timeout() {
         .expect("tcp listen");
     let peer = rt.swarm().local_peer_id();
     let (handle, thread) = rt.spawn().expect("spawn");
-    let events = handle.subscribe(64).expect("subscribe");
+    let events = subscribed(&handle);
     let a = Node::from_parts(handle, peer, tcp.clone(), events, thread);
     let (b, _) = dual_node(75);
     b.handle
@@ -315,7 +315,7 @@ fn streams_beyond_the_yamux_limit_are_refused_and_the_others_keep_working() {
         .expect("tcp listen");
     let peer = rt.swarm().local_peer_id();
     let (handle, thread) = rt.spawn().expect("spawn");
-    let events = handle.subscribe(64).expect("subscribe");
+    let events = subscribed(&handle);
     let a = Node::from_parts(handle, peer, tcp.clone(), events, thread);
     let (b, _) = dual_node(77);
     b.handle
@@ -409,7 +409,7 @@ fn tls_dialer(seed: u8) -> Node {
         .expect("quic listen");
     let peer = rt.swarm().local_peer_id();
     let (handle, thread) = rt.spawn().expect("spawn");
-    let events = handle.subscribe(64).expect("subscribe");
+    let events = subscribed(&handle);
     Node::from_parts(handle, peer, quic, events, thread)
 }
 

@@ -94,7 +94,7 @@ pub fn node(config: SwarmConfig, plugins: Vec<Box<dyn Protocol>>) -> Node {
         .expect("listen");
     let peer = rt.swarm().local_peer_id();
     let (handle, thread) = rt.spawn().expect("spawn");
-    let events = handle.subscribe(1024).expect("subscribe");
+    let events = subscribed(&handle);
     Node {
         handle,
         peer,
@@ -137,6 +137,17 @@ pub fn echo_roundtrip(from: &SwarmHandle, to: PeerId, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The events of the swarm behind `handle`, from the moment this returns:
+/// the subscription is a command the swarm thread takes when it gets to
+/// it, possibly after a connection the test makes next (a test that then
+/// waits for that connection's event would miss it); a call behind it on
+/// the same command queue returns only once the subscription is in place.
+pub fn subscribed(handle: &SwarmHandle) -> Receiver<SwarmEvent> {
+    let events = handle.subscribe(1024).expect("subscribe");
+    handle.call(TIMEOUT, |_| ()).expect("the swarm thread runs");
+    events
+}
+
 /// A byte pattern whose every position is checkable.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
@@ -164,6 +175,6 @@ pub fn dual_node_with(config: SwarmConfig) -> (Node, Multiaddr) {
     );
     let peer = rt.swarm().local_peer_id();
     let (handle, thread) = rt.spawn().expect("spawn");
-    let events = handle.subscribe(1024).expect("subscribe");
+    let events = subscribed(&handle);
     (Node::from_parts(handle, peer, quic, events, thread), tcp)
 }
