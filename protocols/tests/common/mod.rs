@@ -80,6 +80,9 @@ impl Node {
         let peer = rt.swarm().local_peer_id();
         let (handle, thread) = rt.spawn().expect("spawn");
         let events = handle.subscribe(4096).expect("subscribe");
+        // In place once a call behind it on the command queue returns, so
+        // that no event of what the test does next is missed.
+        handle.call(TIMEOUT, |_| ()).expect("the swarm thread runs");
         Node {
             handle,
             keypair,
