@@ -177,19 +177,12 @@ impl Protocol for Silent {
 #[test]
 fn silent_responder_times_out_on_both_paths() {
     let server = node(5, vec![Box::new(Silent)]);
-    let (tx, rx) = mpsc::channel();
-    let client = node(
+    let (client, rx) = asking_client(
         6,
-        vec![
-            Box::new(RequestResponse::new(
-                PROTOCOL,
-                RequestResponseConfig {
-                    timeout: Duration::from_millis(300),
-                    ..RequestResponseConfig::default()
-                },
-            )),
-            Box::new(Asker { results: tx }),
-        ],
+        RequestResponseConfig {
+            timeout: Duration::from_millis(300),
+            ..RequestResponseConfig::default()
+        },
     );
     connect(&client, &server);
     let timeout = Duration::from_millis(300);
@@ -204,11 +197,29 @@ fn silent_responder_times_out_on_both_paths() {
     assert_eq!(result, Err(RequestError::Timeout(timeout)));
 }
 
+/// A node whose [`Asker`] asks every peer it connects to, over a
+/// request-response plugin with `config`; returns it and the asker's
+/// outcomes.
+fn asking_client(seed: u8, config: RequestResponseConfig) -> (Node, mpsc::Receiver<Outcome>) {
+    let (results, rx) = mpsc::channel();
+    let client = node(
+        seed,
+        vec![
+            Box::new(RequestResponse::new(PROTOCOL, config)),
+            Box::new(Asker { results }),
+        ],
+    );
+    (client, rx)
+}
+
 /// Sends `"hello"` on every new connection with `send_request` and
 /// reports each outcome.
 struct Asker {
-    results: mpsc::Sender<(RequestId, Result<Bytes, RequestError>)>,
+    results: mpsc::Sender<Outcome>,
 }
+
+/// A request the [`Asker`] made, and how it ended.
+type Outcome = (RequestId, Result<Bytes, RequestError>);
 
 impl Protocol for Asker {
     fn handle_new_connection(&mut self, ctx: &mut Context<'_>, _: ConnId, peer: PeerId) {
@@ -226,17 +237,7 @@ impl Protocol for Asker {
 #[test]
 fn plugin_requests_get_response_events() {
     let server = node(7, vec![upper(RequestResponseConfig::default())]);
-    let (tx, rx) = mpsc::channel();
-    let client = node(
-        8,
-        vec![
-            Box::new(RequestResponse::new(
-                PROTOCOL,
-                RequestResponseConfig::default(),
-            )),
-            Box::new(Asker { results: tx }),
-        ],
-    );
+    let (client, rx) = asking_client(8, RequestResponseConfig::default());
     connect(&client, &server);
     let mut results: Vec<_> = (0..2).map(|_| rx.recv_timeout(WAIT).unwrap()).collect();
     results.sort_by_key(|(id, _)| *id);
@@ -247,17 +248,7 @@ fn plugin_requests_get_response_events() {
 #[test]
 fn plugin_request_to_a_peer_without_the_protocol_is_refused() {
     let server = node(9, vec![]);
-    let (tx, rx) = mpsc::channel();
-    let client = node(
-        10,
-        vec![
-            Box::new(RequestResponse::new(
-                PROTOCOL,
-                RequestResponseConfig::default(),
-            )),
-            Box::new(Asker { results: tx }),
-        ],
-    );
+    let (client, rx) = asking_client(10, RequestResponseConfig::default());
     connect(&client, &server);
     for _ in 0..2 {
         let (_, result) = rx.recv_timeout(WAIT).unwrap();
